@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Everything else is optional.
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+# `MODEL=/path/to/hf-checkpoint make run` serves a real checkpoint; the default is the demo
+# model the build creates.
+MODEL ?= $(BUILD_DIR)/models/demo
+PROMPT_IDS ?= 1,450,1200,3001
+MAX_TOKENS ?= 32
+
+.PHONY: all deps configure build run test format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) > /dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Today: the offline greedy path on the model. The gRPC server replaces this once it lands.
+run: build
+	$(BUILD_DIR)/bin/iquest-generate --model $(MODEL) --prompt-ids $(PROMPT_IDS) \
+		--max-tokens $(MAX_TOKENS)
+
+test: build
+	cd $(BUILD_DIR) && ctest -LE gpu --output-on-failure -j $(JOBS) --timeout 900
+
+format:
+	@git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR)
