@@ -1,0 +1,113 @@
+// Backend: the only interface the model sees. One implementation per device; CpuBackend is the
+// reference every other backend is tested against.
+//
+// Conventions: all tensors are dense row-major TensorViews in the backend's memory. Activations
+// are f32 on the CPU reference; weights may be f32, f16 or bf16. "T" is the number of tokens in
+// the flat batch (prefill chunks and decodes together).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "common/tensor.h"
+#include "kernels/kv_layout.h"
+
+namespace iquest {
+
+enum class Device { kCpu, kCuda };
+
+// Memory owned by a backend; freed on destruction.
+class DeviceBuffer {
+ public:
+  DeviceBuffer(void* data, size_t num_bytes, std::function<void(void*)> free)
+      : data_(data), num_bytes_(num_bytes), free_(std::move(free)) {}
+  ~DeviceBuffer() {
+    if (data_ != nullptr) free_(data_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t num_bytes() const { return num_bytes_; }
+
+ private:
+  void* data_;
+  size_t num_bytes_;
+  std::function<void(void*)> free_;
+};
+
+// Per-sequence description of a flat attention batch. Sequence s owns query rows
+// [query_start_loc[s], query_start_loc[s + 1]); those are the LAST tokens of its context of
+// seq_lens[s] tokens, so query row i of s sits at position seq_lens[s] - num_queries(s) + i and
+// attends causally to context positions 0..that position. Their K/V are already in the cache.
+struct AttentionArgs {
+  TensorView query_start_loc;  // i32 [num_seqs + 1], query_start_loc[0] == 0
+  TensorView seq_lens;         // i32 [num_seqs]
+  TensorView block_tables;     // i32 [num_seqs, max_blocks_per_seq]: logical -> physical block
+  float scale = 1.0f;          // Softmax scale, usually 1 / sqrt(head_dim).
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // --- Memory ---
+  virtual absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t num_bytes) = 0;
+  virtual void CopyToDevice(const void* host, void* device, size_t num_bytes) = 0;
+  virtual void CopyToHost(const void* device, void* host, size_t num_bytes) = 0;
+  // Makes host weights usable by this backend. The CPU returns `host` as it is (zero copy from
+  // the mmap); a GPU backend uploads and keeps the copy alive as long as the backend.
+  virtual absl::StatusOr<TensorView> UploadWeight(TensorView host) = 0;
+
+  // --- Ops ---
+  // out[t, :] = table[token_ids[t], :]
+  //   token_ids: i32 [T]; table: [vocab, hidden]; out: f32 [T, hidden]
+  virtual void Embed(TensorView token_ids, TensorView table, TensorView out) = 0;
+
+  // out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n])
+  //   a: f32 [M, K]; w: [N, K] (HF Linear layout); bias: [N] or empty; out: f32 [M, N]
+  virtual void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) = 0;
+
+  // With `residual` empty: out = rmsnorm(x) * weight.
+  // Otherwise the fused pre-norm step: residual += x; out = rmsnorm(residual) * weight.
+  //   x: f32 [T, H]; residual: f32 [T, H] or empty; weight: [H]; out: f32 [T, H] (may alias x)
+  virtual void RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps,
+                       TensorView out) = 0;
+
+  // Rotate-half (HF/NeoX) RoPE in place: pairs (d, d + head_dim/2) turn by positions[t] *
+  // inv_freq[d].
+  //   q: f32 [T, num_heads, head_dim]; k: f32 [T, num_kv_heads, head_dim];
+  //   positions: i32 [T]; inv_freq: f32 [head_dim / 2]
+  virtual void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) = 0;
+
+  // out = silu(gate) * up
+  //   gate, up, out: f32 [T, intermediate]
+  virtual void SiluMul(TensorView gate, TensorView up, TensorView out) = 0;
+
+  // Stores token t's K and V at slot slot_mapping[t] of the paged cache.
+  //   k, v: f32 [T, num_kv_heads, head_dim]; slot_mapping: i32 [T]
+  virtual void WriteKv(TensorView k, TensorView v, TensorView slot_mapping,
+                       const PagedKvView& kv) = 0;
+
+  // Causal attention of a flat batch mixing prefill chunks and decodes over the paged cache;
+  // GQA: query head h reads KV head h / (num_heads / num_kv_heads).
+  //   q: f32 [T, num_heads, head_dim]; out: f32 [T, num_heads, head_dim]
+  virtual void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                              TensorView out) = 0;
+
+  // out[t] = argmax_v logits[t, v], the lowest index on ties.
+  //   logits: f32 [T, vocab]; out: i32 [T]
+  virtual void Argmax(TensorView logits, TensorView out) = 0;
+
+  // Waits for queued work (a no-op on the CPU).
+  virtual void Synchronize() {}
+};
+
+// The backend for `device`; kUnavailable when this build or machine has no such device.
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(Device device);
+
+}  // namespace iquest

@@ -1,0 +1,29 @@
+// CpuBackend: the reference backend. Host memory, single-threaded reference ops.
+#pragma once
+
+#include "kernels/backend.h"
+
+namespace iquest {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+
+  absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t num_bytes) override;
+  void CopyToDevice(const void* host, void* device, size_t num_bytes) override;
+  void CopyToHost(const void* device, void* host, size_t num_bytes) override;
+  absl::StatusOr<TensorView> UploadWeight(TensorView host) override { return host; }
+
+  void Embed(TensorView token_ids, TensorView table, TensorView out) override;
+  void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) override;
+  void RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps,
+               TensorView out) override;
+  void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) override;
+  void SiluMul(TensorView gate, TensorView up, TensorView out) override;
+  void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv) override;
+  void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                      TensorView out) override;
+  void Argmax(TensorView logits, TensorView out) override;
+};
+
+}  // namespace iquest

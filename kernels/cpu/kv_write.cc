@@ -1,0 +1,28 @@
+#include "common/check.h"
+#include "kernels/cpu/ops.h"
+
+namespace iquest::cpu {
+
+void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv) {
+  const int64_t num_tokens = k.dim(0);
+  CHECK(k.ShapeIs({num_tokens, kv.num_kv_heads, kv.head_dim})) << k.ShapeString();
+  CHECK(v.ShapeIs({num_tokens, kv.num_kv_heads, kv.head_dim})) << v.ShapeString();
+  CHECK(slot_mapping.ShapeIs({num_tokens})) << slot_mapping.ShapeString();
+  const float* k_data = k.as<float>();
+  const float* v_data = v.as<float>();
+  const int32_t* slots = slot_mapping.as<int32_t>();
+  const int64_t num_slots = kv.num_blocks * kv.block_size;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    CHECK(slots[t] >= 0 && slots[t] < num_slots) << "slot " << slots[t] << " of " << num_slots;
+    for (int64_t h = 0; h < kv.num_kv_heads; ++h) {
+      for (int64_t d = 0; d < kv.head_dim; ++d) {
+        const int64_t src = (t * kv.num_kv_heads + h) * kv.head_dim + d;
+        const int64_t dst = KvOffset(kv, slots[t], h, d);
+        StoreFromFloat(kv.k, kv.dtype, dst, k_data[src]);
+        StoreFromFloat(kv.v, kv.dtype, dst, v_data[src]);
+      }
+    }
+  }
+}
+
+}  // namespace iquest::cpu

@@ -1,0 +1,19 @@
+// The CPU reference ops, one file each (gemm.cc, embed.cc, ...). Written for clarity: f32
+// arithmetic, plain loops, every precondition CHECKed. Shapes are documented in
+// kernels/backend.h; fast paths live elsewhere and are tested against these.
+#pragma once
+
+#include "kernels/backend.h"
+
+namespace iquest::cpu {
+
+void Embed(TensorView token_ids, TensorView table, TensorView out);
+void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out);
+void RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps, TensorView out);
+void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq);
+void SiluMul(TensorView gate, TensorView up, TensorView out);
+void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv);
+void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args, TensorView out);
+void Argmax(TensorView logits, TensorView out);
+
+}  // namespace iquest::cpu
