@@ -1,0 +1,90 @@
+#include "model/batch_inputs.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace iquest {
+
+void BatchBuilder::AddSequence(std::span<const int32_t> new_token_ids, int64_t num_computed_tokens,
+                               std::span<const int32_t> block_table, LogitsWanted logits) {
+  const int64_t num_new = static_cast<int64_t>(new_token_ids.size());
+  const int64_t seq_len = num_computed_tokens + num_new;
+  CHECK_GE(num_computed_tokens, 0);
+  CHECK_LE(seq_len, static_cast<int64_t>(block_table.size()) * block_size_)
+      << "block table too short";
+  if (inputs_.query_start_loc.empty()) inputs_.query_start_loc.push_back(0);
+  for (int64_t i = 0; i < num_new; ++i) {
+    const int64_t position = num_computed_tokens + i;
+    const int64_t row = inputs_.num_tokens();
+    inputs_.token_ids.push_back(new_token_ids[i]);
+    inputs_.positions.push_back(static_cast<int32_t>(position));
+    const int64_t block = block_table[position / block_size_];
+    inputs_.slot_mapping.push_back(
+        static_cast<int32_t>(block * block_size_ + position % block_size_));
+    if (logits == LogitsWanted::kAll || (logits == LogitsWanted::kLast && i == num_new - 1)) {
+      inputs_.logits_indices.push_back(static_cast<int32_t>(row));
+    }
+  }
+  inputs_.query_start_loc.push_back(static_cast<int32_t>(inputs_.num_tokens()));
+  inputs_.seq_lens.push_back(static_cast<int32_t>(seq_len));
+  // Only the blocks this step can touch are passed to the kernels.
+  const int64_t num_blocks_used = (seq_len + block_size_ - 1) / block_size_;
+  tables_.emplace_back(block_table.begin(), block_table.begin() + num_blocks_used);
+}
+
+BatchInputs BatchBuilder::Build() {
+  size_t max_blocks = 1;
+  for (const auto& table : tables_) max_blocks = std::max(max_blocks, table.size());
+  inputs_.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
+  inputs_.block_tables.assign(tables_.size() * max_blocks, 0);
+  for (size_t s = 0; s < tables_.size(); ++s) {
+    std::copy(tables_[s].begin(), tables_[s].end(), inputs_.block_tables.begin() + s * max_blocks);
+  }
+  if (inputs_.query_start_loc.empty()) inputs_.query_start_loc.push_back(0);
+  BatchInputs out = std::move(inputs_);
+  inputs_ = BatchInputs();
+  tables_.clear();
+  return out;
+}
+
+absl::Status ValidateBatchInputs(const BatchInputs& in, int64_t vocab_size, int64_t num_blocks,
+                                 int64_t block_size) {
+  const int64_t num_tokens = in.num_tokens();
+  const int64_t num_seqs = in.num_seqs();
+  auto fail = [](auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
+  if (in.positions.size() != in.token_ids.size() || in.slot_mapping.size() != in.token_ids.size()) {
+    return fail("positions and slot_mapping must have one entry per token");
+  }
+  if (static_cast<int64_t>(in.query_start_loc.size()) != num_seqs + 1 ||
+      in.query_start_loc.front() != 0 || in.query_start_loc.back() != num_tokens) {
+    return fail("query_start_loc must run from 0 to num_tokens over num_seqs + 1 entries");
+  }
+  if (in.max_blocks_per_seq < 1 ||
+      static_cast<int64_t>(in.block_tables.size()) != num_seqs * in.max_blocks_per_seq) {
+    return fail("block_tables must be num_seqs x max_blocks_per_seq");
+  }
+  for (int32_t id : in.token_ids) {
+    if (id < 0 || id >= vocab_size) return fail("token id ", id, " outside [0, ", vocab_size, ")");
+  }
+  for (int32_t slot : in.slot_mapping) {
+    if (slot < 0 || slot >= num_blocks * block_size) return fail("slot ", slot, " out of range");
+  }
+  for (int32_t block : in.block_tables) {
+    if (block < 0 || block >= num_blocks) return fail("block ", block, " out of range");
+  }
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t num_queries = in.query_start_loc[s + 1] - in.query_start_loc[s];
+    if (num_queries < 0 || num_queries > in.seq_lens[s] ||
+        in.seq_lens[s] > int64_t{in.max_blocks_per_seq} * block_size) {
+      return fail("sequence ", s, ": bad query count or seq_len");
+    }
+  }
+  for (int32_t row : in.logits_indices) {
+    if (row < 0 || row >= num_tokens) return fail("logits index ", row, " out of range");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace iquest

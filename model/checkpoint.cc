@@ -1,0 +1,99 @@
+#include "model/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
+#include "model/json_util.h"
+
+namespace iquest {
+namespace {
+
+bool FileExists(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+// Shard names come from a file we do not trust: plain names inside the model folder only.
+bool IsPlainFileName(const std::string& name) {
+  return !name.empty() && name.size() <= 255 && name.find('/') == std::string::npos &&
+         name.find('\\') == std::string::npos && name != "." && name != ".." &&
+         name.find('\0') == std::string::npos;
+}
+
+// weight_map: tensor name -> shard file name.
+absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  ASSIGN_OR_RETURN(const nlohmann::json json, ParseJsonStrict(text, path));
+  auto map = json.is_object() ? json.find("weight_map") : json.end();
+  if (map == json.end() || !map->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": 'weight_map' must be an object"));
+  }
+  std::map<std::string, std::string> weight_map;
+  for (const auto& item : map->items()) {
+    if (!item.value().is_string() || !IsPlainFileName(item.value().get<std::string>())) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": weight_map entry '", item.key(),
+                                                     "' must name a file inside the model folder"));
+    }
+    weight_map[item.key()] = item.value().get<std::string>();
+  }
+  return weight_map;
+}
+
+}  // namespace
+
+absl::Status Checkpoint::AddFile(std::unique_ptr<SafetensorsFile> file) {
+  for (const SafetensorsTensor& tensor : file->tensors()) {
+    auto [it, inserted] = entries_.emplace(tensor.name, Entry{&tensor, &file->path()});
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", tensor.name, "' is in both ",
+                                                     *it->second.file, " and ", file->path()));
+    }
+  }
+  files_.push_back(std::move(file));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& model_dir) {
+  std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());
+  const std::string index_path = model_dir + "/model.safetensors.index.json";
+  if (!FileExists(index_path)) {
+    checkpoint->source_ = model_dir + "/model.safetensors";
+    ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(model_dir + "/model.safetensors"));
+    RETURN_IF_ERROR(checkpoint->AddFile(std::move(file)));
+    return checkpoint;
+  }
+  checkpoint->source_ = index_path;
+  ASSIGN_OR_RETURN(const auto weight_map, ReadIndex(index_path));
+  std::map<std::string, bool> shards;
+  for (const auto& [name, shard] : weight_map) shards[shard] = true;
+  for (const auto& [shard, unused] : shards) {
+    ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(model_dir + "/" + shard));
+    RETURN_IF_ERROR(checkpoint->AddFile(std::move(file)));
+  }
+  for (const auto& [name, shard] : weight_map) {
+    const Entry entry = checkpoint->Find(name);
+    if (entry.tensor == nullptr || *entry.file != model_dir + "/" + shard) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          index_path, ": tensor '", name, "' is listed in shard ", shard, " but is not in it"));
+    }
+  }
+  return checkpoint;
+}
+
+Checkpoint::Entry Checkpoint::Find(std::string_view name) const {
+  auto it = entries_.find(std::string(name));
+  return it == entries_.end() ? Entry{nullptr, nullptr} : it->second;
+}
+
+std::vector<std::string> Checkpoint::TensorNames() const {
+  std::vector<std::string> names;
+  names.reserve(entries_.size());
+  for (const auto& [name, entry] : entries_) names.push_back(name);
+  return names;
+}
+
+}  // namespace iquest

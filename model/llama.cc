@@ -1,0 +1,199 @@
+#include "model/llama.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace iquest {
+
+// Buffers for one step. Shapes below use T = tokens in the step, N = logits rows wanted.
+struct LlamaModel::Workspace {
+  int64_t token_capacity = 0;
+  int64_t seq_capacity = 0;
+  int64_t block_capacity = 0;
+  int64_t logits_capacity = 0;
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+
+  // Index arrays, i32.
+  TensorView token_ids, positions, slot_mapping;  // [T]
+  TensorView query_start_loc;                     // [num_seqs + 1]
+  TensorView seq_lens;                            // [num_seqs]
+  TensorView block_tables;                        // [num_seqs, max_blocks]
+  TensorView logits_indices;                      // [N]
+  // Activations, f32.
+  TensorView residual, x, attn_out, mlp_out;  // [T, hidden]
+  TensorView q, attn;                         // [T, num_heads, head_dim]
+  TensorView k, v;                            // [T, num_kv_heads, head_dim]
+  TensorView gate, up;                        // [T, intermediate]
+  TensorView selected;                        // [N, hidden]
+  TensorView logits;                          // [N, vocab]
+};
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& model_dir,
+                                                             Backend& backend) {
+  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(model_dir));
+  std::unique_ptr<LlamaModel> model(new LlamaModel(std::move(config), backend));
+  ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(model_dir));
+  ASSIGN_OR_RETURN(model->weights_,
+                   LlamaWeights::Bind(*model->checkpoint_, model->config_, backend));
+  const std::vector<double> inv_freq = RopeInverseFrequencies(model->config_);
+  std::vector<float> inv_freq_f32(inv_freq.begin(), inv_freq.end());
+  const size_t bytes = inv_freq_f32.size() * sizeof(float);
+  ASSIGN_OR_RETURN(model->inv_freq_buffer_, backend.Allocate(bytes));
+  backend.CopyToDevice(inv_freq_f32.data(), model->inv_freq_buffer_->data(), bytes);
+  model->inv_freq_ = TensorView(model->inv_freq_buffer_->data(), DType::kF32,
+                                {static_cast<int64_t>(inv_freq_f32.size())});
+  model->workspace_ = std::make_shared<Workspace>();
+  const ModelConfig& c = model->config_;
+  LOG(INFO) << "event=model_loaded" << Kv("architecture", c.architecture_name)
+            << Kv("layers", c.num_layers) << Kv("hidden", c.hidden_size) << Kv("heads", c.num_heads)
+            << Kv("kv_heads", c.num_kv_heads) << Kv("head_dim", c.head_dim)
+            << Kv("vocab", c.vocab_size) << Kv("backend", backend.name());
+  return model;
+}
+
+absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, int64_t max_blocks,
+                                         int64_t num_logits) {
+  Workspace& ws = *workspace_;
+  if (num_tokens <= ws.token_capacity && num_seqs <= ws.seq_capacity &&
+      max_blocks * num_seqs <= ws.block_capacity && num_logits <= ws.logits_capacity) {
+    return absl::OkStatus();
+  }
+  // Grow geometrically so that a slowly growing batch does not reallocate every step.
+  const int64_t t = std::max(num_tokens, 2 * ws.token_capacity);
+  const int64_t s = std::max(num_seqs, 2 * ws.seq_capacity);
+  const int64_t b = std::max(max_blocks * num_seqs, 2 * ws.block_capacity);
+  const int64_t n = std::max(num_logits, 2 * ws.logits_capacity);
+  const ModelConfig& c = config_;
+  ws.buffers.clear();
+  auto make = [&](DType dtype, std::initializer_list<int64_t> shape,
+                  TensorView& view) -> absl::Status {
+    TensorView probe(nullptr, dtype, shape);
+    ASSIGN_OR_RETURN(auto buffer, backend_.Allocate(probe.num_bytes()));
+    view = TensorView(buffer->data(), dtype, shape);
+    ws.buffers.push_back(std::move(buffer));
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(make(DType::kI32, {t}, ws.token_ids));
+  RETURN_IF_ERROR(make(DType::kI32, {t}, ws.positions));
+  RETURN_IF_ERROR(make(DType::kI32, {t}, ws.slot_mapping));
+  RETURN_IF_ERROR(make(DType::kI32, {s + 1}, ws.query_start_loc));
+  RETURN_IF_ERROR(make(DType::kI32, {s}, ws.seq_lens));
+  RETURN_IF_ERROR(make(DType::kI32, {b}, ws.block_tables));
+  RETURN_IF_ERROR(make(DType::kI32, {n}, ws.logits_indices));
+  for (TensorView* view : {&ws.residual, &ws.x, &ws.attn_out, &ws.mlp_out}) {
+    RETURN_IF_ERROR(make(DType::kF32, {t, c.hidden_size}, *view));
+  }
+  RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.q));
+  RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.attn));
+  RETURN_IF_ERROR(make(DType::kF32, {t, c.num_kv_heads, c.head_dim}, ws.k));
+  RETURN_IF_ERROR(make(DType::kF32, {t, c.num_kv_heads, c.head_dim}, ws.v));
+  RETURN_IF_ERROR(make(DType::kF32, {t, c.intermediate_size}, ws.gate));
+  RETURN_IF_ERROR(make(DType::kF32, {t, c.intermediate_size}, ws.up));
+  RETURN_IF_ERROR(make(DType::kF32, {n, c.hidden_size}, ws.selected));
+  RETURN_IF_ERROR(make(DType::kF32, {n, c.vocab_size}, ws.logits));
+  ws.token_capacity = t;
+  ws.seq_capacity = s;
+  ws.block_capacity = b;
+  ws.logits_capacity = n;
+  return absl::OkStatus();
+}
+
+// The workspace cut down to this step's sizes.
+struct LlamaModel::StepViews {
+  TensorView token_ids, positions, slot_mapping, logits_indices;
+  AttentionArgs attention;
+  TensorView residual, x, attn_out, mlp_out, q, attn, k, v, gate, up, selected, logits;
+};
+
+LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
+  Workspace& ws = *workspace_;
+  const int64_t t = in.num_tokens();
+  const int64_t s = in.num_seqs();
+  const int64_t n = static_cast<int64_t>(in.logits_indices.size());
+  auto upload = [&](const std::vector<int32_t>& host, TensorView capacity) {
+    const TensorView view = capacity.Rows(0, static_cast<int64_t>(host.size()));
+    backend_.CopyToDevice(host.data(), view.data(), view.num_bytes());
+    return view;
+  };
+  StepViews step;
+  step.token_ids = upload(in.token_ids, ws.token_ids);
+  step.positions = upload(in.positions, ws.positions);
+  step.slot_mapping = upload(in.slot_mapping, ws.slot_mapping);
+  step.logits_indices = upload(in.logits_indices, ws.logits_indices);
+  step.attention.query_start_loc = upload(in.query_start_loc, ws.query_start_loc);
+  step.attention.seq_lens = upload(in.seq_lens, ws.seq_lens);
+  step.attention.block_tables =
+      upload(in.block_tables, ws.block_tables).Reshape({s, in.max_blocks_per_seq});
+  step.attention.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)));
+  step.residual = ws.residual.Rows(0, t);
+  step.x = ws.x.Rows(0, t);
+  step.attn_out = ws.attn_out.Rows(0, t);
+  step.mlp_out = ws.mlp_out.Rows(0, t);
+  step.q = ws.q.Rows(0, t);
+  step.attn = ws.attn.Rows(0, t);
+  step.k = ws.k.Rows(0, t);
+  step.v = ws.v.Rows(0, t);
+  step.gate = ws.gate.Rows(0, t);
+  step.up = ws.up.Rows(0, t);
+  step.selected = ws.selected.Rows(0, n);
+  step.logits = ws.logits.Rows(0, n);
+  return step;
+}
+
+// One decoder layer. On entry `mlp_out` holds the previous layer's MLP output (for layer 0,
+// `residual` holds the embeddings); the pending residual add is fused into the input norm.
+void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
+  const LayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const int64_t t = s.x.dim(0);
+  const int64_t q_width = config_.num_heads * config_.head_dim;
+  const int64_t kv_width = config_.num_kv_heads * config_.head_dim;
+  if (layer == 0) {
+    backend_.RmsNorm(s.residual, TensorView(), w.input_norm, eps, s.x);
+  } else {
+    backend_.RmsNorm(s.mlp_out, s.residual, w.input_norm, eps, s.x);
+  }
+  // Attention block.
+  backend_.Gemm(s.x, w.q_proj, w.q_bias, s.q.Reshape({t, q_width}));
+  backend_.Gemm(s.x, w.k_proj, w.k_bias, s.k.Reshape({t, kv_width}));
+  backend_.Gemm(s.x, w.v_proj, w.v_bias, s.v.Reshape({t, kv_width}));
+  backend_.Rope(s.q, s.k, s.positions, inv_freq_);
+  const PagedKvView kv = cache.Layer(layer);
+  backend_.WriteKv(s.k, s.v, s.slot_mapping, kv);
+  backend_.PagedAttention(s.q, kv, s.attention, s.attn);
+  backend_.Gemm(s.attn.Reshape({t, q_width}), w.o_proj, w.o_bias, s.attn_out);
+  // MLP block: residual += attn_out; x = norm(residual); mlp_out = down(silu(gate) * up).
+  backend_.RmsNorm(s.attn_out, s.residual, w.post_norm, eps, s.x);
+  backend_.Gemm(s.x, w.gate_proj, w.gate_bias, s.gate);
+  backend_.Gemm(s.x, w.up_proj, w.up_bias, s.up);
+  backend_.SiluMul(s.gate, s.up, s.gate);
+  backend_.Gemm(s.gate, w.down_proj, w.down_bias, s.mlp_out);
+}
+
+absl::Status LlamaModel::Forward(const BatchInputs& inputs, KvCache& cache,
+                                 std::vector<float>& logits) {
+  RETURN_IF_ERROR(
+      ValidateBatchInputs(inputs, config_.vocab_size, cache.num_blocks(), cache.block_size()));
+  const int64_t num_logits = static_cast<int64_t>(inputs.logits_indices.size());
+  logits.assign(static_cast<size_t>(num_logits * config_.vocab_size), 0.0f);
+  if (inputs.num_tokens() == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(EnsureWorkspace(inputs.num_tokens(), inputs.num_seqs(), inputs.max_blocks_per_seq,
+                                  num_logits));
+  const StepViews step = UploadStep(inputs);
+  backend_.Embed(step.token_ids, weights_->embed_tokens, step.residual);
+  for (int64_t layer = 0; layer < config_.num_layers; ++layer) RunLayer(layer, step, cache);
+  if (num_logits == 0) return absl::OkStatus();
+  backend_.RmsNorm(step.mlp_out, step.residual, weights_->final_norm,
+                   static_cast<float>(config_.rms_norm_eps), step.x);
+  // Embed is a row gather: it picks the rows whose logits were asked for.
+  backend_.Embed(step.logits_indices, step.x, step.selected);
+  backend_.Gemm(step.selected, weights_->lm_head, TensorView(), step.logits);
+  backend_.CopyToHost(step.logits.data(), logits.data(), step.logits.num_bytes());
+  backend_.Synchronize();
+  return absl::OkStatus();
+}
+
+}  // namespace iquest

@@ -1,0 +1,127 @@
+#include "model/llama_weights.h"
+
+#include <cstring>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace iquest {
+namespace {
+
+// Resolves tensors by name, checking dtype and shape, and records which names were used.
+class Binder {
+ public:
+  Binder(const Checkpoint& checkpoint, Backend& backend, LlamaWeights& weights)
+      : checkpoint_(checkpoint), backend_(backend), weights_(weights) {}
+
+  absl::StatusOr<TensorView> Get(const std::string& name, std::vector<int64_t> shape) {
+    const Checkpoint::Entry entry = checkpoint_.Find(name);
+    if (entry.tensor == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat(checkpoint_.source(), ": missing tensor '", name, "'"));
+    }
+    used_.insert(name);
+    const SafetensorsTensor& tensor = *entry.tensor;
+    if (!tensor.dtype) {
+      return absl::InvalidArgumentError(absl::StrCat(*entry.file, ": tensor '", name,
+                                                     "' has dtype ", tensor.dtype_name,
+                                                     ", expected one of F32, F16, BF16"));
+    }
+    if (tensor.shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          *entry.file, ": tensor '", name, "' has shape [", absl::StrJoin(tensor.shape, ", "),
+          "], expected [", absl::StrJoin(shape, ", "), "] from config.json"));
+    }
+    const uint8_t* data = tensor.data;
+    if (reinterpret_cast<uintptr_t>(data) % DTypeSize(*tensor.dtype) != 0) {
+      ASSIGN_OR_RETURN(auto copy, backend_.Allocate(tensor.num_bytes));
+      std::memcpy(copy->data(), data, tensor.num_bytes);
+      data = static_cast<const uint8_t*>(copy->data());
+      weights_.aligned_copies.push_back(std::move(copy));
+    }
+    // The view is read-only in practice; TensorView has no const flavour.
+    TensorView host(const_cast<uint8_t*>(data), *tensor.dtype, shape.data(),
+                    static_cast<int>(shape.size()));
+    return backend_.UploadWeight(host);
+  }
+
+  absl::StatusOr<TensorView> GetOptional(bool wanted, const std::string& name,
+                                         std::vector<int64_t> shape) {
+    if (!wanted) return TensorView();
+    return Get(name, std::move(shape));
+  }
+
+  std::vector<std::string> Unused() const {
+    std::vector<std::string> unused;
+    for (const std::string& name : checkpoint_.TensorNames()) {
+      if (used_.count(name) == 0) unused.push_back(name);
+    }
+    return unused;
+  }
+
+ private:
+  const Checkpoint& checkpoint_;
+  Backend& backend_;
+  LlamaWeights& weights_;
+  std::set<std::string> used_;
+};
+
+absl::StatusOr<LayerWeights> BindLayer(Binder& binder, const ModelConfig& c, int64_t layer) {
+  const std::string p = absl::StrCat("model.layers.", layer, ".");
+  const int64_t q_out = c.num_heads * c.head_dim;
+  const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  LayerWeights w;
+  ASSIGN_OR_RETURN(w.input_norm, binder.Get(p + "input_layernorm.weight", {c.hidden_size}));
+  ASSIGN_OR_RETURN(w.q_proj, binder.Get(p + "self_attn.q_proj.weight", {q_out, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.k_proj, binder.Get(p + "self_attn.k_proj.weight", {kv_out, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.v_proj, binder.Get(p + "self_attn.v_proj.weight", {kv_out, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.o_proj, binder.Get(p + "self_attn.o_proj.weight", {c.hidden_size, q_out}));
+  ASSIGN_OR_RETURN(w.q_bias, binder.GetOptional(c.qkv_bias, p + "self_attn.q_proj.bias", {q_out}));
+  ASSIGN_OR_RETURN(w.k_bias, binder.GetOptional(c.qkv_bias, p + "self_attn.k_proj.bias", {kv_out}));
+  ASSIGN_OR_RETURN(w.v_bias, binder.GetOptional(c.qkv_bias, p + "self_attn.v_proj.bias", {kv_out}));
+  ASSIGN_OR_RETURN(w.o_bias,
+                   binder.GetOptional(c.o_bias, p + "self_attn.o_proj.bias", {c.hidden_size}));
+  ASSIGN_OR_RETURN(w.post_norm, binder.Get(p + "post_attention_layernorm.weight", {c.hidden_size}));
+  const int64_t inter = c.intermediate_size;
+  ASSIGN_OR_RETURN(w.gate_proj, binder.Get(p + "mlp.gate_proj.weight", {inter, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.up_proj, binder.Get(p + "mlp.up_proj.weight", {inter, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.down_proj, binder.Get(p + "mlp.down_proj.weight", {c.hidden_size, inter}));
+  ASSIGN_OR_RETURN(w.gate_bias, binder.GetOptional(c.mlp_bias, p + "mlp.gate_proj.bias", {inter}));
+  ASSIGN_OR_RETURN(w.up_bias, binder.GetOptional(c.mlp_bias, p + "mlp.up_proj.bias", {inter}));
+  ASSIGN_OR_RETURN(w.down_bias,
+                   binder.GetOptional(c.mlp_bias, p + "mlp.down_proj.bias", {c.hidden_size}));
+  return w;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LlamaWeights>> LlamaWeights::Bind(const Checkpoint& checkpoint,
+                                                                 const ModelConfig& config,
+                                                                 Backend& backend) {
+  auto weights = std::make_unique<LlamaWeights>();
+  Binder binder(checkpoint, backend, *weights);
+  ASSIGN_OR_RETURN(weights->embed_tokens, binder.Get("model.embed_tokens.weight",
+                                                     {config.vocab_size, config.hidden_size}));
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    ASSIGN_OR_RETURN(LayerWeights layer_weights, BindLayer(binder, config, layer));
+    weights->layers.push_back(layer_weights);
+  }
+  ASSIGN_OR_RETURN(weights->final_norm, binder.Get("model.norm.weight", {config.hidden_size}));
+  if (config.tie_word_embeddings) {
+    weights->lm_head = weights->embed_tokens;  // A stored lm_head.weight, if any, is ignored.
+  } else {
+    ASSIGN_OR_RETURN(weights->lm_head,
+                     binder.Get("lm_head.weight", {config.vocab_size, config.hidden_size}));
+  }
+  const std::vector<std::string> unused = binder.Unused();
+  if (!unused.empty()) {
+    LOG(WARNING) << "event=unused_tensors" << Kv("count", unused.size())
+                 << Kv("first", unused.front());
+  }
+  return weights;
+}
+
+}  // namespace iquest

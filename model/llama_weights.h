@@ -1,0 +1,46 @@
+// LlamaWeights: the named tensors of a Llama-family checkpoint, bound to a ModelConfig and made
+// usable by a backend. A missing, mis-shaped or mis-typed tensor is an error that names the
+// file and the tensor.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/tensor.h"
+#include "kernels/backend.h"
+#include "model/checkpoint.h"
+#include "model/model_config.h"
+
+namespace iquest {
+
+struct LayerWeights {
+  TensorView input_norm;                      // [hidden]
+  TensorView q_proj;                          // [num_heads * head_dim, hidden]
+  TensorView k_proj;                          // [num_kv_heads * head_dim, hidden]
+  TensorView v_proj;                          // [num_kv_heads * head_dim, hidden]
+  TensorView o_proj;                          // [hidden, num_heads * head_dim]
+  TensorView q_bias, k_bias, v_bias, o_bias;  // [out] or empty
+  TensorView post_norm;                       // [hidden]
+  TensorView gate_proj;                       // [intermediate, hidden]
+  TensorView up_proj;                         // [intermediate, hidden]
+  TensorView down_proj;                       // [hidden, intermediate]
+  TensorView gate_bias, up_bias, down_bias;   // [out] or empty
+};
+
+struct LlamaWeights {
+  TensorView embed_tokens;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  TensorView final_norm;  // [hidden]
+  TensorView lm_head;     // [vocab, hidden]; the embedding table when tied.
+
+  // Copies of tensors whose file data was not aligned to their element size.
+  std::vector<std::unique_ptr<DeviceBuffer>> aligned_copies;
+
+  static absl::StatusOr<std::unique_ptr<LlamaWeights>> Bind(const Checkpoint& checkpoint,
+                                                            const ModelConfig& config,
+                                                            Backend& backend);
+};
+
+}  // namespace iquest
