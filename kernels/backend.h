@@ -93,6 +93,11 @@ class Backend {
   virtual void WriteKv(TensorView k, TensorView v, TensorView slot_mapping,
                        const PagedKvView& kv) = 0;
 
+  // Copy-on-write of whole blocks: block pairs[i][1] becomes a copy of block pairs[i][0], in both
+  // the K and the V pool.
+  //   pairs: i32 [num_copies, 2] = (src_block, dst_block)
+  virtual void CopyKvBlocks(TensorView pairs, const PagedKvView& kv) = 0;
+
   // Causal attention of a flat batch mixing prefill chunks and decodes over the paged cache;
   // GQA: query head h reads KV head h / (num_heads / num_kv_heads).
   //   q: f32 [T, num_heads, head_dim]; out: f32 [T, num_heads, head_dim]

@@ -35,6 +35,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const
       bytes ? CheckedMul(*bytes, 2 * static_cast<uint64_t>(model.num_layers)) : std::nullopt;
   if (!total) return absl::InvalidArgumentError("KV cache size overflows");
   cache->pool_bytes_ = *bytes;
+  cache->backend_ = &backend;
   ASSIGN_OR_RETURN(cache->buffer_, backend.Allocate(*total));
   return cache;
 }
@@ -51,6 +52,30 @@ PagedKvView KvCache::Layer(int64_t layer) const {
   view.num_kv_heads = num_kv_heads_;
   view.head_dim = head_dim_;
   return view;
+}
+
+absl::Status KvCache::CopyBlocks(const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+  if (pairs.empty()) return absl::OkStatus();
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  for (const auto& [src, dst] : pairs) {
+    if (src < 0 || src >= config_.num_blocks || dst < 0 || dst >= config_.num_blocks ||
+        src == dst) {
+      return absl::InvalidArgumentError(absl::StrCat("bad block copy ", src, " -> ", dst));
+    }
+  }
+  if (n > copy_pairs_capacity_) {
+    ASSIGN_OR_RETURN(copy_pairs_, backend_->Allocate(static_cast<size_t>(2 * n) * sizeof(int32_t)));
+    copy_pairs_capacity_ = n;
+  }
+  std::vector<int32_t> flat;
+  for (const auto& [src, dst] : pairs) {
+    flat.push_back(src);
+    flat.push_back(dst);
+  }
+  backend_->CopyToDevice(flat.data(), copy_pairs_->data(), flat.size() * sizeof(int32_t));
+  const TensorView view(copy_pairs_->data(), DType::kI32, {n, 2});
+  for (int64_t layer = 0; layer < num_layers_; ++layer) backend_->CopyKvBlocks(view, Layer(layer));
+  return absl::OkStatus();
 }
 
 size_t KvCache::bytes_per_block() const {

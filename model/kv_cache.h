@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
@@ -23,6 +25,8 @@ class KvCache {
                                                          const KvCacheConfig& config);
 
   PagedKvView Layer(int64_t layer) const;
+  // Copies whole blocks in every layer: pairs of (src_block, dst_block), for copy-on-write.
+  absl::Status CopyBlocks(const std::vector<std::pair<int32_t, int32_t>>& pairs);
   int64_t num_blocks() const { return config_.num_blocks; }
   int64_t block_size() const { return config_.block_size; }
   // Bytes of one block across all layers, K and V: what one block of capacity costs.
@@ -36,6 +40,9 @@ class KvCache {
   int64_t head_dim_ = 0;
   size_t pool_bytes_ = 0;  // One layer's K (or V) pool.
   std::unique_ptr<DeviceBuffer> buffer_;
+  Backend* backend_ = nullptr;
+  std::unique_ptr<DeviceBuffer> copy_pairs_;  // Device staging for CopyBlocks.
+  int64_t copy_pairs_capacity_ = 0;
 };
 
 }  // namespace iquest

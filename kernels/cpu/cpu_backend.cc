@@ -47,6 +47,9 @@ void CpuBackend::WriteKv(TensorView k, TensorView v, TensorView slot_mapping,
                          const PagedKvView& kv) {
   cpu::WriteKv(k, v, slot_mapping, kv);
 }
+void CpuBackend::CopyKvBlocks(TensorView pairs, const PagedKvView& kv) {
+  cpu::CopyKvBlocks(pairs, kv);
+}
 void CpuBackend::PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                                 TensorView out) {
   cpu::PagedAttention(q, kv, args, out);

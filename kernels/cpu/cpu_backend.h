@@ -21,6 +21,7 @@ class CpuBackend final : public Backend {
   void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) override;
   void SiluMul(TensorView gate, TensorView up, TensorView out) override;
   void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv) override;
+  void CopyKvBlocks(TensorView pairs, const PagedKvView& kv) override;
   void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                       TensorView out) override;
   void Argmax(TensorView logits, TensorView out) override;

@@ -1,3 +1,5 @@
+#include <cstring>
+
 #include "common/check.h"
 #include "kernels/cpu/ops.h"
 
@@ -21,6 +23,24 @@ void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvV
         StoreFromFloat(kv.k, kv.dtype, dst, k_data[src]);
         StoreFromFloat(kv.v, kv.dtype, dst, v_data[src]);
       }
+    }
+  }
+}
+
+void CopyKvBlocks(TensorView pairs, const PagedKvView& kv) {
+  CHECK(pairs.rank() == 2 && pairs.dim(1) == 2) << pairs.ShapeString();
+  const int32_t* p = pairs.as<int32_t>();
+  // With the head-major layout a block is one contiguous run in each pool.
+  const size_t block_bytes =
+      static_cast<size_t>(kv.num_kv_heads * kv.block_size * kv.head_dim) * DTypeSize(kv.dtype);
+  for (int64_t i = 0; i < pairs.dim(0); ++i) {
+    const int32_t src = p[2 * i];
+    const int32_t dst = p[2 * i + 1];
+    CHECK(src >= 0 && src < kv.num_blocks && dst >= 0 && dst < kv.num_blocks && src != dst)
+        << "copy " << src << " -> " << dst;
+    for (void* pool : {kv.k, kv.v}) {
+      char* base = static_cast<char*>(pool);
+      std::memcpy(base + dst * block_bytes, base + src * block_bytes, block_bytes);
     }
   }
 }

@@ -13,6 +13,7 @@ void RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps, Te
 void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq);
 void SiluMul(TensorView gate, TensorView up, TensorView out);
 void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv);
+void CopyKvBlocks(TensorView pairs, const PagedKvView& kv);
 void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args, TensorView out);
 void Argmax(TensorView logits, TensorView out);
 

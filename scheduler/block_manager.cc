@@ -1,0 +1,232 @@
+#include "scheduler/block_manager.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace iquest {
+
+BlockManager::BlockManager(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching)
+    : block_size_(block_size),
+      enable_prefix_caching_(enable_prefix_caching),
+      blocks_(static_cast<size_t>(num_blocks)) {
+  CHECK_GT(num_blocks, 0);
+  CHECK_GT(block_size, 0);
+  for (int32_t b = 0; b < num_blocks; ++b) PushBack(b);
+}
+
+size_t BlockManager::DigestHasher::operator()(const Sha256Digest& d) const {
+  size_t h;
+  std::memcpy(&h, d.data(), sizeof(h));  // SHA-256 bits are uniform; the map compares all 32 bytes.
+  return h;
+}
+
+void BlockManager::PushBack(int32_t b) {
+  Block& block = blocks_[b];
+  CHECK(!block.in_free_queue && block.ref_count == 0) << "block " << b;
+  block.prev = tail_;
+  block.next = -1;
+  if (tail_ >= 0) blocks_[tail_].next = b;
+  tail_ = b;
+  if (head_ < 0) head_ = b;
+  block.in_free_queue = true;
+  ++free_count_;
+  if (block.hash) ++cached_free_count_;
+}
+
+void BlockManager::Remove(int32_t b) {
+  Block& block = blocks_[b];
+  CHECK(block.in_free_queue) << "block " << b;
+  if (block.prev >= 0) blocks_[block.prev].next = block.next;
+  if (block.next >= 0) blocks_[block.next].prev = block.prev;
+  if (head_ == b) head_ = block.next;
+  if (tail_ == b) tail_ = block.prev;
+  block.prev = block.next = -1;
+  block.in_free_queue = false;
+  --free_count_;
+  if (block.hash) --cached_free_count_;
+}
+
+int32_t BlockManager::PopFront() {
+  CHECK_GE(head_, 0) << "free queue empty";
+  const int32_t b = head_;
+  Remove(b);
+  Block& block = blocks_[b];
+  if (block.hash) {  // Evict: its content is about to be overwritten.
+    cache_.erase(*block.hash);
+    block.hash.reset();
+  }
+  return b;
+}
+
+void BlockManager::Reference(int32_t b) {
+  if (blocks_[b].in_free_queue) Remove(b);
+  ++blocks_[b].ref_count;
+}
+
+Sha256Digest BlockManager::HashBlock(const Request& request, int64_t block_index) const {
+  // Key = SHA-256(parent key || token ids || cache_salt): a block matches only if its whole
+  // prefix and the salt match.
+  Sha256 hash;
+  if (block_index > 0) {
+    const Sha256Digest& parent = request.block_hashes[static_cast<size_t>(block_index - 1)];
+    hash.Update(parent.data(), parent.size());
+  }
+  for (int64_t i = block_index * block_size_; i < (block_index + 1) * block_size_; ++i) {
+    const int32_t token = request.token(i);
+    hash.Update(&token, sizeof(token));
+  }
+  const uint64_t salt_size = request.cache_salt.size();
+  hash.Update(&salt_size, sizeof(salt_size));
+  hash.Update(request.cache_salt.data(), request.cache_salt.size());
+  return hash.Finish();
+}
+
+BlockManager::CachedPrefix BlockManager::FindCachedPrefix(Request& request) {
+  CachedPrefix prefix;
+  if (!enable_prefix_caching_) return prefix;
+  // Leave the last known token uncomputed: its logits give the next token. (A preempted request
+  // re-prefills its output tokens too, so those count.)
+  const int64_t max_blocks = (request.num_tokens() - 1) / block_size_;
+  for (int64_t i = 0; i < max_blocks; ++i) {
+    if (static_cast<int64_t>(request.block_hashes.size()) <= i) {
+      request.block_hashes.push_back(HashBlock(request, i));
+    }
+    auto it = cache_.find(request.block_hashes[static_cast<size_t>(i)]);
+    if (it == cache_.end()) break;
+    prefix.block_ids.push_back(it->second);
+  }
+  prefix.num_tokens = static_cast<int64_t>(prefix.block_ids.size()) * block_size_;
+  return prefix;
+}
+
+int64_t BlockManager::NumBlocksToAllocate(const Request& request, int64_t num_total_tokens,
+                                          const CachedPrefix* prefix) const {
+  const int64_t needed = (num_total_tokens + block_size_ - 1) / block_size_;
+  int64_t have = static_cast<int64_t>(request.block_ids.size());
+  int64_t from_free_queue = 0;
+  if (prefix != nullptr && have == 0) {
+    for (int32_t b : prefix->block_ids) {
+      if (blocks_[b].in_free_queue) ++from_free_queue;  // A cached block leaves the queue.
+    }
+    have = static_cast<int64_t>(prefix->block_ids.size());
+  }
+  return from_free_queue + std::max<int64_t>(0, needed - have);
+}
+
+bool BlockManager::Allocate(Request& request, int64_t num_total_tokens,
+                            const CachedPrefix* prefix) {
+  if (NumBlocksToAllocate(request, num_total_tokens, prefix) > free_count_) return false;
+  if (prefix != nullptr && request.block_ids.empty()) {
+    for (int32_t b : prefix->block_ids) {
+      Reference(b);
+      request.block_ids.push_back(b);
+    }
+  }
+  const int64_t needed = (num_total_tokens + block_size_ - 1) / block_size_;
+  while (static_cast<int64_t>(request.block_ids.size()) < needed) {
+    const int32_t b = PopFront();
+    blocks_[b].ref_count = 1;
+    request.block_ids.push_back(b);
+  }
+  return true;
+}
+
+void BlockManager::CacheFullBlocks(Request& request) {
+  if (!enable_prefix_caching_) return;
+  const int64_t num_full = std::min<int64_t>(request.num_computed_tokens / block_size_,
+                                             static_cast<int64_t>(request.block_ids.size()));
+  for (int64_t i = 0; i < num_full; ++i) {
+    if (static_cast<int64_t>(request.block_hashes.size()) <= i) {
+      request.block_hashes.push_back(HashBlock(request, i));
+    }
+    Block& block = blocks_[request.block_ids[static_cast<size_t>(i)]];
+    if (block.hash) continue;
+    const Sha256Digest& key = request.block_hashes[static_cast<size_t>(i)];
+    // If another block already holds this content, keep that one; this one stays unkeyed.
+    if (cache_.emplace(key, request.block_ids[static_cast<size_t>(i)]).second) block.hash = key;
+  }
+}
+
+void BlockManager::Free(Request& request) {
+  for (auto it = request.block_ids.rbegin(); it != request.block_ids.rend(); ++it) {
+    Block& block = blocks_[*it];
+    CHECK_GT(block.ref_count, 0) << "block " << *it;
+    if (--block.ref_count == 0) PushBack(*it);
+  }
+  request.block_ids.clear();
+}
+
+void BlockManager::Fork(const Request& parent, Request& child) {
+  CHECK(child.block_ids.empty());
+  for (int32_t b : parent.block_ids) Reference(b);
+  child.block_ids = parent.block_ids;
+  child.block_hashes = parent.block_hashes;
+}
+
+bool BlockManager::NeedsCopy(const Request& request, int64_t position) const {
+  const size_t index = static_cast<size_t>(position / block_size_);
+  return index < request.block_ids.size() && blocks_[request.block_ids[index]].ref_count > 1;
+}
+
+BlockCopy BlockManager::CopyOnWrite(Request& request, int64_t position) {
+  CHECK(NeedsCopy(request, position));
+  const size_t index = static_cast<size_t>(position / block_size_);
+  const int32_t src = request.block_ids[index];
+  const int32_t dst = PopFront();
+  blocks_[dst].ref_count = 1;
+  --blocks_[src].ref_count;  // Still > 0: another request holds it.
+  request.block_ids[index] = dst;
+  return {src, dst};
+}
+
+std::vector<int32_t> BlockManager::FreeQueue() const {
+  std::vector<int32_t> order;
+  for (int32_t b = head_; b >= 0; b = blocks_[b].next) order.push_back(b);
+  return order;
+}
+
+absl::Status BlockManager::CheckInvariants(const std::vector<const Request*>& live) const {
+  std::vector<int32_t> refs(blocks_.size(), 0);
+  for (const Request* request : live) {
+    for (int32_t b : request->block_ids) {
+      if (b < 0 || b >= num_blocks()) return absl::InternalError(absl::StrCat("bad block ", b));
+      ++refs[b];
+    }
+  }
+  int64_t free = 0, cached = 0, used = 0, keyed = 0;
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    const Block& block = blocks_[b];
+    if (block.ref_count != refs[b]) {
+      return absl::InternalError(absl::StrCat("block ", b, " ref_count ", block.ref_count, " but ",
+                                              refs[b], " live references"));
+    }
+    if ((block.ref_count == 0) != block.in_free_queue) {
+      return absl::InternalError(absl::StrCat("block ", b, " free-queue membership is wrong"));
+    }
+    if (block.hash) {
+      ++keyed;
+      auto it = cache_.find(*block.hash);
+      if (it == cache_.end() || it->second != static_cast<int32_t>(b)) {
+        return absl::InternalError(absl::StrCat("block ", b, " key not mapped to it"));
+      }
+    }
+    if (block.ref_count > 0) {
+      ++used;
+    } else if (block.hash) {
+      ++cached;
+    } else {
+      ++free;
+    }
+  }
+  if (keyed != static_cast<int64_t>(cache_.size())) return absl::InternalError("stale cache keys");
+  if (static_cast<int64_t>(FreeQueue().size()) != free_count_ || free + cached != free_count_ ||
+      cached != cached_free_count_ || used + cached + free != num_blocks()) {
+    return absl::InternalError(absl::StrCat("accounting: used ", used, " cached ", cached, " free ",
+                                            free, " of ", num_blocks()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace iquest

@@ -1,0 +1,95 @@
+// Request: one generation as the scheduler sees it — its tokens, how many of them have K/V in
+// the cache, its block table, and the policy fields (priority, tenant, deadline).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/sha256.h"
+
+namespace iquest {
+
+using Clock = std::chrono::steady_clock;
+
+// Validated sampling parameters (the server checks ranges before a request exists).
+struct SamplingParams {
+  float temperature = 1.0f;         // 0: greedy.
+  int32_t top_k = 0;                // 0: disabled.
+  float top_p = 1.0f;               // 1: disabled.
+  float min_p = 0.0f;               // 0: disabled.
+  float repetition_penalty = 1.0f;  // 1: disabled; applies to prompt and output tokens.
+  float presence_penalty = 0.0f;    // Output tokens only.
+  float frequency_penalty = 0.0f;   // Output tokens only.
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  std::optional<uint64_t> seed;  // Unset: the engine draws one.
+  int32_t max_tokens = 16;
+  int32_t min_tokens = 0;  // EOS and stop tokens are masked until this many are generated.
+  std::vector<int32_t> stop_token_ids;
+  std::vector<std::string> stop_strings;
+  bool ignore_eos = false;
+  int32_t logprobs = 0;         // Top-k logprobs per sampled token; 0: only the sampled one.
+  int32_t prompt_logprobs = 0;  // Top-k logprobs per prompt token; 0: none.
+  int32_t n = 1;                // Independent samples sharing the prompt's KV blocks.
+};
+
+// Lifecycle order is meaningful: a request only moves forward, except that preemption sends a
+// running request back to kWaiting.
+enum class RequestState { kWaiting, kRunning, kFinished };
+
+enum class FinishReason {
+  kNone,
+  kStopToken,   // EOS or a stop token id.
+  kStopString,  // A stop string appeared in the text.
+  kLength,      // max_tokens or the model's context.
+  kCancelled,   // Client cancel, Abort, or shutdown.
+  kDeadlineExceeded,
+  kInternalError,  // The step failed (a backend error); only the step's requests are affected.
+};
+
+const char* FinishReasonName(FinishReason reason);
+
+struct Request {
+  uint64_t id = 0;           // Engine-assigned, unique.
+  std::string request_id;    // The client's name for it.
+  int32_t sample_index = 0;  // Which of the n samples of request_id this is.
+  std::vector<int32_t> prompt_token_ids;
+  std::vector<int32_t> output_token_ids;
+  SamplingParams sampling;
+  int32_t priority = 0;  // Lower values are scheduled first (as in vLLM).
+  std::string tenant;
+  std::string cache_salt;  // Isolates prefix-cache entries (e.g. per tenant).
+  Clock::time_point arrival_time{};
+  std::optional<Clock::time_point> deadline;
+  std::vector<int32_t> eos_token_ids;  // Stops generation unless ignore_eos.
+
+  RequestState state = RequestState::kWaiting;
+  FinishReason finish_reason = FinishReason::kNone;
+  int64_t num_computed_tokens = 0;  // Tokens whose K/V are in the cache.
+  int64_t num_cached_tokens = 0;    // Of the prompt, served by the prefix cache at admission.
+  std::vector<int32_t> block_ids;   // Block table: logical block i -> physical block.
+  // Prefix-cache keys of the request's full blocks, computed once as blocks fill.
+  std::vector<Sha256Digest> block_hashes;
+  int32_t num_preemptions = 0;
+  // Set when the request is created by a fork (n > 1): its siblings share the prompt's blocks.
+  bool forked = false;
+
+  int64_t num_prompt_tokens() const { return static_cast<int64_t>(prompt_token_ids.size()); }
+  int64_t num_output_tokens() const { return static_cast<int64_t>(output_token_ids.size()); }
+  int64_t num_tokens() const { return num_prompt_tokens() + num_output_tokens(); }
+  int32_t token(int64_t i) const {
+    return i < num_prompt_tokens() ? prompt_token_ids[static_cast<size_t>(i)]
+                                   : output_token_ids[static_cast<size_t>(i - num_prompt_tokens())];
+  }
+  bool is_finished() const { return state == RequestState::kFinished; }
+};
+
+// Appends `token` and returns why the request must stop now, or kNone. Covers EOS and stop token
+// ids (respecting min_tokens and ignore_eos), max_tokens and `max_model_len`. Stop strings need
+// the text and are checked by the engine.
+FinishReason AppendToken(Request& request, int32_t token, int64_t max_model_len);
+
+}  // namespace iquest

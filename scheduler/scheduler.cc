@@ -1,0 +1,243 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace iquest {
+
+absl::Status SchedulerConfig::Validate() const {
+  if (!(max_num_batched_tokens >= 1 && max_num_batched_tokens <= (1 << 20))) {
+    return absl::InvalidArgumentError("max_num_batched_tokens must be in [1, 1048576]");
+  }
+  if (!(max_num_seqs >= 1 && max_num_seqs <= 65536)) {
+    return absl::InvalidArgumentError("max_num_seqs must be in [1, 65536]");
+  }
+  if (!(max_waiting_requests >= 0 && max_waiting_requests <= (1 << 24))) {
+    return absl::InvalidArgumentError("max_waiting_requests must be in [0, 16777216]");
+  }
+  if (max_model_len < 1) return absl::InvalidArgumentError("max_model_len must be >= 1");
+  return absl::OkStatus();
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t block_size)
+    : config_(config), blocks_(num_blocks, block_size, config.enable_prefix_caching) {
+  CHECK(config.Validate().ok()) << config.Validate();
+}
+
+absl::StatusOr<uint64_t> Scheduler::AddRequest(std::unique_ptr<Request> request) {
+  const int64_t prompt_len = request->num_prompt_tokens();
+  const int64_t total = prompt_len + request->sampling.max_tokens;
+  if (prompt_len == 0) return absl::InvalidArgumentError("prompt must be non-empty");
+  if (total > config_.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", prompt_len, " tokens) + max_tokens (", request->sampling.max_tokens,
+        ") exceeds the maximum context length of ", config_.max_model_len));
+  }
+  const int64_t blocks_needed = (total + blocks_.block_size() - 1) / blocks_.block_size();
+  if (blocks_needed > blocks_.num_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request needs ", blocks_needed, " KV blocks but the cache has ", blocks_.num_blocks()));
+  }
+  if (num_queued_ >= config_.max_waiting_requests) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("waiting queue is full (", config_.max_waiting_requests, " requests)"));
+  }
+  request->id = next_id_++;
+  request->state = RequestState::kWaiting;
+  Request* raw = request.get();
+  live_[raw->id] = std::move(request);
+  waiting_.insert(raw);
+  ++num_queued_;
+  return raw->id;
+}
+
+void Scheduler::ExpireDeadlines(Clock::time_point now) {
+  std::vector<Request*> expired;
+  for (Request* r : waiting_) {
+    if (r->deadline && *r->deadline <= now) expired.push_back(r);
+  }
+  for (Request* r : running_) {
+    if (r->deadline && *r->deadline <= now) expired.push_back(r);
+  }
+  for (Request* r : expired) Retire(*r, FinishReason::kDeadlineExceeded);
+}
+
+ScheduledBatch Scheduler::Schedule(Clock::time_point now) {
+  ExpireDeadlines(now);
+  ScheduledBatch batch;
+  int64_t budget = config_.max_num_batched_tokens;
+  bool preempted = false;
+  ScheduleRunning(batch, budget, preempted);
+  // As in vLLM: a step that had to preempt admits nobody new.
+  if (!preempted) ScheduleWaiting(batch, budget);
+  for (const ScheduledRequest& s : batch.requests) batch.num_tokens += s.num_tokens;
+  return batch;
+}
+
+void Scheduler::ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted) {
+  // running_ is kept in (priority, arrival) order, so preemption victims come off the back.
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Request& request = *running_[i];
+    const int64_t num_new = std::min(request.num_tokens() - request.num_computed_tokens, budget);
+    CHECK_GT(num_new, 0) << "running request " << request.id << " has nothing to compute";
+    if (!ReserveForRunning(request, num_new, batch, preempted)) break;  // It preempted itself.
+    batch.requests.push_back({&request, num_new});
+    budget -= num_new;
+  }
+}
+
+bool Scheduler::ReserveForRunning(Request& request, int64_t num_new, ScheduledBatch& batch,
+                                  bool& preempted) {
+  while (true) {
+    const bool copy = blocks_.NeedsCopy(request, request.num_computed_tokens);
+    const int64_t needed =
+        blocks_.NumBlocksToAllocate(request, request.num_computed_tokens + num_new) +
+        (copy ? 1 : 0);
+    if (needed <= blocks_.num_free_blocks()) {
+      if (copy)
+        batch.block_copies.push_back(blocks_.CopyOnWrite(request, request.num_computed_tokens));
+      CHECK(blocks_.Allocate(request, request.num_computed_tokens + num_new));
+      return true;
+    }
+    Request* victim = running_.back();
+    Preempt(*victim);
+    preempted = true;
+    if (victim == &request) return false;
+  }
+}
+
+void Scheduler::Preempt(Request& victim) {
+  blocks_.Free(victim);
+  victim.num_computed_tokens = 0;
+  victim.state = RequestState::kWaiting;
+  ++victim.num_preemptions;
+  ++counters_.num_preemptions;
+  running_.erase(std::find(running_.begin(), running_.end(), &victim));
+  waiting_.insert(&victim);  // Its arrival time puts it ahead of later arrivals.
+}
+
+void Scheduler::ScheduleWaiting(ScheduledBatch& batch, int64_t& budget) {
+  std::map<std::string, int64_t> tenant_used;
+  std::set<std::string> tenants;
+  for (const Request* r : waiting_) tenants.insert(r->tenant);
+  if (tenants.size() > 1) {
+    // Fair share first, then the leftover to anyone.
+    const int64_t share =
+        (budget + static_cast<int64_t>(tenants.size()) - 1) / static_cast<int64_t>(tenants.size());
+    if (!AdmitWaiting(batch, budget, share, tenant_used)) return;
+  }
+  AdmitWaiting(batch, budget, -1, tenant_used);
+}
+
+bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t tenant_cap,
+                             std::map<std::string, int64_t>& tenant_used) {
+  for (auto it = waiting_.begin(); it != waiting_.end() && budget > 0;) {
+    Request& request = **it;
+    if (num_running() + request.sampling.n > config_.max_num_seqs) return false;
+    int64_t allowance = budget;
+    if (tenant_cap >= 0) allowance = std::min(allowance, tenant_cap - tenant_used[request.tenant]);
+    if (allowance <= 0) {
+      ++it;  // This tenant has had its share; others may still use theirs.
+      continue;
+    }
+    const BlockManager::CachedPrefix prefix = blocks_.FindCachedPrefix(request);
+    const int64_t num_new = std::min(request.num_tokens() - prefix.num_tokens, allowance);
+    if (!blocks_.Allocate(request, prefix.num_tokens + num_new, &prefix)) return false;
+    counters_.prefix_cache_queries += request.num_tokens();
+    counters_.prefix_cache_hits += prefix.num_tokens;
+    request.num_computed_tokens = prefix.num_tokens;
+    if (request.num_preemptions == 0) {
+      request.num_cached_tokens = prefix.num_tokens;
+      --num_queued_;
+    }
+    request.state = RequestState::kRunning;
+    it = waiting_.erase(it);
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), &request, WaitingOrder()),
+                    &request);
+    batch.requests.push_back({&request, num_new});
+    budget -= num_new;
+    tenant_used[request.tenant] += num_new;
+  }
+  return true;
+}
+
+void Scheduler::Update(const ScheduledBatch& batch,
+                       const std::vector<std::vector<int32_t>>& sampled) {
+  CHECK_EQ(sampled.size(), batch.requests.size());
+  for (size_t i = 0; i < batch.requests.size(); ++i) {
+    Request& request = *batch.requests[i].request;
+    if (request.is_finished()) continue;  // Finished between Schedule and Update.
+    request.num_computed_tokens += batch.requests[i].num_tokens;
+    blocks_.CacheFullBlocks(request);
+    if (request.num_computed_tokens < request.num_tokens()) {
+      CHECK(sampled[i].empty()) << "a prompt chunk produced a token";
+      continue;
+    }
+    CHECK(!sampled[i].empty()) << "request " << request.id << " finished a step without a token";
+    if (sampled[i].size() > 1) Fork(request, sampled[i]);
+    const FinishReason reason = AppendToken(request, sampled[i][0], config_.max_model_len);
+    if (reason != FinishReason::kNone) Retire(request, reason);
+  }
+}
+
+void Scheduler::Fork(Request& parent, const std::vector<int32_t>& tokens) {
+  CHECK_EQ(static_cast<int64_t>(tokens.size()), parent.sampling.n);
+  parent.sampling.n = 1;  // Forks once, even if it is later preempted and recomputed.
+  for (size_t k = 1; k < tokens.size(); ++k) {
+    auto child = std::make_unique<Request>(parent);
+    child->id = next_id_++;
+    child->sample_index = static_cast<int32_t>(k);
+    child->forked = true;
+    child->block_ids.clear();
+    blocks_.Fork(parent, *child);
+    Request* raw = child.get();
+    live_[raw->id] = std::move(child);
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), raw, WaitingOrder()), raw);
+    const FinishReason reason = AppendToken(*raw, tokens[k], config_.max_model_len);
+    if (reason != FinishReason::kNone) Retire(*raw, reason);
+  }
+}
+
+bool Scheduler::Finish(uint64_t id, FinishReason reason) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return false;
+  Retire(*it->second, reason);
+  return true;
+}
+
+void Scheduler::Retire(Request& request, FinishReason reason) {
+  CHECK(!request.is_finished());
+  if (request.state == RequestState::kWaiting) {
+    waiting_.erase(&request);
+    if (request.num_preemptions == 0) --num_queued_;
+  } else {
+    running_.erase(std::find(running_.begin(), running_.end(), &request));
+  }
+  blocks_.Free(request);
+  request.state = RequestState::kFinished;
+  request.finish_reason = reason;
+  auto it = live_.find(request.id);
+  finished_.push_back(std::move(it->second));
+  live_.erase(it);
+}
+
+std::vector<std::unique_ptr<Request>> Scheduler::TakeFinished() {
+  std::vector<std::unique_ptr<Request>> out = std::move(finished_);
+  finished_.clear();
+  return out;
+}
+
+const Request* Scheduler::Find(uint64_t id) const {
+  auto it = live_.find(id);
+  return it == live_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const Request*> Scheduler::LiveRequests() const {
+  std::vector<const Request*> out;
+  for (const auto& [id, request] : live_) out.push_back(request.get());
+  return out;
+}
+
+}  // namespace iquest

@@ -1,0 +1,129 @@
+// Scheduler: continuous batching without phases. Each request has num_computed_tokens and
+// num_tokens; each step gives requests tokens until the token budget (max_num_batched_tokens) or
+// max_num_seqs runs out. A long prompt is simply given fewer tokens than it has (chunked prefill);
+// a decode is a one-token chunk. The step's contract is {request: num_tokens}.
+//
+// Policy:
+//  - running requests first, most important first: priority (lower first), then arrival;
+//  - when blocks run out, preempt by recompute: the least important, newest running request gives
+//    its blocks back and returns to the waiting queue (its tokens are kept and recomputed later);
+//  - then waiting requests are admitted in (priority, arrival) order from a bounded queue; when
+//    several tenants wait, each gets an equal share of the remaining token budget first, and what
+//    is left over goes to anyone (work-conserving);
+//  - an expired deadline finishes a waiting or running request; cancellation finishes it at once.
+// Finished requests hold no blocks.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "scheduler/block_manager.h"
+#include "scheduler/request.h"
+
+namespace iquest {
+
+struct SchedulerConfig {
+  int64_t max_num_batched_tokens = 2048;  // Token budget of one step.
+  int64_t max_num_seqs = 64;              // Requests in one step.
+  int64_t max_waiting_requests = 1024;    // Bound of the waiting queue.
+  int64_t max_model_len = 4096;           // Prompt + output tokens of one request.
+  bool enable_prefix_caching = true;
+
+  absl::Status Validate() const;
+};
+
+struct ScheduledRequest {
+  Request* request;
+  int64_t num_tokens;  // Tokens computed this step, starting at request->num_computed_tokens.
+};
+
+struct ScheduledBatch {
+  std::vector<ScheduledRequest> requests;
+  std::vector<BlockCopy> block_copies;  // Copy-on-write copies, to perform before the step.
+  int64_t num_tokens = 0;
+  bool empty() const { return requests.empty(); }
+};
+
+struct SchedulerCounters {
+  int64_t num_preemptions = 0;
+  int64_t prefix_cache_queries = 0;  // Tokens looked up at admission.
+  int64_t prefix_cache_hits = 0;     // Tokens found.
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t block_size);
+
+  // Takes a new request and returns its engine id. kResourceExhausted when the waiting queue is
+  // full or the request could never fit in the KV pool (even alone); kInvalidArgument when
+  // prompt + max_tokens exceeds max_model_len or the prompt is empty.
+  absl::StatusOr<uint64_t> AddRequest(std::unique_ptr<Request> request);
+
+  // Picks this step's work. Requests whose deadline is at or before `now` are finished first.
+  ScheduledBatch Schedule(Clock::time_point now);
+
+  // Records a step's results. sampled[i] holds the new token(s) of batch.requests[i]: none for a
+  // prompt chunk that did not reach the end, one normally, and n for a request with
+  // sampling.n == n that finished its prompt (it forks into n samples sharing its blocks).
+  void Update(const ScheduledBatch& batch, const std::vector<std::vector<int32_t>>& sampled);
+
+  // Finishes a live request now (cancellation, stop string). False if it is unknown or finished.
+  bool Finish(uint64_t id, FinishReason reason);
+
+  // Requests finished since the last call, oldest first; they hold no blocks.
+  std::vector<std::unique_ptr<Request>> TakeFinished();
+
+  const Request* Find(uint64_t id) const;
+  std::vector<const Request*> LiveRequests() const;
+  int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
+  // Waiting requests never yet scheduled: what max_waiting_requests bounds (preempted requests
+  // return to the queue without counting against it).
+  int64_t num_queued() const { return num_queued_; }
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  const BlockManager& block_manager() const { return blocks_; }
+  const SchedulerCounters& counters() const { return counters_; }
+  const SchedulerConfig& config() const { return config_; }
+
+ private:
+  // Waiting order: priority, then arrival, then id.
+  struct WaitingOrder {
+    bool operator()(const Request* a, const Request* b) const {
+      return std::tie(a->priority, a->arrival_time, a->id) <
+             std::tie(b->priority, b->arrival_time, b->id);
+    }
+  };
+
+  void ExpireDeadlines(Clock::time_point now);
+  void ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted);
+  void ScheduleWaiting(ScheduledBatch& batch, int64_t& budget);
+  // Admits waiting requests while `tenant_cap` allows (-1: no cap). Returns false when admission
+  // must stop altogether (no blocks, no seats).
+  bool AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t tenant_cap,
+                    std::map<std::string, int64_t>& tenant_used);
+  // Makes room for `request` to compute `num_new` tokens, preempting others if needed. Returns
+  // false if `request` itself had to be preempted.
+  bool ReserveForRunning(Request& request, int64_t num_new, ScheduledBatch& batch, bool& preempted);
+  void Preempt(Request& victim);
+  void Fork(Request& parent, const std::vector<int32_t>& tokens);
+  void Retire(Request& request, FinishReason reason);
+
+  SchedulerConfig config_;
+  BlockManager blocks_;
+  SchedulerCounters counters_;
+  uint64_t next_id_ = 1;
+  int64_t num_queued_ = 0;
+  std::unordered_map<uint64_t, std::unique_ptr<Request>> live_;
+  std::set<Request*, WaitingOrder> waiting_;
+  std::vector<Request*> running_;
+  std::vector<std::unique_ptr<Request>> finished_;
+};
+
+}  // namespace iquest

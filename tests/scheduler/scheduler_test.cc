@@ -1,0 +1,198 @@
+// Scheduler unit tests with tiny numbers (block_size 4, 8 blocks) and a fake model step that
+// appends token 100 + step to every request that reaches its end. Each test asserts the per-step
+// contract {request id: num_tokens}.
+#include "scheduler/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "tests/testing/status_matchers.h"
+
+namespace iquest {
+namespace {
+
+using StepMap = std::map<uint64_t, int64_t>;
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void Configure(int64_t budget, int64_t max_seqs = 8, int64_t num_blocks = 8) {
+    SchedulerConfig config;
+    config.max_num_batched_tokens = budget;
+    config.max_num_seqs = max_seqs;
+    config.max_waiting_requests = 4;
+    config.max_model_len = 64;
+    scheduler_ = std::make_unique<Scheduler>(config, num_blocks, 4);
+  }
+
+  uint64_t Add(int prompt_len, int max_tokens, int priority = 0, std::string tenant = "",
+               int arrival_ms = 0) {
+    auto r = std::make_unique<Request>();
+    for (int i = 0; i < prompt_len; ++i) r->prompt_token_ids.push_back(i + 1);
+    r->sampling.max_tokens = max_tokens;
+    r->priority = priority;
+    r->tenant = std::move(tenant);
+    r->arrival_time = Clock::time_point(std::chrono::milliseconds(arrival_ms));
+    absl::StatusOr<uint64_t> id = scheduler_->AddRequest(std::move(r));
+    EXPECT_OK(id);
+    return id.ok() ? *id : 0;
+  }
+
+  // One step: schedule, then a fake forward that samples 100 + step for finishing requests.
+  StepMap Step(Clock::time_point now = Clock::time_point()) {
+    const ScheduledBatch batch = scheduler_->Schedule(now);
+    StepMap out;
+    std::vector<std::vector<int32_t>> sampled(batch.requests.size());
+    for (size_t i = 0; i < batch.requests.size(); ++i) {
+      const Request& r = *batch.requests[i].request;
+      out[r.id] = batch.requests[i].num_tokens;
+      if (r.num_computed_tokens + batch.requests[i].num_tokens == r.num_tokens()) {
+        sampled[i].push_back(100 + step_);
+      }
+    }
+    scheduler_->Update(batch, sampled);
+    ++step_;
+    EXPECT_OK(scheduler_->block_manager().CheckInvariants(scheduler_->LiveRequests()));
+    return out;
+  }
+
+  std::unique_ptr<Scheduler> scheduler_;
+  int step_ = 0;
+};
+
+TEST_F(SchedulerTest, PrefillThenDecodeWithoutPhases) {
+  Configure(/*budget=*/16);
+  const uint64_t a = Add(6, 3);
+  const uint64_t b = Add(3, 2);
+  EXPECT_EQ(Step(), (StepMap{{a, 6}, {b, 3}}));  // Both prompts in one step.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 1}}));  // Decodes.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}}));          // b finished at max_tokens = 2.
+  EXPECT_EQ(Step(), StepMap{});
+  auto finished = scheduler_->TakeFinished();
+  ASSERT_EQ(finished.size(), 2u);
+  EXPECT_EQ(finished[0]->id, b);
+  EXPECT_EQ(finished[0]->output_token_ids, (std::vector<int32_t>{100, 101}));
+  EXPECT_EQ(finished[1]->output_token_ids, (std::vector<int32_t>{100, 101, 102}));
+  EXPECT_EQ(finished[1]->finish_reason, FinishReason::kLength);
+  EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 0);
+}
+
+TEST_F(SchedulerTest, LongPromptIsChunkedAndMixesWithDecodes) {
+  Configure(/*budget=*/8);
+  const uint64_t a = Add(3, 4);
+  EXPECT_EQ(Step(), (StepMap{{a, 3}}));
+  const uint64_t b = Add(20, 1);  // 20-token prompt, budget 8: chunks of 7, 7, 6 beside a's decode.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 7}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 7}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 6}}));
+  EXPECT_EQ(scheduler_->Find(b), nullptr);  // Finished: max_tokens 1 arrived with its last chunk.
+}
+
+TEST_F(SchedulerTest, AdmissionByPriorityThenArrival) {
+  Configure(/*budget=*/4, /*max_seqs=*/1);
+  const uint64_t late_urgent = Add(2, 1, /*priority=*/-1, "", /*arrival_ms=*/20);
+  const uint64_t early = Add(2, 1, 0, "", 10);
+  const uint64_t earliest = Add(2, 1, 0, "", 5);
+  EXPECT_EQ(Step(), (StepMap{{late_urgent, 2}}));
+  EXPECT_EQ(Step(), (StepMap{{earliest, 2}}));
+  EXPECT_EQ(Step(), (StepMap{{early, 2}}));
+}
+
+TEST_F(SchedulerTest, PreemptsTheLeastImportantNewestRequestByRecompute) {
+  Configure(/*budget=*/32, /*max_seqs=*/8, /*num_blocks=*/4);  // 16 token slots.
+  const uint64_t a = Add(7, 8, 0, "", 1);                      // Blocks 0,1.
+  const uint64_t b = Add(7, 8, 0, "", 2);                      // Blocks 2,3.
+  EXPECT_EQ(Step(), (StepMap{{a, 7}, {b, 7}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 1}}));  // Position 7 still fits in block 1.
+  // Position 8 needs a third block each, and none is free: b, the newer, gives its blocks back.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}}));
+  const Request* preempted = scheduler_->Find(b);
+  ASSERT_NE(preempted, nullptr);
+  EXPECT_EQ(preempted->state, RequestState::kWaiting);
+  EXPECT_EQ(preempted->num_computed_tokens, 0);
+  EXPECT_EQ(preempted->num_output_tokens(), 2);  // Its tokens are kept and recomputed later.
+  EXPECT_EQ(scheduler_->counters().num_preemptions, 1);
+}
+
+TEST_F(SchedulerTest, FairShareAmongTenants) {
+  Configure(/*budget=*/8, /*max_seqs=*/8, /*num_blocks=*/16);
+  const uint64_t a1 = Add(8, 1, 0, "a", 1);
+  const uint64_t a2 = Add(8, 1, 0, "a", 2);
+  const uint64_t b1 = Add(8, 1, 0, "b", 3);
+  // Without fair share a1 would take the whole budget; with it a1 and b1 get 4 each.
+  EXPECT_EQ(Step(), (StepMap{{a1, 4}, {b1, 4}}));
+  (void)a2;
+}
+
+TEST_F(SchedulerTest, DeadlinesExpireWaitingAndRunningRequests) {
+  Configure(/*budget=*/16, /*max_seqs=*/1);
+  auto make = [&](int64_t deadline_ms) {
+    auto r = std::make_unique<Request>();
+    r->prompt_token_ids = {1, 2};
+    r->sampling.max_tokens = 10;
+    r->deadline = Clock::time_point(std::chrono::milliseconds(deadline_ms));
+    return *scheduler_->AddRequest(std::move(r));
+  };
+  const uint64_t running = make(100);
+  const uint64_t waiting = make(50);
+  const auto at = [](int ms) { return Clock::time_point(std::chrono::milliseconds(ms)); };
+  EXPECT_EQ(Step(at(10)), (StepMap{{running, 2}}));
+  EXPECT_EQ(Step(at(60)), (StepMap{{running, 1}}));  // `waiting` expired in the queue.
+  EXPECT_EQ(Step(at(100)), StepMap{});               // `running` expired mid-generation.
+  auto finished = scheduler_->TakeFinished();
+  ASSERT_EQ(finished.size(), 2u);
+  EXPECT_EQ(finished[0]->id, waiting);
+  EXPECT_EQ(finished[0]->finish_reason, FinishReason::kDeadlineExceeded);
+  EXPECT_EQ(finished[1]->finish_reason, FinishReason::kDeadlineExceeded);
+  EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 0);
+}
+
+TEST_F(SchedulerTest, CancellationFreesBlocksAtOnce) {
+  Configure(/*budget=*/16);
+  const uint64_t a = Add(9, 10);
+  Step();
+  EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 3);
+  EXPECT_TRUE(scheduler_->Finish(a, FinishReason::kCancelled));
+  EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 0);
+  EXPECT_FALSE(scheduler_->Finish(a, FinishReason::kCancelled));
+  EXPECT_EQ(Step(), StepMap{});
+}
+
+TEST_F(SchedulerTest, RejectsWhatCanNeverRunAndBoundsTheQueue) {
+  Configure(/*budget=*/16, /*max_seqs=*/8, /*num_blocks=*/4);
+  auto add = [&](int prompt, int max_tokens) {
+    auto r = std::make_unique<Request>();
+    r->prompt_token_ids.assign(prompt, 1);
+    r->sampling.max_tokens = max_tokens;
+    return scheduler_->AddRequest(std::move(r)).status();
+  };
+  EXPECT_STATUS_CODE(add(0, 1), absl::StatusCode::kInvalidArgument);
+  EXPECT_STATUS_CODE(add(60, 5), absl::StatusCode::kInvalidArgument);    // > max_model_len.
+  EXPECT_STATUS_CODE(add(16, 1), absl::StatusCode::kResourceExhausted);  // 17 tokens > 16 slots.
+  for (int i = 0; i < 4; ++i) EXPECT_OK(add(2, 1));
+  EXPECT_STATUS_CODE(add(2, 1), absl::StatusCode::kResourceExhausted);  // Queue of 4 is full.
+}
+
+TEST_F(SchedulerTest, ForkSharesThePromptAndCopiesOnWrite) {
+  Configure(/*budget=*/16);
+  auto r = std::make_unique<Request>();
+  r->prompt_token_ids = {1, 2, 3, 4, 5, 6};  // |1 2 3 4|5 6 _ _
+  r->sampling.max_tokens = 3;
+  r->sampling.n = 3;
+  const uint64_t parent = *scheduler_->AddRequest(std::move(r));
+  ScheduledBatch batch = scheduler_->Schedule(Clock::time_point());
+  ASSERT_EQ(batch.requests.size(), 1u);
+  scheduler_->Update(batch, {{7, 8, 9}});  // Three first tokens from one set of logits.
+  EXPECT_EQ(scheduler_->num_running(), 3);
+  EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 2);  // All share blocks 0 and 1.
+  batch = scheduler_->Schedule(Clock::time_point());
+  ASSERT_EQ(batch.requests.size(), 3u);
+  // Each writes position 6 in shared block 1: two copies; the last holder keeps the original.
+  EXPECT_EQ(batch.block_copies.size(), 2u);
+  EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 4);
+  EXPECT_OK(scheduler_->block_manager().CheckInvariants(scheduler_->LiveRequests()));
+  EXPECT_EQ(scheduler_->Find(parent)->output_token_ids, (std::vector<int32_t>{7}));
+}
+
+}  // namespace
+}  // namespace iquest
