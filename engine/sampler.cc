@@ -1,0 +1,159 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "common/check.h"
+
+namespace iquest {
+namespace {
+
+constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+
+uint64_t Mix(uint64_t x) {  // SplitMix64 finaliser.
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// log(sum(exp(x))) over finite entries, stable.
+double LogSumExp(std::span<const float> logits) {
+  float max_logit = kNegativeInfinity;
+  for (float x : logits) max_logit = std::max(max_logit, x);
+  double sum = 0.0;
+  for (float x : logits) sum += std::exp(static_cast<double>(x) - max_logit);
+  return max_logit + std::log(sum);
+}
+
+}  // namespace
+
+PositionLogprobs ComputeLogprobs(std::span<const float> logits, int32_t token, int32_t k) {
+  const double log_total = LogSumExp(logits);
+  PositionLogprobs out;
+  out.logprob = static_cast<float>(logits[static_cast<size_t>(token)] - log_total);
+  if (k <= 0) return out;
+  std::vector<int32_t> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  const size_t top = std::min(static_cast<size_t>(k), ids.size());
+  std::partial_sort(
+      ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(top), ids.end(),
+      [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; });
+  for (size_t i = 0; i < top; ++i) {
+    out.top.push_back({ids[i], static_cast<float>(logits[ids[i]] - log_total)});
+  }
+  return out;
+}
+
+double Sampler::Uniform(uint64_t seed, int32_t sample_index, int64_t position) {
+  const uint64_t x = Mix(
+      Mix(seed) ^ Mix(static_cast<uint64_t>(sample_index) << 32 ^ static_cast<uint64_t>(position)));
+  return static_cast<double>(x >> 11) * 0x1.0p-53;
+}
+
+void Sampler::ApplyLogitProcessors(const Request& request) {
+  const SamplingParams& p = request.sampling;
+  const int64_t vocab = static_cast<int64_t>(scores_.size());
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token >= 0 && token < vocab) scores_[token] += bias;
+  }
+  if (p.repetition_penalty != 1.0f) {
+    // HF/vLLM: tokens seen in prompt or output are made less likely, whatever their sign.
+    std::vector<bool> seen(static_cast<size_t>(vocab), false);
+    for (int64_t i = 0; i < request.num_tokens(); ++i) seen[request.token(i)] = true;
+    for (int64_t t = 0; t < vocab; ++t) {
+      if (!seen[t]) continue;
+      scores_[t] =
+          scores_[t] > 0 ? scores_[t] / p.repetition_penalty : scores_[t] * p.repetition_penalty;
+    }
+  }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    counts_.assign(static_cast<size_t>(vocab), 0);
+    for (int32_t t : request.output_token_ids) ++counts_[t];
+    for (int64_t t = 0; t < vocab; ++t) {
+      if (counts_[t] == 0) continue;
+      scores_[t] -= p.frequency_penalty * static_cast<float>(counts_[t]) + p.presence_penalty;
+    }
+  }
+  if (request.num_output_tokens() < p.min_tokens) {
+    auto mask = [&](int32_t t) {
+      if (t >= 0 && t < vocab) scores_[t] = kNegativeInfinity;
+    };
+    if (!p.ignore_eos) {
+      for (int32_t t : request.eos_token_ids) mask(t);
+    }
+    for (int32_t t : p.stop_token_ids) mask(t);
+  }
+}
+
+int32_t Sampler::Draw(const SamplingParams& p, double uniform) {
+  const size_t vocab = scores_.size();
+  order_.resize(vocab);
+  std::iota(order_.begin(), order_.end(), 0);
+  auto more_likely = [&](int32_t a, int32_t b) {
+    return scores_[a] != scores_[b] ? scores_[a] > scores_[b] : a < b;
+  };
+  size_t kept = vocab;
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < vocab) {
+    kept = static_cast<size_t>(p.top_k);
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(kept),
+                      order_.end(), more_likely);
+  } else {
+    std::sort(order_.begin(), order_.end(), more_likely);
+  }
+  // Softmax over the kept candidates, at the given temperature, most likely first.
+  const double max_score = scores_[order_[0]] / p.temperature;
+  std::vector<double> probs(kept);
+  double total = 0.0;
+  for (size_t i = 0; i < kept; ++i) {
+    probs[i] = std::exp(scores_[order_[i]] / p.temperature - max_score);
+    total += probs[i];
+  }
+  // top_p: the smallest prefix whose mass reaches top_p; min_p: drop tokens below
+  // min_p x the top probability. The most likely token always survives.
+  double cumulative = 0.0;
+  size_t cut = kept;
+  for (size_t i = 0; i < kept; ++i) {
+    if (i > 0 && probs[i] < p.min_p * probs[0]) {
+      cut = i;
+      break;
+    }
+    cumulative += probs[i] / total;
+    if (cumulative >= p.top_p) {
+      cut = i + 1;
+      break;
+    }
+  }
+  double mass = 0.0;
+  for (size_t i = 0; i < cut; ++i) mass += probs[i];
+  const double target = uniform * mass;
+  double running = 0.0;
+  for (size_t i = 0; i < cut; ++i) {
+    running += probs[i];
+    if (target < running) return order_[i];
+  }
+  return order_[cut - 1];
+}
+
+SampledToken Sampler::Sample(std::span<const float> logits, const Request& request,
+                             int32_t sample_index) {
+  const SamplingParams& p = request.sampling;
+  CHECK(p.seed.has_value()) << "the engine assigns a seed before sampling";
+  scores_.assign(logits.begin(), logits.end());
+  ApplyLogitProcessors(request);
+  SampledToken out;
+  if (p.temperature <= 0.0f) {
+    out.token = static_cast<int32_t>(std::max_element(scores_.begin(), scores_.end()) -
+                                     scores_.begin());  // First maximum: lowest id on ties.
+  } else {
+    out.token = Draw(p, Uniform(*p.seed, sample_index, request.num_output_tokens()));
+  }
+  PositionLogprobs logprobs = ComputeLogprobs(logits, out.token, p.logprobs);
+  out.logprob = logprobs.logprob;
+  out.top_logprobs = std::move(logprobs.top);
+  return out;
+}
+
+}  // namespace iquest
