@@ -8,7 +8,7 @@ MODEL ?= $(BUILD_DIR)/models/demo
 PROMPT_IDS ?= 1,450,1200,3001
 MAX_TOKENS ?= 32
 
-.PHONY: all deps configure build run test format clean
+.PHONY: all deps configure build run test bench format clean
 
 all: build
 
@@ -28,6 +28,9 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest -LE gpu --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	$(BUILD_DIR)/bin/iquest-bench-engine --model $(MODEL)
 
 format:
 	@git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format -i

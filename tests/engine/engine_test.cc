@@ -231,6 +231,35 @@ TEST_F(EngineTest, NSamplesShareThePromptAndFinishTogether) {
   EXPECT_EQ(engine->Stats().num_used_blocks, 0);
 }
 
+TEST_F(EngineTest, GreedySamplesOfAForkEqualTheSingleSample) {
+  // With temperature 0 every sample of n must equal the n = 1 output: a copy-on-write that lost
+  // or mixed up KV data would make them diverge.
+  ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model_, Config()));
+  const auto single = RunAll(*engine, {Greedy("one", 10, 12)}).at("one");
+  GenerationRequest r = Greedy("two", 10, 12);
+  r.sampling.n = 2;
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_OK(engine->Submit(r, sink));
+  sink->Wait();
+  EXPECT_EQ(sink->tokens_[0], single);
+  EXPECT_EQ(sink->tokens_[1], single);
+}
+
+TEST_F(EngineTest, ShutdownLetsRunningRequestsFinishWithinTheDrain) {
+  ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model_, Config()));
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (int i = 0; i < 4; ++i) {
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_OK(engine->Submit(Greedy("d" + std::to_string(i), 8, 20, i), sinks.back()));
+  }
+  engine->Shutdown(absl::Seconds(30));
+  for (const auto& sink : sinks) {
+    sink->Wait();
+    EXPECT_EQ(sink->reasons_[0], FinishReason::kLength);
+    EXPECT_EQ(sink->tokens_[0].size(), 20u);
+  }
+}
+
 TEST_F(EngineTest, PromptLogprobsMatchTheModel) {
   ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model_, Config(256, /*budget=*/4)));
   GenerationRequest r = Greedy("lp", 11, 1);

@@ -166,5 +166,23 @@ TEST(WriteKvTest, StoresBf16KvWithRounding) {
   }
 }
 
+TEST(CopyKvBlocksTest, CopiesWholeBlocksInBothPools) {
+  const int block_size = 4, kv_heads = 2, head_dim = 8, num_blocks = 5;
+  const size_t block_elems = block_size * kv_heads * head_dim;
+  std::vector<float> k = RandomFloats(num_blocks * block_elems, 3);
+  std::vector<float> v = RandomFloats(num_blocks * block_elems, 4);
+  const std::vector<float> k0 = k, v0 = v;
+  PagedKvView kv{k.data(), v.data(), DType::kF32, num_blocks, block_size, kv_heads, head_dim};
+  std::vector<int32_t> pairs = {1, 3, 4, 0};  // 1 -> 3 and 4 -> 0.
+  CpuBackend backend;
+  backend.CopyKvBlocks(TensorView(pairs.data(), DType::kI32, {2, 2}), kv);
+  for (size_t i = 0; i < block_elems; ++i) {
+    EXPECT_EQ(k[3 * block_elems + i], k0[1 * block_elems + i]);
+    EXPECT_EQ(v[3 * block_elems + i], v0[1 * block_elems + i]);
+    EXPECT_EQ(k[0 * block_elems + i], k0[4 * block_elems + i]);
+    EXPECT_EQ(k[2 * block_elems + i], k0[2 * block_elems + i]);  // Untouched.
+  }
+}
+
 }  // namespace
 }  // namespace iquest
