@@ -9,8 +9,10 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   # C++ libraries.
   libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-  # Test peers: the independent NumPy reference of the forward pass.
-  python3 python3-numpy
+  # gRPC and protobuf: the API, the server and its clients.
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  # Test peers: the NumPy reference of the forward pass; a Python gRPC client.
+  python3 python3-numpy python3-grpcio python3-protobuf
 )
 
 missing=()
