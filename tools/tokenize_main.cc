@@ -1,6 +1,7 @@
 // iquest-tokenize: offline tokenizer CLI over a model folder (tokenizer.json or tokenizer.model).
 //   --jsonl FILE         one JSON string per line -> one JSON list of ids per line
 //   --decode-jsonl FILE  one JSON list of ids per line -> one JSON string per line
+//                        (--skip-special drops special tokens; --stream decodes id by id)
 // Invalid UTF-8 bytes in an input line are replaced (WHATWG rules) before the JSON is parsed.
 #include <cstdio>
 #include <fstream>
@@ -24,6 +25,7 @@ struct Options {
   std::string decode_jsonl;
   bool no_special = false;
   bool skip_special = false;
+  bool stream = false;
 };
 
 std::string DumpString(const std::string& text) {
@@ -43,7 +45,7 @@ absl::Status EncodeLine(const Tokenizer& tokenizer, const std::string& line, boo
 }
 
 absl::Status DecodeLine(const Tokenizer& tokenizer, const std::string& line, bool skip_special,
-                        const std::string& where, std::string* out) {
+                        bool stream, const std::string& where, std::string* out) {
   ASSIGN_OR_RETURN(const nlohmann::json value, ParseJsonStrict(line, where));
   if (!value.is_array()) return absl::InvalidArgumentError(where + ": expected a JSON list of ids");
   std::vector<int32_t> ids;
@@ -53,7 +55,16 @@ absl::Status DecodeLine(const Tokenizer& tokenizer, const std::string& line, boo
     }
     ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
   }
-  absl::StrAppend(out, DumpString(tokenizer.Decode(ids, skip_special)), "\n");
+  std::string text;
+  if (stream) {
+    // Through the streaming detokenizer, one id at a time: must equal the one-shot decode.
+    IncrementalDetokenizer detokenizer(tokenizer, skip_special);
+    for (const int32_t id : ids) text += detokenizer.Push(id);
+    text += detokenizer.Flush();
+  } else {
+    text = tokenizer.Decode(ids, skip_special);
+  }
+  absl::StrAppend(out, DumpString(text), "\n");
   return absl::OkStatus();
 }
 
@@ -67,7 +78,8 @@ absl::Status Run(const Options& options) {
   for (int64_t number = 1; std::getline(file, line); ++number) {
     const std::string where = absl::StrCat(path, ":", number);
     if (decode) {
-      RETURN_IF_ERROR(DecodeLine(*tokenizer, line, options.skip_special, where, &out));
+      RETURN_IF_ERROR(
+          DecodeLine(*tokenizer, line, options.skip_special, options.stream, where, &out));
     } else {
       RETURN_IF_ERROR(EncodeLine(*tokenizer, line, !options.no_special, where, &out));
     }
@@ -93,6 +105,7 @@ int main(int argc, char** argv) {
   flags.AddString("decode-jsonl", &options.decode_jsonl, "file of JSON id lists to decode");
   flags.AddBool("no-special", &options.no_special, "encode without adding BOS/EOS");
   flags.AddBool("skip-special", &options.skip_special, "decode without special tokens");
+  flags.AddBool("stream", &options.stream, "decode through the incremental detokenizer");
   iquest::ParseFlagsOrExit(flags, argc, argv);
   if (options.model_dir.empty() || options.jsonl.empty() == options.decode_jsonl.empty()) {
     std::fprintf(stderr, "error: give --model and exactly one of --jsonl, --decode-jsonl\n");
