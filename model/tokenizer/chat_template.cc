@@ -1,0 +1,166 @@
+// The three prompt formats, written out by hand from the reference Jinja templates.
+#include "model/tokenizer/chat_template.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "model/tokenizer/tokenizer.h"
+
+namespace iquest {
+namespace {
+
+constexpr char kChooseOption[] = "choose one with --chat-template chatml|llama3|llama2";
+
+// A default system prompt written literally in a ChatML template, as in
+// '<|im_start|>system\nYou are ...<|im_end|>\n' (the \n is the two characters of a Jinja escape).
+std::string ChatMlDefaultSystem(std::string_view jinja) {
+  constexpr std::string_view kStart = "<|im_start|>system\\n";
+  constexpr std::string_view kEnd = "<|im_end|>";
+  for (size_t pos = jinja.find(kStart); pos != std::string_view::npos;
+       pos = jinja.find(kStart, pos + 1)) {
+    const size_t begin = pos + kStart.size();
+    const size_t end = jinja.find(kEnd, begin);
+    if (end == std::string_view::npos) break;
+    const std::string_view text = jinja.substr(begin, end - begin);
+    if (!text.empty() && text.find_first_of("'\"{}") == std::string_view::npos) {
+      return std::string(text);
+    }
+  }
+  return "";
+}
+
+absl::Status CheckRoles(std::span<const ChatMessage> messages) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& role = messages[i].role;
+    if (role != "system" && role != "user" && role != "assistant") {
+      return absl::InvalidArgumentError(absl::StrCat("message ", i, " has role '", role,
+                                                     "'; roles are system, user and assistant"));
+    }
+    if (role == "system" && i != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("message ", i, " is a system message; only the first may be"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string RenderChatMl(const ChatTemplate& t, std::span<const ChatMessage> messages,
+                         bool add_generation_prompt) {
+  std::string out;
+  if ((messages.empty() || messages[0].role != "system") && !t.default_system_prompt.empty()) {
+    absl::StrAppend(&out, "<|im_start|>system\n", t.default_system_prompt, "<|im_end|>\n");
+  }
+  for (const ChatMessage& m : messages) {
+    absl::StrAppend(&out, "<|im_start|>", m.role, "\n", m.content, "<|im_end|>\n");
+  }
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+// Llama-3: content is trimmed, as the template's `| trim` does.
+std::string RenderLlama3(const ChatTemplate& t, std::span<const ChatMessage> messages,
+                         bool add_generation_prompt) {
+  std::string out = t.bos_token;
+  auto turn = [&](std::string_view role, std::string_view content) {
+    absl::StrAppend(
+        &out, "<|start_header_id|>", std::string(role), "<|end_header_id|>\n\n",
+        std::string(absl::StripAsciiWhitespace(absl::string_view(content.data(), content.size()))),
+        "<|eot_id|>");
+  };
+  if ((messages.empty() || messages[0].role != "system") && !t.default_system_prompt.empty()) {
+    turn("system", t.default_system_prompt);
+  }
+  for (const ChatMessage& m : messages) turn(m.role, m.content);
+  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// Llama-2 / Mistral: [INST] turns; the system prompt is folded into the first user turn. The
+// prompt always ends ready for the assistant, so add_generation_prompt changes nothing.
+absl::StatusOr<std::string> RenderLlama2(const ChatTemplate& t,
+                                         std::span<const ChatMessage> messages) {
+  std::string system = t.default_system_prompt;
+  size_t first = 0;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = messages[0].content;
+    first = 1;
+  }
+  std::string out;
+  bool first_user = true;
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    const bool expect_user = (i - first) % 2 == 0;
+    if ((m.role == "user") != expect_user) {
+      return absl::InvalidArgumentError(
+          "the Llama-2 template needs user and assistant messages to alternate, user first");
+    }
+    const std::string content(absl::StripAsciiWhitespace(m.content));
+    if (m.role == "user") {
+      std::string text = content;
+      if (first_user && !system.empty()) {
+        text = absl::StrCat("<<SYS>>\n", system, "\n<</SYS>>\n\n", content);
+      }
+      first_user = false;
+      absl::StrAppend(&out, t.bos_token, "[INST] ", text, " [/INST]");
+    } else {
+      absl::StrAppend(&out, " ", content, " ", t.eos_token);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name) {
+  if (name == "chatml") return ChatTemplateKind::kChatMl;
+  if (name == "llama3") return ChatTemplateKind::kLlama3;
+  if (name == "llama2" || name == "mistral") return ChatTemplateKind::kLlama2;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown chat template '", std::string(name), "'; ", kChooseOption));
+}
+
+absl::StatusOr<ChatTemplateKind> RecognizeChatTemplate(std::string_view jinja) {
+  if (jinja.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer_config.json has no chat_template; ", kChooseOption));
+  }
+  if (jinja.find("<|im_start|>") != std::string_view::npos) return ChatTemplateKind::kChatMl;
+  if (jinja.find("<|start_header_id|>") != std::string_view::npos) return ChatTemplateKind::kLlama3;
+  if (jinja.find("[INST]") != std::string_view::npos) return ChatTemplateKind::kLlama2;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the chat_template in tokenizer_config.json is not one we recognise (ChatML, Llama-3, "
+      "Llama-2/Mistral); ",
+      kChooseOption));
+}
+
+absl::StatusOr<ChatTemplate> ChatTemplateFor(const Tokenizer& tokenizer,
+                                             std::string_view override_name) {
+  ChatTemplate t;
+  const std::string& jinja = tokenizer.config().chat_template;
+  if (!override_name.empty()) {
+    ASSIGN_OR_RETURN(t.kind, ParseChatTemplateKind(override_name));
+  } else {
+    ASSIGN_OR_RETURN(t.kind, RecognizeChatTemplate(jinja));
+  }
+  if (t.kind == ChatTemplateKind::kChatMl) t.default_system_prompt = ChatMlDefaultSystem(jinja);
+  t.bos_token = tokenizer.config().bos_token;
+  t.eos_token = tokenizer.config().eos_token;
+  return t;
+}
+
+absl::StatusOr<std::string> ApplyChatTemplate(const ChatTemplate& chat_template,
+                                              std::span<const ChatMessage> messages,
+                                              bool add_generation_prompt) {
+  RETURN_IF_ERROR(CheckRoles(messages));
+  switch (chat_template.kind) {
+    case ChatTemplateKind::kChatMl:
+      return RenderChatMl(chat_template, messages, add_generation_prompt);
+    case ChatTemplateKind::kLlama3:
+      return RenderLlama3(chat_template, messages, add_generation_prompt);
+    case ChatTemplateKind::kLlama2:
+      return RenderLlama2(chat_template, messages);
+  }
+  return absl::InternalError("unreachable chat template kind");
+}
+
+}  // namespace iquest

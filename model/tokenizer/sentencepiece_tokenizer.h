@@ -1,0 +1,53 @@
+// Tokenizer over a SentencePiece tokenizer.model (IQuest-Coder ships one), encoded by
+// libsentencepiece; decoding goes through the shared DecodeStream so streaming works the same.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "model/tokenizer/added_tokens.h"
+#include "model/tokenizer/spm_processor.h"
+#include "model/tokenizer/tokenizer.h"
+
+namespace iquest {
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  static absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> Create(
+      const std::string& model_path, TokenizerConfig config);
+
+  // Added tokens from tokenizer_config.json are matched first; each text segment between them is
+  // encoded by SentencePiece on its own.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              bool add_special_tokens) const override;
+  int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
+  bool IsSpecial(int32_t id) const override;
+  int32_t TokenToId(std::string_view token) const override;
+  void AddPiece(int32_t id, bool skip_special_tokens, bool* first,
+                DecodeStream* stream) const override;
+  DecodeOptions decode_options() const override;
+
+  const SpmProcessor& processor() const { return *spm_; }
+
+ private:
+  struct Piece {
+    std::string text;  // "▁" already turned into " "; a single byte for <0xNN> pieces.
+    bool raw_byte = false;
+    bool special = false;
+  };
+  SentencePieceTokenizer() = default;
+  void BuildPieces();
+
+  std::unique_ptr<SpmProcessor> spm_;
+  AddedTokenMatcher added_;
+  absl::flat_hash_map<std::string, int32_t> added_ids_;
+  std::vector<Piece> pieces_;
+  bool add_bos_ = false;
+  bool add_eos_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& model_dir);
+
+}  // namespace iquest

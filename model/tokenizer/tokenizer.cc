@@ -1,0 +1,60 @@
+// Tokenizer::Load (format detection), the shared Decode, and IncrementalDetokenizer.
+#include "model/tokenizer/tokenizer.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "model/tokenizer/hf_tokenizer.h"
+#include "model/tokenizer/sentencepiece_tokenizer.h"
+
+namespace iquest {
+
+Tokenizer::~Tokenizer() = default;
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir) {
+  const std::filesystem::path dir(model_dir);
+  if (std::filesystem::exists(dir / "tokenizer.json")) return LoadHfTokenizer(model_dir);
+  if (std::filesystem::exists(dir / "tokenizer.model"))
+    return LoadSentencePieceTokenizer(model_dir);
+  return absl::NotFoundError(
+      absl::StrCat(model_dir, ": neither tokenizer.json nor tokenizer.model found"));
+}
+
+std::string Tokenizer::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
+  DecodeStream stream(decode_options());
+  bool first = true;
+  for (const int32_t id : ids) AddPiece(id, skip_special_tokens, &first, &stream);
+  std::string out;
+  stream.Finish(&out);
+  return out;
+}
+
+void Tokenizer::ResolveSpecialIds() {
+  bos_id_ = config_.bos_token.empty() ? -1 : TokenToId(config_.bos_token);
+  eos_ids_.clear();
+  if (!config_.eos_token.empty()) {
+    if (const int32_t eos = TokenToId(config_.eos_token); eos >= 0) eos_ids_.push_back(eos);
+  }
+}
+
+IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens)
+    : tokenizer_(tokenizer),
+      skip_special_tokens_(skip_special_tokens),
+      stream_(tokenizer.decode_options()) {}
+
+std::string IncrementalDetokenizer::Push(int32_t id) {
+  tokenizer_.AddPiece(id, skip_special_tokens_, &first_, &stream_);
+  std::string out;
+  stream_.TakeStable(&out);
+  return out;
+}
+
+std::string IncrementalDetokenizer::Flush() {
+  std::string out;
+  stream_.Finish(&out);
+  stream_ = DecodeStream(tokenizer_.decode_options());
+  first_ = true;
+  return out;
+}
+
+}  // namespace iquest
