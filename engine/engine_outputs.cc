@@ -60,7 +60,7 @@ void Engine::EmitSample(Tracked& tracked, const Request& request, int32_t sample
   if (config_.text_stream_factory) {
     Tracked::SampleText& text = tracked.texts[sample_index];
     if (!text.stream) {
-      text.stream = config_.text_stream_factory();
+      text.stream = config_.text_stream_factory(request.sampling);
       if (!request.sampling.stop_strings.empty()) {
         text.stops = std::make_unique<StopStringMatcher>(request.sampling.stop_strings);
       }

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "scheduler/request.h"
+
 namespace iquest {
 
 // Incremental detokenization: Push returns only complete UTF-8 text.
@@ -19,7 +21,8 @@ class TextStream {
   virtual std::string Push(int32_t token) = 0;
   virtual std::string Flush() = 0;  // Whatever is still buffered, at the end.
 };
-using TextStreamFactory = std::function<std::unique_ptr<TextStream>()>;
+// Makes one stream per sample; the params carry skip_special_tokens.
+using TextStreamFactory = std::function<std::unique_ptr<TextStream>(const SamplingParams&)>;
 
 class StopStringMatcher {
  public:

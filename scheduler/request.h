@@ -31,9 +31,10 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;
   std::vector<std::string> stop_strings;
   bool ignore_eos = false;
-  int32_t logprobs = 0;         // Top-k logprobs per sampled token; 0: only the sampled one.
-  int32_t prompt_logprobs = 0;  // Top-k logprobs per prompt token; 0: none.
-  int32_t n = 1;                // Independent samples sharing the prompt's KV blocks.
+  int32_t logprobs = 0;             // Top-k logprobs per sampled token; 0: only the sampled one.
+  int32_t prompt_logprobs = 0;      // Top-k logprobs per prompt token; 0: none.
+  int32_t n = 1;                    // Independent samples sharing the prompt's KV blocks.
+  bool skip_special_tokens = true;  // For the streamed text.
 };
 
 // Lifecycle order is meaningful: a request only moves forward, except that preemption sends a

@@ -1,6 +1,6 @@
 // A thin wrapper over libsentencepiece's SentencePieceProcessor with a plain C++ interface.
-// libsentencepiece's header defines its own `absl::string_view`, which clashes with Abseil's, so
-// it is included in spm_processor.cc only and nothing here may pull in Abseil.
+// libsentencepiece is reached only through a dlopen'ed shim (spm_shim/): it bundles and exports
+// its own protobuf, which must never meet gRPC's libprotobuf in one symbol namespace.
 #pragma once
 
 #include <memory>
@@ -8,11 +8,9 @@
 #include <string_view>
 #include <vector>
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace iquest {
+
+struct SpmShim;
 
 class SpmProcessor {
  public:
@@ -40,7 +38,8 @@ class SpmProcessor {
 
  private:
   SpmProcessor();
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  const SpmShim* shim_ = nullptr;
+  void* handle_ = nullptr;  // The shim's processor.
 };
 
 }  // namespace iquest

@@ -66,15 +66,6 @@ absl::Status ReadAddedTokensDecoder(const nlohmann::json& config, TokenizerConfi
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream contents;
-  contents << file.rdbuf();
-  if (file.bad()) return absl::InternalError(absl::StrCat("cannot read ", path));
-  return contents.str();
-}
-
 absl::StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& path) {
   TokenizerConfig out;
   if (!std::filesystem::exists(path)) return out;

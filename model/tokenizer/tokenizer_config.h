@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/mapped_file.h"
 #include "model/tokenizer/added_tokens.h"
 
 namespace iquest {
@@ -28,7 +29,6 @@ struct TokenizerConfig {
 // Reads `path`; a missing file gives the defaults, a malformed one an error naming the field.
 absl::StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& path);
 
-// Reads a whole file; kNotFound when it does not exist.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// Whole-file reads come from common/mapped_file.h.
 
 }  // namespace iquest

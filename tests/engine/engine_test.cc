@@ -293,7 +293,9 @@ class BracketStream : public TextStream {
 
 TEST_F(EngineTest, StopStringsEndTheRequestAndAreNotEmitted) {
   EngineConfig config = Config();
-  config.text_stream_factory = [] { return std::make_unique<BracketStream>(); };
+  config.text_stream_factory = [](const SamplingParams&) {
+    return std::make_unique<BracketStream>();
+  };
   ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model_, config));
   const auto reference = RunAll(*engine, {Greedy("ref", 5, 10)}).at("ref");
   GenerationRequest r = Greedy("stop", 5, 10);

@@ -1,0 +1,240 @@
+#include "server/generate_reactor.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "server/request_validation.h"
+#include "server/serving_context.h"
+
+namespace iquest {
+
+struct StreamState {
+  std::mutex mutex;
+  GenerateReactor* reactor = nullptr;  // Null once OnDone ran.
+  std::deque<serve::v1::GenerateResponse> queue;
+  serve::v1::GenerateResponse in_flight;  // Alive until OnWriteDone.
+  bool writing = false;
+  bool finish_pending = false;  // The engine sent the last output.
+  bool finished = false;        // Finish() was called.
+  grpc::Status final_status;
+  // For the request log line.
+  std::string request_id;
+  std::string tenant;
+  int32_t priority = 0;
+  GenerationOutput last;
+};
+
+namespace {
+
+serve::v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStopToken:
+      return serve::v1::FINISH_REASON_STOP_TOKEN;
+    case FinishReason::kStopString:
+      return serve::v1::FINISH_REASON_STOP_STRING;
+    case FinishReason::kLength:
+      return serve::v1::FINISH_REASON_LENGTH;
+    case FinishReason::kCancelled:
+    case FinishReason::kInternalError:
+      return serve::v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kDeadlineExceeded:
+      return serve::v1::FINISH_REASON_DEADLINE_EXCEEDED;
+    case FinishReason::kNone:
+      break;
+  }
+  return serve::v1::FINISH_REASON_UNSPECIFIED;
+}
+
+// The RPC status a finished request ends with: OK for a natural end.
+grpc::Status FinalStatus(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kCancelled:
+      return grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
+    case FinishReason::kDeadlineExceeded:
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+    case FinishReason::kInternalError:
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the engine step failed");
+    default:
+      return grpc::Status::OK;
+  }
+}
+
+double SecondsBetween(Clock::time_point from, Clock::time_point to) {
+  if (from == Clock::time_point{} || to == Clock::time_point{}) return 0.0;
+  return std::chrono::duration<double>(to - from).count();
+}
+
+void FillLogprobs(const std::vector<TokenLogprob>& top,
+                  google::protobuf::RepeatedPtrField<serve::v1::TopLogprob>* out) {
+  for (const TokenLogprob& t : top) {
+    serve::v1::TopLogprob* entry = out->Add();
+    entry->set_token_id(t.token);
+    entry->set_logprob(t.logprob);
+  }
+}
+
+// Starts the next write or the Finish, outside the lock (a reaction may run inline).
+void Pump(const std::shared_ptr<StreamState>& state) {
+  GenerateReactor* reactor = nullptr;
+  bool finish = false;
+  grpc::Status status;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->reactor == nullptr || state->writing || state->finished) return;
+    reactor = state->reactor;
+    if (!state->queue.empty()) {
+      state->in_flight = std::move(state->queue.front());
+      state->queue.pop_front();
+      state->writing = true;
+    } else if (state->finish_pending) {
+      state->finished = true;
+      finish = true;
+      status = state->final_status;
+    } else {
+      return;
+    }
+  }
+  if (finish) {
+    reactor->Finish(status);
+  } else {
+    reactor->StartWrite(&state->in_flight);
+  }
+}
+
+class ReactorSink : public TokenSink {
+ public:
+  explicit ReactorSink(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
+  void OnOutput(GenerationOutput output) override {
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      if (state_->reactor == nullptr || state_->finished) return;
+      const bool has_content = !output.token_ids.empty() || !output.text.empty() ||
+                               !output.prompt_logprobs.empty() || output.finished;
+      if (has_content) state_->queue.push_back(ToResponse(output, state_->request_id));
+      if (output.request_done) {
+        state_->finish_pending = true;
+        state_->final_status = FinalStatus(output.finish_reason);
+        state_->last = output;
+      }
+    }
+    Pump(state_);
+  }
+
+ private:
+  std::shared_ptr<StreamState> state_;
+};
+
+}  // namespace
+
+serve::v1::GenerateResponse ToResponse(const GenerationOutput& output,
+                                       const std::string& request_id) {
+  serve::v1::GenerateResponse response;
+  response.set_request_id(request_id);
+  response.set_index(output.sample_index);
+  for (int32_t id : output.token_ids) response.add_token_ids(id);
+  response.set_text(output.text);
+  for (const SampledToken& s : output.logprobs) {
+    serve::v1::TokenLogprob* entry = response.add_logprobs();
+    entry->set_token_id(s.token);
+    entry->set_logprob(s.logprob);
+    FillLogprobs(s.top_logprobs, entry->mutable_top());
+  }
+  for (const PromptLogprob& p : output.prompt_logprobs) {
+    serve::v1::PromptLogprob* entry = response.add_prompt_logprobs();
+    entry->set_position(static_cast<int32_t>(p.position));
+    entry->set_logprob(p.logprobs.logprob);
+    FillLogprobs(p.logprobs.top, entry->mutable_top());
+  }
+  if (output.finished) response.set_finish_reason(ToProto(output.finish_reason));
+  if (output.request_done) {
+    response.mutable_usage()->set_prompt_tokens(static_cast<int32_t>(output.usage.prompt_tokens));
+    response.mutable_usage()->set_completion_tokens(
+        static_cast<int32_t>(output.usage.completion_tokens));
+    response.mutable_usage()->set_cached_tokens(static_cast<int32_t>(output.usage.cached_tokens));
+    const RequestTimings& t = output.timings;
+    serve::v1::Timings* timings = response.mutable_timings();
+    timings->set_queue_seconds(SecondsBetween(t.arrival, t.first_scheduled));
+    timings->set_prefill_seconds(SecondsBetween(t.first_scheduled, t.first_token));
+    timings->set_ttft_seconds(SecondsBetween(t.arrival, t.first_token));
+    timings->set_decode_seconds(SecondsBetween(t.first_token, t.finished));
+    timings->set_e2e_seconds(SecondsBetween(t.arrival, t.finished));
+  }
+  return response;
+}
+
+GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
+                                 const serve::v1::GenerateRequest& request,
+                                 const ServingContext& serving, const std::string& request_id)
+    : context_(context), serving_(serving), state_(std::make_shared<StreamState>()) {
+  state_->reactor = this;
+  state_->request_id = request_id;
+  absl::StatusOr<GenerationRequest> parsed = ToGenerationRequest(request, serving);
+  if (!parsed.ok()) {
+    FinishWith(grpc::Status(static_cast<grpc::StatusCode>(parsed.status().code()),
+                            std::string(parsed.status().message())));
+    return;
+  }
+  parsed->request_id = request_id;
+  state_->tenant = parsed->tenant;
+  state_->priority = parsed->priority;
+  // The gRPC deadline becomes the engine's: converted to a remaining time, so clock skew between
+  // the system and steady clocks does not matter.
+  const auto deadline = context->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    parsed->deadline = Clock::now() + (deadline - std::chrono::system_clock::now());
+  }
+  const absl::Status submitted =
+      serving.engine->Submit(std::move(*parsed), std::make_shared<ReactorSink>(state_));
+  if (!submitted.ok()) {
+    if (submitted.code() == absl::StatusCode::kResourceExhausted) {
+      context->AddTrailingMetadata("retry-after-ms", "500");
+    }
+    FinishWith(grpc::Status(static_cast<grpc::StatusCode>(submitted.code()),
+                            std::string(submitted.message())));
+  }
+}
+
+void GenerateReactor::FinishWith(const grpc::Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->finished = true;
+    state_->final_status = status;
+  }
+  Finish(status);
+}
+
+void GenerateReactor::OnWriteDone(bool ok) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->writing = false;
+  }
+  if (!ok) serving_.engine->Cancel(state_->request_id);  // The client is gone.
+  Pump(state_);
+}
+
+void GenerateReactor::OnCancel() { serving_.engine->Cancel(state_->request_id); }
+
+void GenerateReactor::OnDone() {
+  GenerationOutput last;
+  grpc::Status status;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->reactor = nullptr;
+    last = state_->last;
+    status = state_->final_status;
+  }
+  // One structured line per request.
+  LOG(INFO) << "event=request" << Kv("request_id", state_->request_id)
+            << Kv("code", static_cast<int>(status.error_code()))
+            << Kv("finish_reason", FinishReasonName(last.finish_reason))
+            << Kv("prompt_tokens", last.usage.prompt_tokens)
+            << Kv("completion_tokens", last.usage.completion_tokens)
+            << Kv("cached_tokens", last.usage.cached_tokens)
+            << Kv("ttft_ms", 1e3 * SecondsBetween(last.timings.arrival, last.timings.first_token))
+            << Kv("e2e_ms", 1e3 * SecondsBetween(last.timings.arrival, last.timings.finished))
+            << Kv("tenant", state_->tenant) << Kv("priority", state_->priority);
+  delete this;
+}
+
+}  // namespace iquest

@@ -1,0 +1,43 @@
+// Parse at the edge: a proto GenerateRequest becomes a validated, tokenized GenerationRequest,
+// or INVALID_ARGUMENT naming the field and its allowed range. Float fields are checked with
+// `!(lo <= x && x <= hi)`, which rejects NaN as well.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "iquest/serve/v1/generation.pb.h"
+#include "server/serving_context.h"
+
+namespace iquest {
+
+inline constexpr int kMaxRequestIdBytes = 128;
+inline constexpr int kMaxStopStrings = 16;
+inline constexpr int kMaxStopStringBytes = 256;
+inline constexpr int kMaxStopTokenIds = 64;
+inline constexpr int kMaxLogitBias = 1024;
+inline constexpr int kMaxLogprobs = 20;
+inline constexpr int kMaxN = 8;
+inline constexpr int kMaxPriority = 1000;
+inline constexpr int kMaxTenantBytes = 64;
+inline constexpr int kMaxCacheSaltBytes = 256;
+inline constexpr int kMaxChatMessages = 1024;
+
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& proto,
+                                                      const ServingContext& context);
+
+absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams& proto,
+                                                const ServingContext& context);
+
+// Token ids in [0, vocab_size), at most max_model_len of them.
+absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids,
+                           const ServingContext& context, const char* field);
+
+// Renders chat messages with the model's (or the requested) template.
+absl::StatusOr<std::string> RenderChat(const serve::v1::ChatInput& chat,
+                                       const ServingContext& context);
+
+}  // namespace iquest

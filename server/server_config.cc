@@ -1,0 +1,110 @@
+#include "server/server_config.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace iquest {
+
+void ServerConfig::RegisterFlags(FlagParser& p) {
+  p.AddString("model", &model_dir, "HF checkpoint folder (config.json, safetensors, tokenizer)");
+  p.AddString("device", &device, "cpu or cuda");
+  p.AddString("chat-template", &chat_template,
+              "override the chat template: chatml, llama3, llama2");
+  p.AddString("host", &host, "address to listen on");
+  p.AddInt("port", &port, "gRPC port; 0 picks a free one", 0, 65535);
+  p.AddInt("health-port", &health_port, "plaintext grpc.health.v1 port; -1 none, 0 picks one", -1,
+           65535);
+  p.AddInt("block-size", &block_size, "KV cache block size in tokens", 1, 1024);
+  p.AddInt("num-kv-blocks", &num_kv_blocks, "KV cache blocks; 0 sizes from --kv-cache-mb", 0,
+           1 << 24);
+  p.AddInt("kv-cache-mb", &kv_cache_mb, "KV cache memory when --num-kv-blocks is 0", 1, 1 << 22);
+  p.AddInt("max-num-seqs", &max_num_seqs, "requests in one step", 1, 65536);
+  p.AddInt("max-num-batched-tokens", &max_num_batched_tokens, "token budget of one step", 1,
+           1 << 20);
+  p.AddInt("max-queue", &max_queue, "waiting requests before RESOURCE_EXHAUSTED", 0, 1 << 20);
+  p.AddInt("max-model-len", &max_model_len, "prompt + output tokens; 0: the model's context", 0,
+           1 << 24);
+  p.AddInt("max-tokens-cap", &max_tokens_cap, "largest max_tokens accepted; 0: max-model-len", 0,
+           1 << 24);
+  p.AddBool("enable-prefix-caching", &enable_prefix_caching, "reuse KV blocks of shared prefixes");
+  p.AddInt("max-prompt-bytes", &max_prompt_bytes, "largest text prompt", 1, 1 << 30);
+  p.AddInt("max-message-bytes", &max_message_bytes, "largest gRPC message received or sent", 1024,
+           1 << 30);
+  p.AddInt("max-concurrent-streams", &max_concurrent_streams, "streams per connection", 1, 1 << 20);
+  p.AddInt("keepalive-time-s", &keepalive_time_s, "server keepalive ping interval", 1, 86400);
+  p.AddInt("keepalive-timeout-s", &keepalive_timeout_s, "keepalive ping ack timeout", 1, 3600);
+  p.AddInt("min-ping-interval-s", &min_ping_interval_s, "shortest client ping interval allowed", 1,
+           3600);
+  p.AddString("tls-cert", &tls_cert, "server certificate (PEM); with --tls-key enables TLS");
+  p.AddString("tls-key", &tls_key, "server private key (PEM)");
+  p.AddString("tls-client-ca", &tls_client_ca, "CA (PEM) that client certificates must chain to");
+  p.AddString("auth-token-file", &auth_token_file, "bearer tokens, one per line; empty: no auth");
+  p.AddInt("drain-timeout-s", &drain_timeout_s, "on SIGTERM, how long in-flight calls may run", 0,
+           3600);
+  p.AddInt("testing-load-delay-ms", &testing_load_delay_ms,
+           "tests only: keep readiness off this much longer while loading", 0, 600000);
+  p.AddString("log-level", &log_level, "debug, info, warning or error");
+}
+
+namespace {
+
+absl::Status ReadableFile(const std::string& flag, const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": no such file: ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ServerConfig::Validate() const {
+  if (model_dir.empty()) return absl::InvalidArgumentError("--model is required");
+  struct stat info {};
+  if (::stat(model_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("--model: not a folder: ", model_dir));
+  }
+  if (device != "cpu" && device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, got ", device));
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!tls_client_ca.empty() && tls_cert.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  for (const auto& [flag, path] : {std::pair<std::string, std::string>{"tls-cert", tls_cert},
+                                   {"tls-key", tls_key},
+                                   {"tls-client-ca", tls_client_ca},
+                                   {"auth-token-file", auth_token_file}}) {
+    if (!path.empty()) {
+      const absl::Status status = ReadableFile(flag, path);
+      if (!status.ok()) return status;
+    }
+  }
+  if (health_port > 0 && health_port == port) {
+    return absl::InvalidArgumentError("--health-port must differ from --port");
+  }
+  if (log_level != "debug" && log_level != "info" && log_level != "warning" &&
+      log_level != "error") {
+    return absl::InvalidArgumentError("--log-level must be debug, info, warning or error");
+  }
+  return absl::OkStatus();
+}
+
+std::string ServerConfig::Describe() const {
+  return absl::StrCat(
+      Kv("device", device), Kv("block_size", block_size), Kv("max_num_seqs", max_num_seqs),
+      Kv("max_num_batched_tokens", max_num_batched_tokens), Kv("max_queue", max_queue),
+      Kv("max_prompt_bytes", max_prompt_bytes), Kv("max_message_bytes", max_message_bytes),
+      Kv("max_concurrent_streams", max_concurrent_streams),
+      Kv("keepalive_time_s", keepalive_time_s), Kv("keepalive_timeout_s", keepalive_timeout_s),
+      Kv("min_ping_interval_s", min_ping_interval_s),
+      Kv("tls", tls_cert.empty() ? "off" : (tls_client_ca.empty() ? "on" : "mtls")),
+      Kv("auth", auth_token_file.empty() ? "off" : "bearer"),
+      Kv("drain_timeout_s", drain_timeout_s));
+}
+
+}  // namespace iquest

@@ -1,0 +1,54 @@
+// ServerConfig: every setting of iquest-serve, filled from flags in main.cc only, validated once
+// at start-up, and printed (limits included) in one log line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/flags.h"
+
+namespace iquest {
+
+struct ServerConfig {
+  // Model.
+  std::string model_dir;
+  std::string device = "cpu";  // cpu | cuda
+  std::string chat_template;   // Override: chatml | llama3 | llama2.
+  // Network.
+  std::string host = "127.0.0.1";
+  int64_t port = 50051;      // 0: pick a free port (printed at start-up).
+  int64_t health_port = -1;  // -1: health on the main port only; 0: pick; else that port.
+  // KV cache and scheduling.
+  int64_t block_size = 16;
+  int64_t num_kv_blocks = 0;  // 0: from kv_cache_mb.
+  int64_t kv_cache_mb = 256;
+  int64_t max_num_seqs = 64;
+  int64_t max_num_batched_tokens = 2048;
+  int64_t max_queue = 256;     // Waiting requests; beyond: RESOURCE_EXHAUSTED.
+  int64_t max_model_len = 0;   // 0: the model's context.
+  int64_t max_tokens_cap = 0;  // 0: max_model_len.
+  bool enable_prefix_caching = true;
+  // Limits.
+  int64_t max_prompt_bytes = 4 << 20;
+  int64_t max_message_bytes = 8 << 20;
+  int64_t max_concurrent_streams = 256;  // Per connection.
+  int64_t keepalive_time_s = 60;
+  int64_t keepalive_timeout_s = 20;
+  int64_t min_ping_interval_s = 10;  // Clients pinging more often get GOAWAY.
+  // Security.
+  std::string tls_cert;  // PEM; with tls_key enables TLS.
+  std::string tls_key;
+  std::string tls_client_ca;    // PEM; requires and verifies client certificates (mTLS).
+  std::string auth_token_file;  // One bearer token per line; empty: no auth.
+  // Lifecycle.
+  int64_t drain_timeout_s = 30;
+  int64_t testing_load_delay_ms = 0;  // Tests only: hold readiness off this long while loading.
+  std::string log_level = "info";
+
+  void RegisterFlags(FlagParser& parser);
+  absl::Status Validate() const;
+  std::string Describe() const;  // key=value, for the start-up log line.
+};
+
+}  // namespace iquest

@@ -1,0 +1,104 @@
+// iquest-serve: loads a model and serves the Generation API over gRPC. Life cycle:
+//   start listening (readiness NOT_SERVING) -> load -> readiness SERVING -> SIGTERM/SIGINT ->
+//   readiness NOT_SERVING, new calls UNAVAILABLE -> in-flight calls run up to --drain-timeout-s,
+//   then are cancelled -> exit 0.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "common/flags.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/generation_service.h"
+#include "server/server_config.h"
+#include "server/serving_setup.h"
+
+namespace iquest {
+namespace {
+
+constexpr char kReadinessService[] = "iquest.serve.v1.Generation";
+
+void SetReadiness(grpc::Server* server, bool serving) {
+  if (server == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", true);  // Liveness: the process is up.
+  health->SetServingStatus(kReadinessService, serving);
+}
+
+int Run(const ServerConfig& config) {
+  std::unique_ptr<BearerAuth> auth;
+  if (!config.auth_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<BearerAuth>> loaded =
+        BearerAuth::FromFile(config.auth_token_file);
+    if (!loaded.ok()) {
+      LOG(ERROR) << "event=startup_failed" << Kv("error", loaded.status().ToString());
+      return 1;
+    }
+    auth = std::move(*loaded);
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  GenerationService service(auth.get());
+  absl::StatusOr<ListeningServers> servers = StartServers(config, service);
+  if (!servers.ok()) {
+    LOG(ERROR) << "event=startup_failed" << Kv("error", servers.status().ToString());
+    return 1;
+  }
+  SetReadiness(servers->main.get(), false);
+  SetReadiness(servers->health.get(), false);
+  LOG(INFO) << "event=listening" << Kv("host", config.host) << Kv("port", servers->port)
+            << Kv("health_port", servers->health_port) << config.Describe();
+
+  absl::StatusOr<std::unique_ptr<ServingContext>> serving = LoadServingContext(config);
+  if (!serving.ok()) {
+    LOG(ERROR) << "event=load_failed" << Kv("error", serving.status().ToString());
+    return 1;
+  }
+  if (config.testing_load_delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(config.testing_load_delay_ms));
+  }
+  service.SetReady(serving->get());
+  SetReadiness(servers->main.get(), true);
+  SetReadiness(servers->health.get(), true);
+  LOG(INFO) << "event=ready" << Kv("model", (*serving)->model_name)
+            << Kv("kv_blocks", (*serving)->engine->Stats().num_blocks)
+            << Kv("max_model_len", (*serving)->max_model_len);
+
+  const int signal_number = WaitForTerminationSignal();
+  LOG(INFO) << "event=draining" << Kv("signal", signal_number)
+            << Kv("drain_timeout_s", config.drain_timeout_s);
+  SetReadiness(servers->main.get(), false);
+  SetReadiness(servers->health.get(), false);
+  service.StartDraining();
+  // In-flight requests finish or, at the deadline, are cancelled; each stream then ends.
+  (*serving)->engine->Shutdown(absl::Seconds(config.drain_timeout_s));
+  const auto grace = std::chrono::system_clock::now() + std::chrono::seconds(5);
+  servers->main->Shutdown(grace);
+  if (servers->health) servers->health->Shutdown(grace);
+  LOG(INFO) << "event=stopped";
+  return 0;
+}
+
+}  // namespace
+}  // namespace iquest
+
+int main(int argc, char** argv) {
+  // Block the termination signals in every thread (gRPC's included); main waits for them.
+  iquest::BlockTerminationSignals();
+  iquest::ServerConfig config;
+  iquest::FlagParser flags("iquest-serve", "Serves a model over gRPC (iquest.serve.v1).");
+  config.RegisterFlags(flags);
+  iquest::ParseFlagsOrExit(flags, argc, argv);
+  const absl::Status valid = config.Validate();
+  if (!valid.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(valid.message()).c_str());
+    return 2;
+  }
+  iquest::SetMinLogLevel(config.log_level == "debug"     ? iquest::LogLevel::kDebug
+                         : config.log_level == "warning" ? iquest::LogLevel::kWarning
+                         : config.log_level == "error"   ? iquest::LogLevel::kError
+                                                         : iquest::LogLevel::kInfo);
+  return iquest::Run(config);
+}

@@ -1,0 +1,33 @@
+// ServingContext: what the RPC handlers need once the model is loaded. Built once by main.cc,
+// immutable afterwards (the engine is internally synchronised).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "engine/engine.h"
+#include "kernels/backend.h"
+#include "model/llama.h"
+#include "model/tokenizer/chat_template.h"
+#include "model/tokenizer/tokenizer.h"
+
+namespace iquest {
+
+struct ServingContext {
+  std::string model_name;
+  std::string device;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;       // Null when the model folder has none.
+  std::optional<ChatTemplate> chat_template;  // Unset when none was recognised...
+  absl::Status chat_template_error;           // ...and this says why.
+  std::unique_ptr<Engine> engine;
+  int64_t max_model_len = 0;
+  int64_t max_tokens_cap = 0;
+  int64_t max_prompt_bytes = 0;
+  int64_t max_num_seqs = 0;
+};
+
+}  // namespace iquest

@@ -1,0 +1,193 @@
+#include "server/serving_setup.h"
+
+#include <sys/stat.h>
+
+#include <csignal>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
+#include "grpcpp/resource_quota.h"
+#include "grpcpp/security/server_credentials.h"
+
+namespace iquest {
+namespace {
+
+// The health-only server needs one service of its own besides the built-in health service;
+// this one answers every other method UNIMPLEMENTED.
+class UnimplementedGenericService : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+    class Reactor : public grpc::ServerGenericBidiReactor {
+     public:
+      Reactor() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "health port")); }
+      void OnDone() override { delete this; }
+    };
+    return new Reactor();
+  }
+};
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& config) {
+  if (config.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options;
+  ASSIGN_OR_RETURN(const std::string cert, ReadFileToString(config.tls_cert));
+  ASSIGN_OR_RETURN(const std::string key, ReadFileToString(config.tls_key));
+  options.pem_key_cert_pairs.push_back({key, cert});
+  if (!config.tls_client_ca.empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs, ReadFileToString(config.tls_client_ca));
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+void ApplyLimits(const ServerConfig& config, grpc::ServerBuilder& builder) {
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.max_concurrent_streams));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(config.keepalive_time_s * 1000));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(config.keepalive_timeout_s * 1000));
+  // Long prefills leave streams silent: pings inside calls are fine, too frequent ones are not.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(config.min_ping_interval_s * 1000));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
+  grpc::ResourceQuota quota("iquest-serve");
+  quota.SetMaxThreads(64);
+  builder.SetResourceQuota(quota);
+}
+
+}  // namespace
+
+absl::StatusOr<ListeningServers> StartServers(const ServerConfig& config,
+                                              GenerationService& service) {
+  ListeningServers servers;
+  ASSIGN_OR_RETURN(auto credentials, Credentials(config));
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat(config.host, ":", config.port), credentials, &servers.port);
+  ApplyLimits(config, builder);
+  builder.RegisterService(&service);
+  servers.main = builder.BuildAndStart();
+  if (servers.main == nullptr || servers.port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.host, ":", config.port));
+  }
+  if (config.health_port >= 0) {
+    // Kubelet gRPC probes cannot speak TLS: health gets its own plaintext port.
+    grpc::ServerBuilder health_builder;
+    health_builder.AddListeningPort(absl::StrCat(config.host, ":", config.health_port),
+                                    grpc::InsecureServerCredentials(), &servers.health_port);
+    static UnimplementedGenericService unimplemented;
+    health_builder.RegisterCallbackGenericService(&unimplemented);
+    servers.health = health_builder.BuildAndStart();
+    if (servers.health == nullptr || servers.health_port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", config.host, ":", config.health_port));
+    }
+  }
+  return servers;
+}
+
+namespace {
+
+// The tokenizer's streaming decoder as the engine's TextStream.
+class DetokenizerStream : public TextStream {
+ public:
+  DetokenizerStream(const Tokenizer& tokenizer, bool skip_special_tokens)
+      : detokenizer_(tokenizer, skip_special_tokens) {}
+  std::string Push(int32_t token) override { return detokenizer_.Push(token); }
+  std::string Flush() override { return detokenizer_.Flush(); }
+
+ private:
+  IncrementalDetokenizer detokenizer_;
+};
+
+bool HasTokenizerFiles(const std::string& dir) {
+  struct stat info {};
+  return ::stat((dir + "/tokenizer.json").c_str(), &info) == 0 ||
+         ::stat((dir + "/tokenizer.model").c_str(), &info) == 0;
+}
+
+absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) {
+  if (!HasTokenizerFiles(config.model_dir)) {
+    LOG(WARNING) << "event=no_tokenizer" << Kv("note", "only token_ids input will be accepted");
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(serving.tokenizer, Tokenizer::Load(config.model_dir));
+  absl::StatusOr<ChatTemplate> chat = ChatTemplateFor(*serving.tokenizer, config.chat_template);
+  if (chat.ok()) {
+    serving.chat_template = *chat;
+  } else if (!config.chat_template.empty()) {
+    return chat.status();  // An explicit but bad --chat-template is a start-up error.
+  } else {
+    serving.chat_template_error = chat.status();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerConfig& config) {
+  auto serving = std::make_unique<ServingContext>();
+  serving->device = config.device;
+  const size_t slash = config.model_dir.find_last_not_of('/');
+  const std::string trimmed = config.model_dir.substr(0, slash + 1);
+  serving->model_name = trimmed.substr(trimmed.find_last_of('/') + 1);
+  ASSIGN_OR_RETURN(serving->backend,
+                   MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu));
+  ASSIGN_OR_RETURN(serving->model, LlamaModel::Load(config.model_dir, *serving->backend));
+  RETURN_IF_ERROR(LoadTokenizer(config, *serving));
+  const ModelConfig& model = serving->model->config();
+  serving->max_model_len = config.max_model_len > 0
+                               ? std::min(config.max_model_len, model.max_context_len)
+                               : model.max_context_len;
+  serving->max_tokens_cap = config.max_tokens_cap > 0
+                                ? std::min(config.max_tokens_cap, serving->max_model_len)
+                                : serving->max_model_len;
+  serving->max_prompt_bytes = config.max_prompt_bytes;
+  serving->max_num_seqs = config.max_num_seqs;
+  EngineConfig engine;
+  engine.kv_cache.block_size = config.block_size;
+  engine.kv_cache.num_blocks = config.num_kv_blocks;
+  if (engine.kv_cache.num_blocks == 0) {
+    const int64_t bytes_per_block =
+        2 * model.num_layers * config.block_size * model.num_kv_heads * model.head_dim * 4;
+    engine.kv_cache.num_blocks = std::max<int64_t>(1, (config.kv_cache_mb << 20) / bytes_per_block);
+  }
+  engine.scheduler.max_num_seqs = config.max_num_seqs;
+  engine.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
+  engine.scheduler.max_waiting_requests = config.max_queue;
+  engine.scheduler.max_model_len = serving->max_model_len;
+  engine.scheduler.enable_prefix_caching = config.enable_prefix_caching;
+  if (serving->tokenizer != nullptr) {
+    const Tokenizer* tokenizer = serving->tokenizer.get();
+    engine.text_stream_factory = [tokenizer](const SamplingParams& params) {
+      return std::make_unique<DetokenizerStream>(*tokenizer, params.skip_special_tokens);
+    };
+  }
+  ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
+  return serving;
+}
+
+void BlockTerminationSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int signal_number = 0;
+  while (sigwait(&signals, &signal_number) != 0) {
+  }
+  return signal_number;
+}
+
+}  // namespace iquest
