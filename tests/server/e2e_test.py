@@ -1,0 +1,238 @@
+"""End-to-end tests of iquest-serve: the real binary on 127.0.0.1, a Python gRPC client.
+
+Run by ctest (label e2e) as: /usr/bin/python3 tests/server/e2e_test.py
+"""
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+from harness import (NOT_SERVING, SERVING, Server, collect, greedy, make_model, offline_greedy,
+                     pb, proc_status)
+
+MODEL_DIR = None
+
+
+def setUpModule():
+    global MODEL_DIR
+    MODEL_DIR = make_model(tempfile.mkdtemp(prefix="iquest-e2e-"))
+
+
+class GenerationTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(MODEL_DIR)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0, cls.server.logs()
+
+    def test_streaming_equals_the_offline_greedy_path(self):
+        prompt = [1, 17, 99, 250, 31]
+        expected = offline_greedy(MODEL_DIR, prompt, 12)
+        ids, text, last = collect(self.server.stub.Generate(greedy(prompt, 12), timeout=30))
+        self.assertEqual(ids, expected)
+        self.assertEqual(last.finish_reason, pb.FINISH_REASON_LENGTH)
+        self.assertEqual(last.usage.prompt_tokens, 5)
+        self.assertEqual(last.usage.completion_tokens, 12)
+        self.assertGreater(last.timings.e2e_seconds, 0)
+        # The streamed text is the detokenized ids.
+        detok = self.server.stub.Detokenize(pb.DetokenizeRequest(token_ids=expected), timeout=5)
+        self.assertEqual(text, detok.text)
+
+    def test_unary_style_reads_to_the_end(self):
+        responses = list(self.server.stub.Generate(greedy([1, 5, 6], 4), timeout=30))
+        self.assertEqual(sum(len(r.token_ids) for r in responses), 4)
+        self.assertEqual(responses[-1].finish_reason, pb.FINISH_REASON_LENGTH)
+
+    def test_text_input_and_tokenize_round_trip(self):
+        text = "def hello(x):\n    return print(x) if x else world"
+        ids = self.server.stub.Tokenize(pb.TokenizeRequest(text=text), timeout=5).token_ids
+        self.assertGreater(len(ids), 5)
+        back = self.server.stub.Detokenize(pb.DetokenizeRequest(token_ids=ids), timeout=5).text
+        self.assertEqual(back, text)
+        request = pb.GenerateRequest(text=text, sampling=pb.SamplingParams(temperature=0,
+                                                                           max_tokens=5))
+        _, _, last = collect(self.server.stub.Generate(request, timeout=30))
+        self.assertEqual(last.usage.prompt_tokens, len(ids))
+
+    def test_python_client_cancellation_frees_blocks(self):
+        call = self.server.stub.Generate(greedy([1, 2, 3], 400), timeout=60)
+        seen = 0
+        for response in call:
+            seen += len(response.token_ids)
+            if seen >= 3:
+                call.cancel()
+                break
+        self.server.wait_kv_free()
+
+    def test_python_client_deadline(self):
+        with self.assertRaises(grpc.RpcError) as error:
+            collect(self.server.stub.Generate(greedy([1, 2, 3], 400), timeout=0.05))
+        self.assertEqual(error.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.server.wait_kv_free()
+
+    def test_abort_by_request_id(self):
+        request = greedy([1, 9, 9], 400)
+        request.request_id = "to-abort"
+        call = self.server.stub.Generate(request, timeout=60)
+        next(call)
+        self.server.stub.Abort(pb.AbortRequest(request_ids=["to-abort"]), timeout=5)
+        with self.assertRaises(grpc.RpcError) as error:
+            for _ in call:
+                pass
+        self.assertEqual(error.exception.code(), grpc.StatusCode.CANCELLED)
+        self.server.wait_kv_free()
+
+    def test_many_cancels_and_deadlines_leak_nothing(self):
+        pid = self.server.process.pid
+        threads_before = proc_status(pid, "Threads")
+        for i in range(200):
+            call = self.server.stub.Generate(greedy([1, 3, i % 500 + 3], 300), timeout=60)
+            next(call)
+            call.cancel()
+        for i in range(200):
+            try:
+                collect(self.server.stub.Generate(greedy([1, 4, i % 500 + 3], 300),
+                                                  timeout=0.002 + (i % 5) * 0.004))
+            except grpc.RpcError as e:
+                self.assertIn(e.code(), (grpc.StatusCode.DEADLINE_EXCEEDED,))
+        self.server.wait_kv_free(seconds=5)
+        rss_mid = proc_status(pid, "VmRSS")
+        for i in range(100):
+            call = self.server.stub.Generate(greedy([1, 5, i % 500 + 3], 300), timeout=60)
+            next(call)
+            call.cancel()
+        self.server.wait_kv_free(seconds=5)
+        self.assertLessEqual(proc_status(pid, "Threads"), threads_before + 4)
+        self.assertLess(proc_status(pid, "VmRSS"), rss_mid + 16 * 1024)  # kB.
+
+
+class HealthAndDrainTest(unittest.TestCase):
+    def test_loading_serving_draining(self):
+        server = Server(MODEL_DIR, "--testing-load-delay-ms", "1500", "--drain-timeout-s", "30",
+                        wait_ready=False)
+        try:
+            self.assertEqual(server.liveness(), SERVING)
+            self.assertEqual(server.readiness(), NOT_SERVING)
+            with self.assertRaises(grpc.RpcError) as error:
+                server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            server.wait_for(lambda: server.readiness() == SERVING, 30, "readiness SERVING")
+            # Four long streams in flight, then SIGTERM.
+            results = {}
+
+            def run(i):
+                try:
+                    results[i] = collect(server.stub.Generate(greedy([1, 7, i + 3], 60),
+                                                              timeout=60))[2].finish_reason
+                except grpc.RpcError as e:
+                    results[i] = e.code()
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            server.wait_for(lambda: server.load().num_running == 4, 10, "4 running")
+            started = time.time()
+            server.terminate()
+            server.wait_for(lambda: server.readiness() == NOT_SERVING, 5, "readiness off")
+            with self.assertRaises(grpc.RpcError) as error:
+                collect(server.stub.Generate(greedy([1, 2], 2), timeout=5))
+            self.assertEqual(error.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            for t in threads:
+                t.join(60)
+            self.assertEqual(results, {i: pb.FINISH_REASON_LENGTH for i in range(4)})
+            self.assertEqual(server.process.wait(timeout=30), 0)
+            self.assertLess(time.time() - started, 30 + 2)
+        finally:
+            server.stop()
+
+    def test_drain_timeout_cancels_stragglers(self):
+        server = Server(MODEL_DIR, "--drain-timeout-s", "0")
+        try:
+            call = server.stub.Generate(greedy([1, 2, 3], 480), timeout=60)
+            next(call)
+            started = time.time()
+            server.terminate()
+            with self.assertRaises(grpc.RpcError) as error:
+                for _ in call:
+                    pass
+            self.assertEqual(error.exception.code(), grpc.StatusCode.CANCELLED)
+            self.assertEqual(server.process.wait(timeout=30), 0)
+            self.assertLess(time.time() - started, 0 + 2)
+        finally:
+            server.stop()
+
+
+class AuthAndTlsTest(unittest.TestCase):
+    def test_bearer_auth(self):
+        token = "s3cret-token-value"
+        token_file = tempfile.mktemp()
+        with open(token_file, "w") as f:
+            f.write(token + "\n")
+        server = Server(MODEL_DIR, "--auth-token-file", token_file)
+        try:
+            info = pb.GetModelInfoRequest()
+            with self.assertRaises(grpc.RpcError) as error:
+                server.stub.GetModelInfo(info, timeout=5)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            with self.assertRaises(grpc.RpcError) as error:
+                server.stub.GetModelInfo(info, timeout=5,
+                                         metadata=[("authorization", "Bearer wrong")])
+            self.assertEqual(error.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+            ok = server.stub.GetModelInfo(info, timeout=5,
+                                          metadata=[("authorization", f"Bearer {token}")])
+            self.assertEqual(ok.vocab_size, 512)
+            # Health stays open for probes.
+            self.assertEqual(server.readiness(), SERVING)
+        finally:
+            server.stop()
+        self.assertNotIn(token, server.logs())
+
+    def test_tls_and_mtls_with_a_self_signed_ca(self):
+        d = tempfile.mkdtemp()
+
+        def openssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+                "ca.pem", "-days", "2", "-subj", "/CN=iquest-test-ca")
+        for name, cn in (("server", "localhost"), ("client", "client")):
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                    f"{name}.csr", "-subj", f"/CN={cn}")
+            with open(os.path.join(d, f"{name}.ext"), "w") as f:
+                f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
+                    f"{name}.ext")
+        def read(name):
+            with open(os.path.join(d, name), "rb") as f:
+                return f.read()
+
+        server = Server(MODEL_DIR, "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server.key",
+                        "--tls-client-ca", f"{d}/ca.pem")
+        try:
+            target = f"localhost:{server.port}"
+            good = grpc.secure_channel(target, grpc.ssl_channel_credentials(
+                read("ca.pem"), read("client.key"), read("client.pem")))
+            from harness import rpc
+            info = rpc.GenerationStub(good).GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+            self.assertEqual(info.vocab_size, 512)
+            no_cert = grpc.secure_channel(target, grpc.ssl_channel_credentials(read("ca.pem")))
+            with self.assertRaises(grpc.RpcError) as error:
+                rpc.GenerationStub(no_cert).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            # The health port stays plaintext for the kubelet.
+            self.assertEqual(server.readiness(), SERVING)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
