@@ -161,6 +161,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const serve::v1::GenerateRequest&
       if (context.tokenizer == nullptr) {
         return absl::InvalidArgumentError("text input needs a tokenizer; send token_ids");
       }
+      if (p.text().empty()) return absl::InvalidArgumentError("text: prompt must be non-empty");
       if (static_cast<int64_t>(p.text().size()) > context.max_prompt_bytes) {
         return absl::InvalidArgumentError(absl::StrCat("text: ", p.text().size(),
                                                        " bytes exceed max_prompt_bytes ",
