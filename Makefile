@@ -5,8 +5,8 @@ JOBS ?= $(shell nproc)
 # `MODEL=/path/to/hf-checkpoint make run` serves a real checkpoint; the default is the demo
 # model the build creates.
 MODEL ?= $(BUILD_DIR)/models/demo
-PROMPT_IDS ?= 1,450,1200,3001
-MAX_TOKENS ?= 32
+HOST ?= 127.0.0.1
+PORT ?= 50051
 
 .PHONY: all deps configure build run test bench format clean
 
@@ -21,10 +21,9 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Today: the offline greedy path on the model. The gRPC server replaces this once it lands.
+# Starts iquest-serve in the foreground; Ctrl-C (SIGINT) or SIGTERM drains and stops it.
 run: build
-	$(BUILD_DIR)/bin/iquest-generate --model $(MODEL) --prompt-ids $(PROMPT_IDS) \
-		--max-tokens $(MAX_TOKENS)
+	$(BUILD_DIR)/bin/iquest-serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 test: build
 	cd $(BUILD_DIR) && ctest -LE gpu --output-on-failure -j $(JOBS) --timeout 900
