@@ -185,6 +185,10 @@ void Engine::RunStep(const ScheduledBatch& batch) {
       tracked.timings.first_scheduled = now;
   }
   absl::StatusOr<std::vector<RequestStepOutput>> outputs = runner_.Execute(batch);
+  if (config_.step_observer) {
+    config_.step_observer(std::chrono::duration<double>(Clock::now() - now).count(),
+                          batch.num_tokens);
+  }
   if (!outputs.ok()) {
     // Only this step's requests fail; the engine keeps serving the rest.
     LOG(ERROR) << "event=step_failed" << Kv("error", outputs.status().ToString());

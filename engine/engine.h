@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,8 @@ struct EngineConfig {
   // Turns tokens into text for stop strings and streamed text; empty: token ids only, and
   // requests with stop strings are refused.
   TextStreamFactory text_stream_factory;
+  // Called on the engine thread after every model step (for metrics); must not block.
+  std::function<void(double step_seconds, int64_t num_batch_tokens)> step_observer;
 };
 
 // What the server hands the engine: parsed, validated and tokenized.

@@ -10,7 +10,7 @@ PACKAGES=(
   # C++ libraries.
   libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   # gRPC and protobuf: the API, the server and its clients.
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
   # Test peers: the NumPy reference of the forward pass; a Python gRPC client.
   python3 python3-numpy python3-grpcio python3-protobuf
 )

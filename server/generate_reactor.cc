@@ -1,6 +1,7 @@
 #include "server/generate_reactor.h"
 
 #include <chrono>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -18,6 +19,8 @@ struct StreamState {
   bool finish_pending = false;  // The engine sent the last output.
   bool finished = false;        // Finish() was called.
   grpc::Status final_status;
+  ServerMetrics* metrics = nullptr;
+  std::map<int32_t, Clock::time_point> last_token_time;  // Per sample, for inter-token latency.
   // For the request log line.
   std::string request_id;
   std::string tenant;
@@ -105,7 +108,24 @@ void Pump(const std::shared_ptr<StreamState>& state) {
 class ReactorSink : public TokenSink {
  public:
   explicit ReactorSink(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
+
+  // Metrics are recorded even if the client has gone: the work was done.
+  void Record(const GenerationOutput& output) {
+    ServerMetrics& metrics = *state_->metrics;
+    if (!output.token_ids.empty()) {
+      metrics.ObserveTokens(static_cast<int64_t>(output.token_ids.size()));
+      const Clock::time_point now = Clock::now();
+      auto [it, first] = state_->last_token_time.emplace(output.sample_index, now);
+      if (!first) {
+        metrics.ObserveInterTokenLatency(std::chrono::duration<double>(now - it->second).count());
+        it->second = now;
+      }
+    }
+    if (output.request_done) metrics.ObserveRequestDone(output);
+  }
+
   void OnOutput(GenerationOutput output) override {
+    if (state_->metrics != nullptr) Record(output);
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
       if (state_->reactor == nullptr || state_->finished) return;
@@ -169,6 +189,7 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
     : context_(context), serving_(serving), state_(std::make_shared<StreamState>()) {
   state_->reactor = this;
   state_->request_id = request_id;
+  state_->metrics = serving.metrics;
   absl::StatusOr<GenerationRequest> parsed = ToGenerationRequest(request, serving);
   if (!parsed.ok()) {
     FinishWith(grpc::Status(static_cast<grpc::StatusCode>(parsed.status().code()),
@@ -196,6 +217,7 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
 }
 
 void GenerateReactor::FinishWith(const grpc::Status& status) {
+  if (serving_.metrics != nullptr) serving_.metrics->ObserveRejected(status.error_code());
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->finished = true;

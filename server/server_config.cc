@@ -16,6 +16,8 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddInt("port", &port, "gRPC port; 0 picks a free one", 0, 65535);
   p.AddInt("health-port", &health_port, "plaintext grpc.health.v1 port; -1 none, 0 picks one", -1,
            65535);
+  p.AddInt("metrics-port", &metrics_port, "Prometheus /metrics port; -1 off, 0 picks one", -1,
+           65535);
   p.AddInt("block-size", &block_size, "KV cache block size in tokens", 1, 1024);
   p.AddInt("num-kv-blocks", &num_kv_blocks, "KV cache blocks; 0 sizes from --kv-cache-mb", 0,
            1 << 24);
@@ -86,6 +88,9 @@ absl::Status ServerConfig::Validate() const {
   }
   if (health_port > 0 && health_port == port) {
     return absl::InvalidArgumentError("--health-port must differ from --port");
+  }
+  if (metrics_port > 0 && (metrics_port == port || metrics_port == health_port)) {
+    return absl::InvalidArgumentError("--metrics-port must differ from --port and --health-port");
   }
   if (log_level != "debug" && log_level != "info" && log_level != "warning" &&
       log_level != "error") {

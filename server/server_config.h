@@ -17,8 +17,9 @@ struct ServerConfig {
   std::string chat_template;   // Override: chatml | llama3 | llama2.
   // Network.
   std::string host = "127.0.0.1";
-  int64_t port = 50051;      // 0: pick a free port (printed at start-up).
-  int64_t health_port = -1;  // -1: health on the main port only; 0: pick; else that port.
+  int64_t port = 50051;         // 0: pick a free port (printed at start-up).
+  int64_t health_port = -1;     // -1: health on the main port only; 0: pick; else that port.
+  int64_t metrics_port = 9400;  // Prometheus /metrics; -1: off; 0: pick.
   // KV cache and scheduling.
   int64_t block_size = 16;
   int64_t num_kv_blocks = 0;  // 0: from kv_cache_mb.

@@ -12,6 +12,7 @@
 #include "model/llama.h"
 #include "model/tokenizer/chat_template.h"
 #include "model/tokenizer/tokenizer.h"
+#include "server/metrics.h"
 
 namespace iquest {
 
@@ -28,6 +29,7 @@ struct ServingContext {
   int64_t max_tokens_cap = 0;
   int64_t max_prompt_bytes = 0;
   int64_t max_num_seqs = 0;
+  ServerMetrics* metrics = nullptr;  // Null when --metrics-port is -1.
 };
 
 }  // namespace iquest

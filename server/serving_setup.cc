@@ -129,12 +129,12 @@ absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerConfig& config) {
+absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerConfig& config,
+                                                                   ServerMetrics* metrics) {
   auto serving = std::make_unique<ServingContext>();
+  serving->metrics = metrics;
   serving->device = config.device;
-  const size_t slash = config.model_dir.find_last_not_of('/');
-  const std::string trimmed = config.model_dir.substr(0, slash + 1);
-  serving->model_name = trimmed.substr(trimmed.find_last_of('/') + 1);
+  serving->model_name = ModelName(config.model_dir);
   ASSIGN_OR_RETURN(serving->backend,
                    MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu));
   ASSIGN_OR_RETURN(serving->model, LlamaModel::Load(config.model_dir, *serving->backend));
@@ -167,8 +167,20 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
       return std::make_unique<DetokenizerStream>(*tokenizer, params.skip_special_tokens);
     };
   }
+  if (metrics != nullptr) {
+    engine.step_observer = [metrics](double seconds, int64_t num_tokens) {
+      metrics->ObserveStep(seconds, num_tokens);
+    };
+  }
   ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
+  if (metrics != nullptr) metrics->SetEngine(serving->engine.get());
   return serving;
+}
+
+std::string ModelName(const std::string& model_dir) {
+  const size_t last = model_dir.find_last_not_of('/');
+  const std::string trimmed = model_dir.substr(0, last == std::string::npos ? 0 : last + 1);
+  return trimmed.substr(trimmed.find_last_of('/') + 1);
 }
 
 void BlockTerminationSignals() {

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "server/generation_service.h"
+#include "server/metrics.h"
 #include "server/server_config.h"
 #include "server/serving_context.h"
 
@@ -25,7 +26,11 @@ absl::StatusOr<ListeningServers> StartServers(const ServerConfig& config,
 
 // Loads the model (and its tokenizer, when the folder has one), sizes the KV cache and starts
 // the engine.
-absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerConfig& config);
+absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerConfig& config,
+                                                                   ServerMetrics* metrics);
+
+// The model folder's last path component: the `model` label and GetModelInfo's name.
+std::string ModelName(const std::string& model_dir);
 
 void BlockTerminationSignals();
 int WaitForTerminationSignal();  // Returns SIGTERM or SIGINT.

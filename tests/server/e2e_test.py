@@ -92,7 +92,17 @@ class GenerationTest(unittest.TestCase):
 
     def test_many_cancels_and_deadlines_leak_nothing(self):
         pid = self.server.process.pid
+
+        def cancel_some(count, salt):
+            for i in range(count):
+                call = self.server.stub.Generate(greedy([1, salt, i % 500 + 3], 300), timeout=60)
+                next(call)
+                call.cancel()
+
+        cancel_some(50, 5)  # Warm-up: gRPC grows its thread pool to the load once.
+        self.server.wait_kv_free(seconds=5)
         threads_before = proc_status(pid, "Threads")
+        rss_before = proc_status(pid, "VmRSS")
         for i in range(200):
             call = self.server.stub.Generate(greedy([1, 3, i % 500 + 3], 300), timeout=60)
             next(call)
@@ -104,14 +114,48 @@ class GenerationTest(unittest.TestCase):
             except grpc.RpcError as e:
                 self.assertIn(e.code(), (grpc.StatusCode.DEADLINE_EXCEEDED,))
         self.server.wait_kv_free(seconds=5)
-        rss_mid = proc_status(pid, "VmRSS")
-        for i in range(100):
-            call = self.server.stub.Generate(greedy([1, 5, i % 500 + 3], 300), timeout=60)
+        self.assertLessEqual(proc_status(pid, "Threads"), threads_before + 2)
+        self.assertLess(proc_status(pid, "VmRSS"), rss_before + 16 * 1024)  # kB.
+
+
+class MetricsTest(unittest.TestCase):
+    def test_counters_follow_the_traffic(self):
+        server = Server(MODEL_DIR)
+        try:
+            for i in range(3):
+                collect(server.stub.Generate(greedy([1, 2, 3, 4, 5], 6), timeout=30))
+            with self.assertRaises(grpc.RpcError):
+                collect(server.stub.Generate(pb.GenerateRequest(), timeout=30))
+            call = server.stub.Generate(greedy([1, 8, 9], 400), timeout=30)
             next(call)
             call.cancel()
-        self.server.wait_kv_free(seconds=5)
-        self.assertLessEqual(proc_status(pid, "Threads"), threads_before + 4)
-        self.assertLess(proc_status(pid, "VmRSS"), rss_mid + 16 * 1024)  # kB.
+            server.wait_kv_free()
+            server.wait_for(lambda: server.metric("iquest_requests_total") == 4, 5, "4 requests")
+            self.assertEqual(server.metric("iquest_requests_total", finish_reason="length"), 3)
+            self.assertEqual(server.metric("iquest_requests_total", finish_reason="cancelled"), 1)
+            self.assertEqual(server.metric("iquest_requests_rejected_total",
+                                           code="INVALID_ARGUMENT"), 1)
+            self.assertEqual(server.metric("iquest_prompt_tokens_total"), 3 * 5 + 3)
+            self.assertGreaterEqual(server.metric("iquest_generation_tokens_total"), 3 * 6 + 1)
+            self.assertEqual(server.metric("iquest_time_to_first_token_seconds_count"), 4)
+            self.assertGreater(server.metric("iquest_inter_token_latency_seconds_count"), 10)
+            self.assertGreater(server.metric("iquest_step_duration_seconds_count"), 0)
+            self.assertEqual(server.metric("iquest_kv_cache_blocks", state="used"), 0)
+            self.assertEqual(server.metric("iquest_cache_config_info", block_size="4",
+                                           num_blocks="128"), 1)
+            # Identical prompts: the second and third hit the first one's cached block.
+            self.assertGreater(server.metric("iquest_prefix_cache_hits_total"), 0)
+            for family in ("iquest_requests_running", "iquest_requests_waiting",
+                           "iquest_kv_cache_usage_ratio", "iquest_preemptions_total",
+                           "iquest_prefix_cache_queries_total",
+                           "iquest_e2e_request_latency_seconds_count",
+                           "iquest_request_queue_seconds_count",
+                           "iquest_request_prompt_tokens_count",
+                           "iquest_request_generation_tokens_count",
+                           "iquest_batch_tokens_count"):
+                self.assertTrue(any(n == family for n, _ in server.metrics()), family)
+        finally:
+            server.stop()
 
 
 class HealthAndDrainTest(unittest.TestCase):

@@ -73,9 +73,9 @@ class Server:
         self.log_path = tempfile.mktemp(prefix="iquest-serve-", suffix=".log")
         self.log = open(self.log_path, "w")
         args = [binary("iquest-serve"), "--model", model_dir, "--port", "0", "--health-port",
-                "0", "--num-kv-blocks", "128", "--block-size", "4", *flags]
+                "0", "--metrics-port", "0", "--num-kv-blocks", "128", "--block-size", "4", *flags]
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.port, self.health_port = self._wait_for_ports()
+        self.port, self.health_port, self.metrics_port = self._wait_for_ports()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.health_channel = grpc.insecure_channel(f"127.0.0.1:{self.health_port}")
         self.stub = rpc.GenerationStub(self.channel)
@@ -86,9 +86,11 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             with open(self.log_path) as f:
-                match = re.search(r"event=listening .* port=(\d+) health_port=(\d+)", f.read())
+                match = re.search(
+                    r"event=listening .* port=(\d+) health_port=(\d+) metrics_port=(\d+)",
+                    f.read())
             if match:
-                return int(match.group(1)), int(match.group(2))
+                return int(match.group(1)), int(match.group(2)), int(match.group(3))
             if self.process.poll() is not None:
                 raise RuntimeError(f"iquest-serve exited: {self.logs()}")
             time.sleep(0.02)
@@ -118,6 +120,26 @@ class Server:
     def wait_kv_free(self, seconds=2.0):
         self.wait_for(lambda: self.load().num_used_kv_blocks == 0 and self.load().num_running == 0,
                       seconds, "KV blocks back to zero")
+
+    def metrics(self):
+        """Parsed /metrics: {(name, frozenset(labels)): value}."""
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                      timeout=5).read().decode()
+        out = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            series, value = line.rsplit(" ", 1)
+            name, _, labels = series.partition("{")
+            pairs = re.findall(r'(\w+)="([^"]*)"', labels)
+            out[(name, frozenset(pairs))] = float(value)
+        return out
+
+    def metric(self, name, **labels):
+        """Sum of a family's series matching `labels`."""
+        return sum(v for (n, ls), v in self.metrics().items()
+                   if n == name and all((k, str(x)) in ls for k, x in labels.items()))
 
     def logs(self):
         if not self.log.closed:
