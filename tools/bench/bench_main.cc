@@ -77,9 +77,7 @@ int Run(Options& options) {
   }
   BenchReport report = ComputeReport(result->records, result->duration_s);
   report.num_not_sent = result->num_not_sent;
-  // Replacing invalid UTF-8 (say, in a prompt file's name) keeps dump() from throwing.
-  const std::string json = ReportToJson(report, ConfigToJson(options))
-                               .dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string json = ReportJsonText(report, ConfigToJson(options));
   if (!options.json_out.empty()) {
     std::ofstream out(options.json_out);
     out << json << "\n";

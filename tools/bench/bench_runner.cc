@@ -219,8 +219,8 @@ class Sender {
                                                std::chrono::duration<double>(arrival_s));
         std::this_thread::sleep_until(std::min(arrival, run_deadline_));
       }
-      if (Clock::now() >= run_deadline_ ||
-          !in_flight_.WaitBelow(config_.concurrency, run_deadline_)) {
+      if (!in_flight_.WaitBelow(config_.concurrency, run_deadline_) ||
+          Clock::now() >= run_deadline_) {
         break;
       }
       auto* reactor =

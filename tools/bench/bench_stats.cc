@@ -106,6 +106,10 @@ nlohmann::json ReportToJson(const BenchReport& report, const nlohmann::json& con
   };
 }
 
+std::string ReportJsonText(const BenchReport& report, const nlohmann::json& config) {
+  return ReportToJson(report, config).dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string FormatTable(const BenchReport& report) {
   std::string out = "============ Serving Benchmark Result ============\n";
   auto line = [&out](const std::string& name, const std::string& value) {

@@ -64,6 +64,10 @@ BenchReport ComputeReport(const std::vector<RequestRecord>& records, double dura
 // `config` is echoed under "config" so a result file says how it was produced.
 nlohmann::json ReportToJson(const BenchReport& report, const nlohmann::json& config);
 
+// ReportToJson as indented text; invalid UTF-8 (say, in a prompt file's name) is replaced rather
+// than thrown on.
+std::string ReportJsonText(const BenchReport& report, const nlohmann::json& config);
+
 std::string FormatTable(const BenchReport& report);
 
 }  // namespace iquest
