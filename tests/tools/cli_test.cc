@@ -101,11 +101,28 @@ TEST(CliTest, TimeoutBecomesTheDeadline) {
   FakeServerOptions options;
   options.token_delay = std::chrono::milliseconds(200);
   FakeGenerationServer server(options);
-  std::ostringstream out, err;
+  std::ostringstream out;
+  std::ostringstream err;
   const int code = RunCli({"generate", "--target", server.target(), "--prompt", "hi",
                            "--max-tokens", "50", "--timeout-ms", "100"},
                           out, err);
   EXPECT_EQ(code, 1);
+  EXPECT_EQ(err.str().rfind("error: DEADLINE_EXCEEDED", 0), 0U) << err.str();
+  EXPECT_EQ(out.str(), "");  // The deadline came before the first token.
+}
+
+TEST(CliTest, AnErrorMidStreamEndsThePartialLine) {
+  FakeServerOptions options;
+  options.token_delay = std::chrono::milliseconds(50);
+  FakeGenerationServer server(options);
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = RunCli({"generate", "--target", server.target(), "--prompt", "hi",
+                           "--max-tokens", "1000", "--timeout-ms", "400"},
+                          out, err);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(out.str().rfind("t0 t1 ", 0), 0U) << out.str();
+  EXPECT_EQ(out.str().back(), '\n');
   EXPECT_EQ(err.str().rfind("error: DEADLINE_EXCEEDED", 0), 0U) << err.str();
 }
 
@@ -169,7 +186,8 @@ TEST(CliTest, HealthReportsServingStatus) {
 }
 
 TEST(CliTest, UsageErrors) {
-  std::ostringstream out, err;
+  std::ostringstream out;
+  std::ostringstream err;
   EXPECT_EQ(RunCli({}, out, err), 2);
   EXPECT_EQ(RunCli({"frobnicate"}, out, err), 2);
   EXPECT_EQ(RunCli({"info", "--bogus"}, out, err), 2);

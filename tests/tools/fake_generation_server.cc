@@ -58,7 +58,8 @@ class FakeGenerationServer::Service final : public v1::Generation::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetModelInfo(grpc::ServerContext* context, const v1::GetModelInfoRequest*,
+  grpc::Status GetModelInfo(grpc::ServerContext* context,
+                            const v1::GetModelInfoRequest* /*request*/,
                             v1::GetModelInfoResponse* response) override {
     if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
     response->set_model_name("fake-model");
@@ -68,7 +69,8 @@ class FakeGenerationServer::Service final : public v1::Generation::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetServerLoad(grpc::ServerContext* context, const v1::GetServerLoadRequest*,
+  grpc::Status GetServerLoad(grpc::ServerContext* context,
+                             const v1::GetServerLoadRequest* /*request*/,
                              v1::GetServerLoadResponse* response) override {
     if (grpc::Status auth = Authorize(context); !auth.ok()) return auth;
     response->set_num_running(2);

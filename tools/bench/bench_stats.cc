@@ -36,7 +36,10 @@ LatencySummary Summarize(std::vector<double> values) {
 BenchReport ComputeReport(const std::vector<RequestRecord>& records, double duration_s) {
   BenchReport report;
   report.duration_s = duration_s;
-  std::vector<double> ttft, tpot, itl, e2e;
+  std::vector<double> ttft;
+  std::vector<double> tpot;
+  std::vector<double> itl;
+  std::vector<double> e2e;
   for (const RequestRecord& record : records) {
     if (record.cancelled) {
       ++report.num_cancelled;

@@ -39,7 +39,14 @@ class StreamPrinter {
       for (int32_t id : response.token_ids()) PrintId(id);
     } else {
       out_ << response.text();
+      printed_text_ = printed_text_ || !response.text().empty();
     }
+    out_.flush();
+  }
+
+  // Ends a line left open by streamed output, so that an error report starts on its own line.
+  void EndPartialLine() {
+    if (printed_text_ || printed_any_id_) out_ << "\n";
     out_.flush();
   }
 
@@ -89,6 +96,7 @@ class StreamPrinter {
   std::map<int32_t, Sample> samples_;
   bool saw_text_ = false;
   bool printed_any_id_ = false;
+  bool printed_text_ = false;
   v1::Usage usage_;
   v1::Timings timings_;
 };
@@ -107,7 +115,7 @@ int RunGenerate(const Connection& connection, const v1::GenerateRequest& request
   while (reader->Read(&response)) printer.Add(response);
   const grpc::Status status = reader->Finish();
   if (!status.ok()) {
-    out.flush();
+    printer.EndPartialLine();
     return ReportRpcError(context, status, err);
   }
   printer.Finish(err);
