@@ -213,11 +213,14 @@ class Sender {
     double arrival_s = 0;
     int64_t sent = 0;
     for (int64_t i = begin; i < end; ++i) {
+      // The first request goes at once and each later one an exponential gap after the previous
+      // arrival (as in vLLM); arrival times do not shift when a full concurrency bound delays a
+      // send.
       if (config_.request_rate > 0) {
-        arrival_s += gap(arrival_rng_);
         const auto arrival = phase_start + std::chrono::duration_cast<Clock::duration>(
                                                std::chrono::duration<double>(arrival_s));
         std::this_thread::sleep_until(std::min(arrival, run_deadline_));
+        arrival_s += gap(arrival_rng_);
       }
       if (!in_flight_.WaitBelow(config_.concurrency, run_deadline_) ||
           Clock::now() >= run_deadline_) {
