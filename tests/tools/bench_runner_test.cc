@@ -147,6 +147,20 @@ TEST(BenchRunnerTest, MaxDurationBoundsTheRun) {
   EXPECT_EQ(report.errors.at("DEADLINE_EXCEEDED"), num_sent);
 }
 
+TEST(BenchRunnerTest, TheSeedFixesThePrompts) {
+  FakeGenerationServer server;
+  auto last_prompt = [&](uint64_t seed) {
+    BenchConfig config = SmallConfig();
+    config.concurrency = 1;  // The last request the fake sees is the last one sent.
+    config.num_requests = 3;
+    config.seed = seed;
+    EXPECT_OK(RunBench(config, Connect(server)));
+    return server.last_generate_request().token_ids().SerializeAsString();
+  };
+  EXPECT_EQ(last_prompt(5), last_prompt(5));
+  EXPECT_NE(last_prompt(5), last_prompt(6));
+}
+
 TEST(BenchRunnerTest, RejectsAConfigWithoutPacing) {
   FakeGenerationServer server;
   BenchConfig config = SmallConfig();

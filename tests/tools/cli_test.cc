@@ -197,6 +197,49 @@ TEST(CliTest, UsageErrors) {
   EXPECT_NE(help.str().find("--stop"), std::string::npos);
 }
 
+std::string Testdata(const std::string& name) {
+  return std::string(IQUEST_TOOLS_TESTDATA_DIR) + "/" + name;
+}
+
+std::shared_ptr<grpc::ServerCredentials> TlsCredentials(bool require_client_certificate) {
+  auto read = [](const std::string& name) {
+    std::ifstream in(Testdata(name));
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  grpc::SslServerCredentialsOptions ssl(
+      require_client_certificate ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                 : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_root_certs = read("localhost.crt");
+  ssl.pem_key_cert_pairs.push_back({read("localhost.key"), read("localhost.crt")});
+  return grpc::SslServerCredentials(ssl);
+}
+
+TEST(CliTest, TlsWithTheServersCa) {
+  FakeServerOptions options;
+  options.credentials = TlsCredentials(false);
+  FakeGenerationServer server(options);
+  const CliRun tls = RunAgainst(server, {"info", "--tls-ca", Testdata("localhost.crt")});
+  EXPECT_EQ(tls.code, 0) << tls.err;
+  const CliRun plaintext = RunAgainst(server, {"info"});
+  EXPECT_EQ(plaintext.code, 1);
+  EXPECT_EQ(plaintext.err.rfind("error: UNAVAILABLE", 0), 0U) << plaintext.err;
+}
+
+TEST(CliTest, MutualTlsSendsTheClientCertificate) {
+  FakeServerOptions options;
+  options.credentials = TlsCredentials(true);
+  FakeGenerationServer server(options);
+  const CliRun mtls =
+      RunAgainst(server, {"info", "--tls-ca", Testdata("localhost.crt"), "--tls-cert",
+                          Testdata("localhost.crt"), "--tls-key", Testdata("localhost.key")});
+  EXPECT_EQ(mtls.code, 0) << mtls.err;
+  const CliRun no_cert = RunAgainst(server, {"info", "--tls-ca", Testdata("localhost.crt")});
+  EXPECT_EQ(no_cert.code, 1);
+  EXPECT_EQ(RunAgainst(server, {"info", "--tls-ca", Testdata("missing.crt")}).code, 2);
+}
+
 TEST(CliTest, TokenFileSendsBearerMetadata) {
   testing::TempDir dir;
   std::ofstream(dir.Join("token")) << "x\n";

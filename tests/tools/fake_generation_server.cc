@@ -134,11 +134,13 @@ class FakeGenerationServer::Service final : public v1::Generation::Service {
   const FakeServerOptions options_;
 };
 
-FakeGenerationServer::FakeGenerationServer(FakeServerOptions options)
-    : service_(std::make_unique<Service>(std::move(options))) {
+FakeGenerationServer::FakeGenerationServer(FakeServerOptions options) {
+  const auto credentials =
+      options.credentials ? options.credentials : grpc::InsecureServerCredentials();
+  service_ = std::make_unique<Service>(std::move(options));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort("127.0.0.1:0", credentials, &port_);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
 }

@@ -23,6 +23,8 @@ struct FakeServerOptions {
   int64_t reject_every = 0;
   // When set, calls without `authorization: Bearer <required_token>` fail UNAUTHENTICATED.
   std::string required_token;
+  // Listening credentials; null means plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 // Generate streams max_tokens (default 4) tokens per sample, one per response: id 100 + i and,
