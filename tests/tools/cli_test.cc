@@ -71,6 +71,14 @@ TEST(CliTest, GeneratePrintsTokenIdsWhenTheServerHasNoTokenizer) {
   EXPECT_EQ(request.request_id(), "r1");
 }
 
+TEST(CliTest, PrintIdsPrintsIdsEvenWithText) {
+  FakeGenerationServer server;
+  const CliRun run =
+      RunAgainst(server, {"generate", "--prompt", "x", "--max-tokens", "2", "--print-ids"});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "100 101\n");
+}
+
 TEST(CliTest, GeneratePrintsEachSampleWhole) {
   FakeGenerationServer server;
   const CliRun run =

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "iquest/serve/v1/generation.grpc.pb.h"
 #include "tools/cli/commands.h"
 
@@ -39,33 +40,32 @@ class StreamPrinter {
       for (int32_t id : response.token_ids()) PrintId(id);
     } else {
       out_ << response.text();
-      printed_text_ = printed_text_ || !response.text().empty();
     }
     out_.flush();
   }
 
   // Ends a line left open by streamed output, so that an error report starts on its own line.
   void EndPartialLine() {
-    if (printed_text_ || printed_any_id_) out_ << "\n";
+    if (printed_any_id_ || (!multi_sample_ && !print_ids_ && saw_text_)) out_ << "\n";
     out_.flush();
   }
 
-  // Prints what was held back and the summary.
+  // Prints what was held back, then the summary to `err`.
   void Finish(std::ostream& err) {
-    const bool ids_only = print_ids_ || !saw_text_;
-    for (auto& [index, sample] : samples_) {
-      if (multi_sample_) out_ << "--- sample " << index << " ---\n";
-      if (multi_sample_ || (ids_only && !print_ids_)) {
-        if (ids_only) {
-          printed_any_id_ = false;
-          for (int32_t id : sample.ids) PrintId(id);
-        } else {
-          out_ << sample.text;
-        }
+    // Without text from the server, the ids are all there is to show.
+    const bool as_ids = print_ids_ || !saw_text_;
+    if (multi_sample_) {
+      for (const auto& [index, sample] : samples_) {
+        out_ << "--- sample " << index << " ---\n"
+             << (as_ids ? absl::StrJoin(sample.ids, " ") : sample.text) << "\n";
       }
-      if (multi_sample_) out_ << "\n";
+    } else {
+      // A single sample's text (or, with --print-ids, its ids) was streamed already.
+      if (!saw_text_ && !print_ids_) {
+        for (const auto& [index, sample] : samples_) out_ << absl::StrJoin(sample.ids, " ");
+      }
+      out_ << "\n";
     }
-    if (!multi_sample_) out_ << "\n";
     out_.flush();
     for (const auto& [index, sample] : samples_) {
       err << "finish_reason[" << index << "]=" << FinishReasonName(sample.finish_reason) << "\n";
@@ -96,7 +96,6 @@ class StreamPrinter {
   std::map<int32_t, Sample> samples_;
   bool saw_text_ = false;
   bool printed_any_id_ = false;
-  bool printed_text_ = false;
   v1::Usage usage_;
   v1::Timings timings_;
 };
