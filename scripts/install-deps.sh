@@ -13,6 +13,8 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
   # Test peers: the NumPy reference of the forward pass; a Python gRPC client.
   python3 python3-numpy python3-grpcio python3-protobuf
+  # A real Prometheus (and promtool) for the metrics, rules and dashboard tests.
+  prometheus
 )
 
 missing=()

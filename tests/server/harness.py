@@ -30,6 +30,7 @@ def binary(name):
 
 def make_model(directory, vocab=512):
     """A tiny random Llama with a SentencePiece BPE tokenizer trained here (spm_train)."""
+    os.makedirs(directory, exist_ok=True)
     corpus = os.path.join(directory, "corpus.txt")
     words = ["def", "return", "print", "hello", "world", "import", "class", "self", "for", "in",
              "range", "if", "else", "while", "value", "result", "x", "y", "=", "(", ")", ":"]
