@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "server/request_log.h"
 #include "server/request_validation.h"
 #include "server/serving_context.h"
 
@@ -247,15 +248,9 @@ void GenerateReactor::OnDone() {
     status = state_->final_status;
   }
   // One structured line per request.
-  LOG(INFO) << "event=request" << Kv("request_id", state_->request_id)
-            << Kv("code", static_cast<int>(status.error_code()))
-            << Kv("finish_reason", FinishReasonName(last.finish_reason))
-            << Kv("prompt_tokens", last.usage.prompt_tokens)
-            << Kv("completion_tokens", last.usage.completion_tokens)
-            << Kv("cached_tokens", last.usage.cached_tokens)
-            << Kv("ttft_ms", 1e3 * SecondsBetween(last.timings.arrival, last.timings.first_token))
-            << Kv("e2e_ms", 1e3 * SecondsBetween(last.timings.arrival, last.timings.finished))
-            << Kv("tenant", state_->tenant) << Kv("priority", state_->priority);
+  LogRequest({state_->request_id, static_cast<int>(status.error_code()), state_->tenant,
+              state_->priority, last},
+             serving_.request_log_json);
   delete this;
 }
 

@@ -48,6 +48,8 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddInt("testing-load-delay-ms", &testing_load_delay_ms,
            "tests only: keep readiness off this much longer while loading", 0, 600000);
   p.AddString("log-level", &log_level, "debug, info, warning or error");
+  p.AddString("request-log-format", &request_log_format,
+              "the per-request log line: kv (key=value) or json");
 }
 
 namespace {
@@ -95,6 +97,9 @@ absl::Status ServerConfig::Validate() const {
   if (log_level != "debug" && log_level != "info" && log_level != "warning" &&
       log_level != "error") {
     return absl::InvalidArgumentError("--log-level must be debug, info, warning or error");
+  }
+  if (request_log_format != "kv" && request_log_format != "json") {
+    return absl::InvalidArgumentError("--request-log-format must be kv or json");
   }
   return absl::OkStatus();
 }

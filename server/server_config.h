@@ -46,6 +46,7 @@ struct ServerConfig {
   int64_t drain_timeout_s = 30;
   int64_t testing_load_delay_ms = 0;  // Tests only: hold readiness off this long while loading.
   std::string log_level = "info";
+  std::string request_log_format = "kv";  // kv | json
 
   void RegisterFlags(FlagParser& parser);
   absl::Status Validate() const;

@@ -30,6 +30,7 @@ struct ServingContext {
   int64_t max_prompt_bytes = 0;
   int64_t max_num_seqs = 0;
   ServerMetrics* metrics = nullptr;  // Null when --metrics-port is -1.
+  bool request_log_json = false;     // --request-log-format json.
 };
 
 }  // namespace iquest

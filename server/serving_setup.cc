@@ -133,6 +133,7 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
                                                                    ServerMetrics* metrics) {
   auto serving = std::make_unique<ServingContext>();
   serving->metrics = metrics;
+  serving->request_log_json = config.request_log_format == "json";
   serving->device = config.device;
   serving->model_name = ModelName(config.model_dir);
   ASSIGN_OR_RETURN(serving->backend,

@@ -1,0 +1,21 @@
+// The one log line each request gets, as key=value (the default, like every other line) or as
+// a JSON object (--request-log-format json) for log pipelines that parse JSON.
+#pragma once
+
+#include <string>
+
+#include "engine/engine.h"
+
+namespace iquest {
+
+struct RequestLogEntry {
+  std::string request_id;
+  int code = 0;  // gRPC status code.
+  std::string tenant;
+  int32_t priority = 0;
+  GenerationOutput last;  // The request's final output (usage, timings, finish reason).
+};
+
+void LogRequest(const RequestLogEntry& entry, bool json);
+
+}  // namespace iquest
