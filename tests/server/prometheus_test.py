@@ -123,6 +123,14 @@ class PrometheusTest(unittest.TestCase):
         # Let Prometheus take the final values: one scrape interval and some.
         time.sleep(3 * SCRAPE_SECONDS)
 
+        # The exposition passes Prometheus's own linter.
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.server.metrics_port}/metrics",
+                                    timeout=5) as reply:
+            exposition = reply.read()
+        lint = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+                              capture_output=True, timeout=60)
+        self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+        self.assertEqual(lint.stdout + lint.stderr, b"")
         for family in FAMILIES:
             self.assertIsNotNone(self.value(f"count({family})"), family)
         finished = self.value('sum(iquest_requests_total{finish_reason=~"length|cancelled"})')
