@@ -30,7 +30,7 @@ class RejectedStream : public grpc::ServerWriteReactor<serve::v1::GenerateRespon
 }  // namespace
 
 grpc::Status GenerationService::Admit(const grpc::CallbackServerContext& context,
-                                      const ServingContext** serving) const {
+                                      const ServingContext** serving, bool needs_tokenizer) const {
   if (auth_ != nullptr) {
     const grpc::Status auth = auth_->Check(context);
     if (!auth.ok()) return auth;
@@ -41,6 +41,9 @@ grpc::Status GenerationService::Admit(const grpc::CallbackServerContext& context
   *serving = serving_.load();
   if (*serving == nullptr) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is loading");
+  }
+  if (needs_tokenizer && (*serving)->tokenizer == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer");
   }
   return grpc::Status::OK;
 }
@@ -62,12 +65,8 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
                                                       const serve::v1::TokenizeRequest* request,
                                                       serve::v1::TokenizeResponse* response) {
   const ServingContext* serving = nullptr;
-  const grpc::Status admitted = Admit(*context, &serving);
+  const grpc::Status admitted = Admit(*context, &serving, /*needs_tokenizer=*/true);
   if (!admitted.ok()) return Done(context, admitted);
-  if (serving->tokenizer == nullptr) {
-    return Done(context,
-                grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer"));
-  }
   if (static_cast<int64_t>(request->text().size()) > serving->max_prompt_bytes) {
     return Done(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                       absl::StrCat("text exceeds max_prompt_bytes ",
@@ -85,12 +84,8 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerCont
                                                         const serve::v1::DetokenizeRequest* request,
                                                         serve::v1::DetokenizeResponse* response) {
   const ServingContext* serving = nullptr;
-  const grpc::Status admitted = Admit(*context, &serving);
+  const grpc::Status admitted = Admit(*context, &serving, /*needs_tokenizer=*/true);
   if (!admitted.ok()) return Done(context, admitted);
-  if (serving->tokenizer == nullptr) {
-    return Done(context,
-                grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer"));
-  }
   const absl::Status ids_ok = CheckTokenIds(request->token_ids(), *serving, "token_ids");
   if (!ids_ok.ok()) return Done(context, ToGrpc(ids_ok));
   const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());

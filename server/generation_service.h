@@ -43,8 +43,8 @@ class GenerationService final : public serve::v1::Generation::CallbackService {
 
  private:
   // OK with the serving context, or the status to finish the call with (auth, loading, draining).
-  grpc::Status Admit(const grpc::CallbackServerContext& context,
-                     const ServingContext** serving) const;
+  grpc::Status Admit(const grpc::CallbackServerContext& context, const ServingContext** serving,
+                     bool needs_tokenizer = false) const;
 
   const BearerAuth* auth_;
   std::atomic<const ServingContext*> serving_{nullptr};
