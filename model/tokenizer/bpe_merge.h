@@ -23,7 +23,8 @@ struct BpeSymbol {
   uint32_t len;  // Bytes; 0 once merged into its left neighbour.
 };
 
-// (left id, right id) packed into 64 bits -> merge.
+// (left id, right id) packed into 64 bits -> merge. Ranks are distinct and below size(): they
+// are indices into the merge list.
 using BpeMergeMap = absl::flat_hash_map<uint64_t, BpeMerge>;
 
 inline uint64_t BpePairKey(int32_t left, int32_t right) {
