@@ -36,7 +36,6 @@ int SpmProcessor::PieceToId(std::string_view piece) const { return processor_->P
 bool SpmProcessor::IsByte(int id) const { return processor_->IsByte(id); }
 bool SpmProcessor::IsControl(int id) const { return processor_->IsControl(id); }
 bool SpmProcessor::IsUnknown(int id) const { return processor_->IsUnknown(id); }
-bool SpmProcessor::IsUnused(int id) const { return processor_->IsUnused(id); }
 int SpmProcessor::bos_id() const { return processor_->bos_id(); }
 int SpmProcessor::eos_id() const { return processor_->eos_id(); }
 int SpmProcessor::unk_id() const { return processor_->unk_id(); }
