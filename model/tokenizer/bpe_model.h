@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "model/tokenizer/bpe_merge.h"
 #include "nlohmann/json.hpp"
 
 namespace iquest {
@@ -36,26 +37,11 @@ class BpeModel {
   bool byte_level() const { return byte_level_; }
 
  private:
-  struct Merge {
-    int32_t rank;
-    int32_t merged_id;
-  };
-  struct Symbol {
-    int32_t id;  // -1: a character missing from the vocabulary.
-    int32_t prev;
-    int32_t next;
-    uint32_t start;
-    uint32_t len;  // 0 once merged into its left neighbour.
-  };
+  using Symbol = BpeSymbol;
 
-  static uint64_t PairKey(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-           static_cast<uint32_t>(right);
-  }
-  const Merge* FindMerge(int32_t left, int32_t right) const;
+  const BpeMerge* FindMerge(int32_t left, int32_t right) const;
   absl::Status AddMerges(const nlohmann::json& merges, const std::string& source);
   void InitialSymbols(std::string_view word, std::vector<Symbol>* symbols) const;
-  void MergeSymbols(std::vector<Symbol>* symbols) const;
   void EmitSymbols(std::string_view word, const std::vector<Symbol>& symbols,
                    std::vector<int32_t>* ids) const;
   void EncodeUncached(std::string_view word, std::vector<int32_t>* ids) const;
@@ -65,10 +51,11 @@ class BpeModel {
   bool ignore_merges_ = false;
   bool fuse_unk_ = false;
   int32_t unk_id_ = -1;
-  uint64_t instance_id_ = 0;  // Keys the per-thread word cache.
+  size_t max_token_bytes_ = 0;  // No longer word can be a single token.
+  uint64_t instance_id_ = 0;    // Keys the per-thread word cache.
   std::vector<std::string> id_to_token_;
   absl::flat_hash_map<std::string, int32_t> token_to_id_;
-  absl::flat_hash_map<uint64_t, Merge> merges_;
+  BpeMergeMap merges_;
   int32_t byte_ids_[256];           // Single-byte token per byte value (byte-level), or -1.
   int32_t byte_fallback_ids_[256];  // <0xNN> token per byte value, or -1.
 };

@@ -2,6 +2,7 @@
 // post-processor) and the per-id decode pieces.
 #include "model/tokenizer/hf_tokenizer.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -212,7 +213,8 @@ absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
     text = repaired;
   }
   std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 4);
+  // Capped: a huge reservation is fresh pages on every call, and adversarial inputs yield few ids.
+  ids.reserve(std::min<size_t>(text.size() / 3 + 4, 4096));
   if (add_special_tokens) ids = spec_.prefix_ids;
   std::vector<TextSegment> segments;
   raw_added_.Split(text, &segments);

@@ -70,7 +70,7 @@ absl::Status ParseNormalizer(const json& node, const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status ParseMetaspace(const json& node, const JsonReader& reader, PreTokenizerSpec* spec) {
+absl::Status ParseMetaspace(const JsonReader& reader, PreTokenizerSpec* spec) {
   spec->metaspace = true;
   ASSIGN_OR_RETURN(spec->replacement, reader.String("replacement", "\u2581"));
   ASSIGN_OR_RETURN(spec->metaspace_split, reader.Bool("split", true));
@@ -89,7 +89,6 @@ absl::Status ParseMetaspace(const json& node, const JsonReader& reader, PreToken
       return reader.FieldError("prepend_scheme", "must be always, first or never");
     }
   }
-  (void)node;
   return absl::OkStatus();
 }
 
@@ -120,7 +119,7 @@ absl::Status ParsePreTokenizer(const json& node, const std::string& path, PreTok
     if (use_regex) RETURN_IF_ERROR(SetSplit(SplitPattern::kGpt2, path, spec));
     return absl::OkStatus();
   }
-  if (type == "Metaspace") return ParseMetaspace(node, reader, spec);
+  if (type == "Metaspace") return ParseMetaspace(reader, spec);
   if (type == "Split") {
     auto pattern = node.find("pattern");
     auto regex =
@@ -173,7 +172,7 @@ absl::Status ParseDecoder(const json& node, const std::string& path, DecoderSpec
     spec->strip_leading_spaces = static_cast<int>(start);
   } else if (type == "Metaspace") {
     PreTokenizerSpec metaspace;
-    RETURN_IF_ERROR(ParseMetaspace(node, reader, &metaspace));
+    RETURN_IF_ERROR(ParseMetaspace(reader, &metaspace));
     spec->replaces.emplace_back(metaspace.replacement, " ");
     spec->strip_first_space = metaspace.prepend != PreTokenizerSpec::Prepend::kNever;
   } else {

@@ -48,6 +48,12 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   // transformers' Llama-style slow tokenizers default to add_bos_token=true, add_eos=false.
   tokenizer->add_bos_ = tokenizer->config_.add_bos_token.value_or(true);
   tokenizer->add_eos_ = tokenizer->config_.add_eos_token.value_or(false);
+  tokenizer->unk_text_ = tokenizer->spm_->Piece(tokenizer->spm_->unk_id());
+  std::vector<int> unk_ids;
+  if (!tokenizer->spm_->Encode(tokenizer->unk_text_, &unk_ids, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat(model_path, ": ", error));
+  }
+  tokenizer->unk_text_ids_ = unk_ids.size();
   return tokenizer;
 }
 
@@ -143,13 +149,22 @@ absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(std::string_
       ids.push_back(segment.token_id);
       continue;
     }
-    if (!spm_->Encode(segment.text, &piece_ids, &error)) {
+    const bool at_start = segment.text.data() == text.data();
+    if (!(at_start ? spm_->Encode(segment.text, &piece_ids, &error)
+                   : EncodeContinuation(segment.text, &piece_ids, &error))) {
       return absl::InternalError(absl::StrCat("sentencepiece: ", error));
     }
     ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
   }
   if (add_special_tokens && add_eos_ && !eos_ids_.empty()) ids.push_back(eos_ids_[0]);
   return ids;
+}
+
+bool SentencePieceTokenizer::EncodeContinuation(std::string_view text, std::vector<int>* ids,
+                                                std::string* error) const {
+  if (!spm_->Encode(unk_text_ + std::string(text), ids, error)) return false;
+  ids->erase(ids->begin(), ids->begin() + std::min(unk_text_ids_, ids->size()));
+  return true;
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(

@@ -19,7 +19,8 @@ class SentencePieceTokenizer final : public Tokenizer {
       const std::string& model_path, TokenizerConfig config);
 
   // Added tokens from tokenizer_config.json are matched first; each text segment between them is
-  // encoded by SentencePiece on its own.
+  // encoded by SentencePiece on its own, and only the text's start gets SentencePiece's dummy
+  // space prefix (transformers' non-legacy Llama behaviour), so decode(encode(x)) == x.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                               bool add_special_tokens) const override;
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
@@ -39,6 +40,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   };
   SentencePieceTokenizer() = default;
   void BuildPieces();
+  // Encodes `text` as a continuation (no dummy prefix): it encodes the unknown piece's text
+  // before it and drops that piece's ids, as transformers' LlamaTokenizer does.
+  bool EncodeContinuation(std::string_view text, std::vector<int>* ids, std::string* error) const;
 
   std::unique_ptr<SpmProcessor> spm_;
   AddedTokenMatcher added_;
@@ -46,6 +50,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<Piece> pieces_;
   bool add_bos_ = false;
   bool add_eos_ = false;
+  std::string unk_text_;     // The unknown piece, e.g. "<unk>".
+  size_t unk_text_ids_ = 0;  // How many ids SentencePiece encodes it to.
 };
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& model_dir);

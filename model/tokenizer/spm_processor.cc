@@ -149,7 +149,6 @@ int SpmProcessor::PieceToId(std::string_view piece) const {
 bool SpmProcessor::IsByte(int id) const { return shim_->is_byte(handle_, id) != 0; }
 bool SpmProcessor::IsControl(int id) const { return shim_->is_control(handle_, id) != 0; }
 bool SpmProcessor::IsUnknown(int id) const { return shim_->is_unknown(handle_, id) != 0; }
-bool SpmProcessor::IsUnused(int id) const { return shim_->is_unused(handle_, id) != 0; }
 int SpmProcessor::bos_id() const { return shim_->bos_id(handle_); }
 int SpmProcessor::eos_id() const { return shim_->eos_id(handle_); }
 int SpmProcessor::unk_id() const { return shim_->unk_id(handle_); }

@@ -29,7 +29,6 @@ class SpmProcessor {
   bool IsByte(int id) const;
   bool IsControl(int id) const;
   bool IsUnknown(int id) const;
-  bool IsUnused(int id) const;
   int bos_id() const;
   int eos_id() const;
   int unk_id() const;

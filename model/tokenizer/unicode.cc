@@ -2,8 +2,6 @@
 #include "model/tokenizer/unicode.h"
 
 #include <array>
-#include <cstdlib>
-#include <memory>
 
 #include "utf8proc.h"
 
@@ -183,20 +181,6 @@ CharClass Classify(char32_t cp) {
     default:
       return CharClass::kOther;
   }
-}
-
-std::string ToNfc(std::string_view text) {
-  bool ascii = true;
-  for (char c : text) ascii &= static_cast<uint8_t>(c) < 0x80;
-  if (ascii) return std::string(text);
-  utf8proc_uint8_t* result = nullptr;
-  const utf8proc_ssize_t len =
-      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                   static_cast<utf8proc_ssize_t>(text.size()), &result,
-                   static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-  if (len < 0) return std::string(text);  // Only on invalid input, which callers exclude.
-  std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owned(result, &std::free);
-  return std::string(reinterpret_cast<const char*>(result), static_cast<size_t>(len));
 }
 
 }  // namespace iquest::unicode

@@ -38,7 +38,4 @@ enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
 // kOther.
 CharClass Classify(char32_t cp);
 
-// Unicode NFC. `text` must be valid UTF-8; ASCII-only text is returned unchanged without a copy.
-std::string ToNfc(std::string_view text);
-
 }  // namespace iquest::unicode

