@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# CI package: after the tests and the eval gate pass, gives the images built for this commit
+# their release names, by registry-side retagging (the digest that was tested is the one shipped):
+#   $CI_COMMIT_SHA-FLAVOR -> $CI_COMMIT_REF_SLUG-FLAVOR, and $CI_COMMIT_TAG-FLAVOR on tags.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+printf '%s' "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin \
+  "$CI_REGISTRY"
+for flavor in cpu cuda; do
+  source_image="$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA-$flavor"
+  tags=(-t "$CI_REGISTRY_IMAGE:$CI_COMMIT_REF_SLUG-$flavor")
+  if [ -n "${CI_COMMIT_TAG:-}" ]; then
+    tags+=(-t "$CI_REGISTRY_IMAGE:$CI_COMMIT_TAG-$flavor")
+  fi
+  docker buildx imagetools create "${tags[@]}" "$source_image"
+  echo "package: $source_image -> ${tags[*]}"
+done
