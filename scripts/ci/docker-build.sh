@@ -1,11 +1,11 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # CI image build: deploy/docker/Dockerfile.FLAVOR (cpu or cuda) with BuildKit, cached in the
 # registry ($CI_REGISTRY_IMAGE/cache:FLAVOR, mode=max so the build stage's layers are cached too),
 # pushed as $CI_REGISTRY_IMAGE:$CI_COMMIT_SHA-FLAVOR. The package job later promotes that exact
 # image; nothing is rebuilt after the tests.
-# Needs a Docker daemon (GitLab: docker:dind) and the predefined CI_REGISTRY* variables.
+# POSIX sh: it runs in the docker:cli image (busybox, no bash), with a docker:dind service.
 # The registry password goes through stdin only; this script never runs with xtrace.
-set -euo pipefail
+set -eu
 cd "$(dirname "$0")/../.."
 FLAVOR="${1:?usage: docker-build.sh cpu|cuda}"
 case "$FLAVOR" in cpu | cuda) ;; *) echo "docker-build: unknown flavor $FLAVOR" >&2; exit 2 ;; esac
