@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
 # Installs everything a fresh Debian 12 machine needs to build and test iquest-serve.
-# Idempotent: packages already present are not touched, and apt-get runs only when something is
-# missing. Uses apt-get only (through sudo when not root).
+# Idempotent: packages already present are not touched, and apt-get (or npm) runs only when
+# something is missing. Uses apt-get and npm only (apt-get through sudo when not root).
+# IQUEST_DEPS_BUILD_ONLY=1 installs only what the build needs, not the test peers (the Docker
+# images build with it: they ship binaries, not tests).
 set -euo pipefail
+BUILD_ONLY="${IQUEST_DEPS_BUILD_ONLY:-0}"
 
 PACKAGES=(
   # Toolchain.
   build-essential cmake ninja-build ccache pkg-config git
   # C++ libraries.
   libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+  # Tokenizer: SentencePiece (library + spm_train, which makes the demo model) and utf8proc.
+  libsentencepiece-dev sentencepiece libutf8proc-dev
   # gRPC and protobuf: the API, the server and its clients.
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
   # Test peers: the NumPy reference of the forward pass; a Python gRPC client.
   python3 python3-numpy python3-grpcio python3-protobuf
 )
+if [ "$BUILD_ONLY" != 1 ]; then
+  PACKAGES+=(
+    # Deployment tests: yamllint, PyYAML, rsync (gitlab-ci-local copies job folders with it).
+    yamllint python3-yaml rsync
+  )
+  # kubectl (for `kubectl kustomize`): keep any that is installed (e.g. from the Kubernetes apt
+  # repository, whose package conflicts with Debian's); otherwise Debian's kubernetes-client.
+  if ! command -v kubectl > /dev/null; then PACKAGES+=(kubernetes-client); fi
+  # Node.js + npm run gitlab-ci-local. Machines that already have a Node keep it.
+  if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+    PACKAGES+=(nodejs npm)
+  fi
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -22,15 +40,25 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ "$BUILD_ONLY" = 1 ]; then exit 0; fi
+
+# gitlab-ci-local for tests/deploy/gitlab_ci_test.py, pinned by package-lock.json; skipped when
+# already installed at the locked version.
+DEPLOY_JS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/deploy/js"
+if ! (cd "$DEPLOY_JS" && npm ls --depth=0 > /dev/null 2>&1); then
+  echo "install-deps: npm ci in tests/deploy/js"
+  (cd "$DEPLOY_JS" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  echo "install-deps: tests/deploy/js node_modules up to date"
+fi
