@@ -13,7 +13,8 @@ BUILD_DIR="${1:?usage: bundle.sh BUILD_DIR DEST}"
 DEST="${2:?usage: bundle.sh BUILD_DIR DEST}"
 # glibc (the runtime base has the same one) and the NVIDIA driver (mounted by the container
 # toolkit at run time; it must match the host's kernel module).
-SKIP='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libutil|libcuda|libnvidia-)[.-]'
+SKIP='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libutil|libcuda|libnvidia-)'
+SKIP="$SKIP[.-]"
 
 mkdir -p "$DEST/bin" "$DEST/lib"
 cp "$BUILD_DIR"/bin/iquest-* "$DEST/bin/"

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [ ! -x scripts/gpu-check.sh ]; then
-  echo "gpu-check: CUDA backend not built yet (issue: CUDA backend); scripts/gpu-check.sh is missing" >&2
+  echo "gpu-check: CUDA backend not built yet (issue: CUDA backend)." >&2
+  echo "gpu-check: scripts/gpu-check.sh arrives with it; until then this job fails." >&2
   exit 1
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv

@@ -44,66 +44,71 @@ class DockerfileTest(unittest.TestCase):
         names = sorted(n for n in os.listdir(DOCKER) if n.startswith("Dockerfile"))
         self.assertEqual(names, ["Dockerfile.cpu", "Dockerfile.cuda"])
         for name in names:
-            with self.subTest(dockerfile=name):
-                yield name, instructions(os.path.join(DOCKER, name))
+            yield name, instructions(os.path.join(DOCKER, name))
 
     def test_base_images_are_pinned_by_tag(self):
         for name, steps in self.each():
-            args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
-            stages = set()
-            for keyword, rest in steps:
-                if keyword != "FROM":
-                    continue
-                image, _, alias = expand(rest, args).partition(" AS ")
-                stages.add(alias.strip())
-                if image in stages:
-                    continue
-                repository, _, tag = image.rpartition(":")
-                self.assertTrue(repository and tag, f"{image} has no tag")
-                self.assertNotIn(tag, ["latest", "bookworm-slim", "bookworm"], image)
-                self.assertRegex(tag, r"\d", f"{image}: pin a versioned or dated tag")
-            if name == "Dockerfile.cuda":
-                froms = [expand(r, args) for k, r in steps if k == "FROM"]
-                self.assertRegex(froms[0], r"^nvidia/cuda:[\d.]+-devel-")
-                self.assertRegex(froms[-1], r"^nvidia/cuda:[\d.]+-runtime-")
-            else:
-                self.assertRegex(expand(args["BASE_IMAGE"], args), r"^debian:bookworm-\d+-slim$")
+            with self.subTest(dockerfile=name):
+                args = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
+                stages = set()
+                for keyword, rest in steps:
+                    if keyword != "FROM":
+                        continue
+                    image, _, alias = expand(rest, args).partition(" AS ")
+                    stages.add(alias.strip())
+                    if image in stages:
+                        continue
+                    repository, _, tag = image.rpartition(":")
+                    self.assertTrue(repository and tag, f"{image} has no tag")
+                    self.assertNotIn(tag, ["latest", "bookworm-slim", "bookworm"], image)
+                    self.assertRegex(tag, r"\d", f"{image}: pin a versioned or dated tag")
+                if name == "Dockerfile.cuda":
+                    froms = [expand(r, args) for k, r in steps if k == "FROM"]
+                    self.assertRegex(froms[0], r"^nvidia/cuda:[\d.]+-devel-")
+                    self.assertRegex(froms[-1], r"^nvidia/cuda:[\d.]+-runtime-")
+                else:
+                    base = expand(args["BASE_IMAGE"], args)
+                    self.assertRegex(base, r"^debian:bookworm-\d+-slim$")
 
     def test_final_stage_runs_as_a_numeric_non_root_user(self):
-        for _, steps in self.each():
-            last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
-            users = [r for k, r in steps[last_from:] if k == "USER"]
-            self.assertEqual(len(users), 1)
-            uid = users[0].split(":")[0]
-            self.assertRegex(uid, r"^\d+$", "Kubernetes runAsNonRoot needs a numeric USER")
-            self.assertNotEqual(int(uid), 0)
-            self.assertEqual(steps[-2][0], "ENTRYPOINT")  # Nothing runs as root after USER.
+        for name, steps in self.each():
+            with self.subTest(dockerfile=name):
+                last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
+                users = [r for k, r in steps[last_from:] if k == "USER"]
+                self.assertEqual(len(users), 1)
+                uid = users[0].split(":")[0]
+                self.assertRegex(uid, r"^\d+$", "Kubernetes runAsNonRoot needs a numeric USER")
+                self.assertNotEqual(int(uid), 0)
+                self.assertEqual(steps[-2][0], "ENTRYPOINT")  # Nothing runs as root after USER.
 
     def test_no_add_of_urls_and_no_curl_pipes(self):
-        for _, steps in self.each():
-            for keyword, rest in steps:
-                if keyword == "ADD":
-                    self.assertNotRegex(rest, r"https?://|git@")
-                self.assertNotRegex(rest, r"(curl|wget)[^|]*\|\s*(ba)?sh")
+        for name, steps in self.each():
+            with self.subTest(dockerfile=name):
+                for keyword, rest in steps:
+                    if keyword == "ADD":
+                        self.assertNotRegex(rest, r"https?://|git@")
+                    self.assertNotRegex(rest, r"(curl|wget)[^|]*\|\s*(ba)?sh")
 
     def test_healthcheck_asks_for_readiness_on_the_health_port(self):
-        for _, steps in self.each():
-            checks = [r for k, r in steps if k == "HEALTHCHECK"]
-            self.assertEqual(len(checks), 1)
-            self.assertIn('"iquest.serve.v1.Generation"', checks[0])
-            cmd = " ".join(r for k, r in steps if k == "CMD")
-            port = re.search(r'"--health-port", "(\d+)"', cmd).group(1)
-            self.assertIn(f'"127.0.0.1:{port}"', checks[0])
+        for name, steps in self.each():
+            with self.subTest(dockerfile=name):
+                checks = [r for k, r in steps if k == "HEALTHCHECK"]
+                self.assertEqual(len(checks), 1)
+                self.assertIn('"iquest.serve.v1.Generation"', checks[0])
+                cmd = " ".join(r for k, r in steps if k == "CMD")
+                port = re.search(r'"--health-port", "(\d+)"', cmd).group(1)
+                self.assertIn(f'"127.0.0.1:{port}"', checks[0])
 
     def test_builds_with_the_ci_scripts_and_cache_mounts(self):
-        for _, steps in self.each():
-            runs = " ".join(r for k, r in steps if k == "RUN")
-            self.assertIn("scripts/ci/build.sh", runs)
-            self.assertIn("scripts/ci/bundle.sh build /opt/iquest", runs)
-            self.assertIn("--mount=type=cache,target=/root/.cache/ccache", runs)
-            self.assertIn("--mount=type=cache,target=/var/cache/apt", runs)
-            copies = [r for k, r in steps if k == "COPY" and "--from=build" in r]
-            self.assertEqual(copies, ["--from=build /opt/iquest /opt/iquest"])
+        for name, steps in self.each():
+            with self.subTest(dockerfile=name):
+                runs = " ".join(r for k, r in steps if k == "RUN")
+                self.assertIn("scripts/ci/build.sh", runs)
+                self.assertIn("scripts/ci/bundle.sh build /opt/iquest", runs)
+                self.assertIn("--mount=type=cache,target=/root/.cache/ccache", runs)
+                self.assertIn("--mount=type=cache,target=/var/cache/apt", runs)
+                copies = [r for k, r in steps if k == "COPY" and "--from=build" in r]
+                self.assertEqual(copies, ["--from=build /opt/iquest /opt/iquest"])
 
     def test_dockerignore_keeps_build_outputs_and_git_out(self):
         with open(os.path.join(ROOT, ".dockerignore")) as f:

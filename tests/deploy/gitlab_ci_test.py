@@ -68,8 +68,8 @@ class GitlabCiLocal:
         if done.returncode != 0:
             raise AssertionError(f"gitlab-ci-local failed:\n{done.stdout}\n{done.stderr}")
         lines = [line for line in done.stdout.splitlines() if line.count(";") == 5]
-        self_header = lines[0].split(";")
-        assert self_header[0] == "name", done.stdout
+        header = lines[0].split(";")
+        assert header[0] == "name", done.stdout
         out = {}
         for line in lines[1:]:
             name, _, stage, when, allow_failure, needs = line.split(";")

@@ -56,11 +56,10 @@ class RenderedOverlayTest(unittest.TestCase):
 
     def each(self):
         for name in OVERLAYS:
-            with self.subTest(overlay=name):
-                objects = self.objects[name]
-                deployment = objects["Deployment"][0]
-                flags = objects["ConfigMap"][0]["data"]
-                yield name, objects, deployment, server_container(deployment), flags
+            objects = self.objects[name]
+            deployment = objects["Deployment"][0]
+            flags = objects["ConfigMap"][0]["data"]
+            yield name, objects, deployment, server_container(deployment), flags
 
     def test_yamllint_sources_and_rendered(self):
         config = os.path.join(ROOT, ".yamllint.yaml")
@@ -73,110 +72,121 @@ class RenderedOverlayTest(unittest.TestCase):
             self.assertEqual(done.returncode, 0, f"{name}: {done.stdout}{done.stderr}")
 
     def test_every_overlay_has_the_objects(self):
-        for _, objects, _, _, _ in self.each():
-            for kind in ["Deployment", "Service", "ConfigMap", "PersistentVolumeClaim",
-                         "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor"]:
-                self.assertEqual(len(objects.get(kind, [])), 1, kind)
+        for name, objects, _, _, _ in self.each():
+            with self.subTest(overlay=name):
+                for kind in ["Deployment", "Service", "ConfigMap", "PersistentVolumeClaim",
+                             "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor"]:
+                    self.assertEqual(len(objects.get(kind, [])), 1, kind)
 
     def test_probes_are_grpc_on_the_health_port(self):
-        for _, _, _, container, _ in self.each():
-            self.assertEqual(flag_value(container, "health-port", {}), str(HEALTH_PORT))
-            probes = {kind: container[kind] for kind in
-                      ["startupProbe", "readinessProbe", "livenessProbe"]}
-            for kind, probe in probes.items():
-                self.assertEqual(probe["grpc"]["port"], HEALTH_PORT, kind)
-            # Startup and readiness wait for the model; liveness asks about the process only.
-            self.assertEqual(probes["startupProbe"]["grpc"]["service"], READINESS)
-            self.assertEqual(probes["readinessProbe"]["grpc"]["service"], READINESS)
-            self.assertEqual(probes["livenessProbe"]["grpc"].get("service", ""), "")
+        for name, _, _, container, _ in self.each():
+            with self.subTest(overlay=name):
+                self.assertEqual(flag_value(container, "health-port", {}), str(HEALTH_PORT))
+                probes = {kind: container[kind] for kind in
+                          ["startupProbe", "readinessProbe", "livenessProbe"]}
+                for kind, probe in probes.items():
+                    self.assertEqual(probe["grpc"]["port"], HEALTH_PORT, kind)
+                # Startup and readiness wait for the model; liveness asks about the process only.
+                self.assertEqual(probes["startupProbe"]["grpc"]["service"], READINESS)
+                self.assertEqual(probes["readinessProbe"]["grpc"]["service"], READINESS)
+                self.assertEqual(probes["livenessProbe"]["grpc"].get("service", ""), "")
 
     def test_startup_probe_allows_a_long_model_load(self):
         for name, _, _, container, _ in self.each():
-            probe = container["startupProbe"]
-            budget_s = probe["periodSeconds"] * probe["failureThreshold"]
-            self.assertGreaterEqual(budget_s, 1800 if name.startswith("gpu") else 600)
+            with self.subTest(overlay=name):
+                probe = container["startupProbe"]
+                budget_s = probe["periodSeconds"] * probe["failureThreshold"]
+                self.assertGreaterEqual(budget_s, 1800 if name.startswith("gpu") else 600)
 
     def test_grace_period_covers_prestop_and_drain(self):
-        for _, _, deployment, container, flags in self.each():
-            drain_s = int(flag_value(container, "drain-timeout-s", flags))
-            command = container["lifecycle"]["preStop"]["exec"]["command"]
-            self.assertEqual(command[0], "/bin/sleep")
-            grace_s = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-            self.assertGreaterEqual(grace_s, int(command[1]) + drain_s + 5)
+        for name, _, deployment, container, flags in self.each():
+            with self.subTest(overlay=name):
+                drain_s = int(flag_value(container, "drain-timeout-s", flags))
+                command = container["lifecycle"]["preStop"]["exec"]["command"]
+                self.assertEqual(command[0], "/bin/sleep")
+                grace_s = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+                self.assertGreaterEqual(grace_s, int(command[1]) + drain_s + 5)
 
     def test_gpu_limits_only_in_gpu_overlays(self):
         for name, _, deployment, container, flags in self.each():
-            limits = container["resources"]["limits"]
-            requests = container["resources"]["requests"]
-            if name.startswith("gpu"):
-                self.assertEqual(str(limits["nvidia.com/gpu"]), "1")
-                self.assertEqual(requests, limits)  # GPUs cannot be overcommitted.
-                self.assertEqual(flag_value(container, "device", flags), "cuda")
-                self.assertEqual(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 0)
-            else:
-                self.assertNotIn("nvidia.com/gpu", limits)
-                self.assertEqual(flag_value(container, "device", flags), "cpu")
+            with self.subTest(overlay=name):
+                limits = container["resources"]["limits"]
+                requests = container["resources"]["requests"]
+                if name.startswith("gpu"):
+                    self.assertEqual(str(limits["nvidia.com/gpu"]), "1")
+                    self.assertEqual(requests, limits)  # GPUs cannot be overcommitted.
+                    self.assertEqual(flag_value(container, "device", flags), "cuda")
+                    self.assertEqual(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 0)
+                else:
+                    self.assertNotIn("nvidia.com/gpu", limits)
+                    self.assertEqual(flag_value(container, "device", flags), "cpu")
 
     def test_non_root_and_read_only_root_filesystem(self):
-        for _, _, deployment, _, _ in self.each():
-            pod = deployment["spec"]["template"]["spec"]
-            self.assertTrue(pod["securityContext"]["runAsNonRoot"])
-            self.assertNotEqual(pod["securityContext"]["runAsUser"], 0)
-            for container in pod["containers"] + pod.get("initContainers", []):
-                context = container["securityContext"]
-                self.assertTrue(context["readOnlyRootFilesystem"], container["name"])
-                self.assertFalse(context["allowPrivilegeEscalation"], container["name"])
-                self.assertEqual(context["capabilities"]["drop"], ["ALL"])
-                self.assertIn("memory", container["resources"]["limits"])
+        for name, _, deployment, _, _ in self.each():
+            with self.subTest(overlay=name):
+                pod = deployment["spec"]["template"]["spec"]
+                self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+                self.assertNotEqual(pod["securityContext"]["runAsUser"], 0)
+                for container in pod["containers"] + pod.get("initContainers", []):
+                    context = container["securityContext"]
+                    self.assertTrue(context["readOnlyRootFilesystem"], container["name"])
+                    self.assertFalse(context["allowPrivilegeEscalation"], container["name"])
+                    self.assertEqual(context["capabilities"]["drop"], ["ALL"])
+                    self.assertIn("memory", container["resources"]["limits"])
 
     def test_model_volume_is_the_pvc_mounted_read_only(self):
         for name, objects, deployment, container, flags in self.each():
-            pod = deployment["spec"]["template"]["spec"]
-            claim = objects["PersistentVolumeClaim"][0]["metadata"]["name"]
-            volumes = {v["name"]: v for v in pod["volumes"]}
-            mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
-            self.assertEqual(volumes["models"]["persistentVolumeClaim"]["claimName"], claim)
-            self.assertTrue(mount["readOnly"])
-            self.assertTrue(flag_value(container, "model", flags).startswith(mount["mountPath"]))
-            init = pod.get("initContainers", [])
-            if name == "gpu-model-image":
-                self.assertEqual([c["name"] for c in init], ["model-copy"])
-                rw = next(m for m in init[0]["volumeMounts"])
-                self.assertEqual(volumes[rw["name"]]["persistentVolumeClaim"]["claimName"],
-                                 claim)
-            else:
-                self.assertEqual(init, [])
+            with self.subTest(overlay=name):
+                pod = deployment["spec"]["template"]["spec"]
+                claim = objects["PersistentVolumeClaim"][0]["metadata"]["name"]
+                volumes = {v["name"]: v for v in pod["volumes"]}
+                mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+                self.assertEqual(volumes["models"]["persistentVolumeClaim"]["claimName"], claim)
+                self.assertTrue(mount["readOnly"])
+                model = flag_value(container, "model", flags)
+                self.assertTrue(model.startswith(mount["mountPath"]))
+                init = pod.get("initContainers", [])
+                if name == "gpu-model-image":
+                    self.assertEqual([c["name"] for c in init], ["model-copy"])
+                    rw = next(m for m in init[0]["volumeMounts"])
+                    self.assertEqual(volumes[rw["name"]]["persistentVolumeClaim"]["claimName"],
+                                     claim)
+                else:
+                    self.assertEqual(init, [])
 
     def test_configmap_feeds_every_expanded_flag(self):
-        for _, objects, _, container, flags in self.each():
-            refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
-            self.assertEqual(refs, [objects["ConfigMap"][0]["metadata"]["name"]])
-            for arg in container["args"]:
-                for var in re.findall(r"\$\((\w+)\)", arg):
-                    self.assertIn(var, flags, arg)
+        for name, objects, _, container, flags in self.each():
+            with self.subTest(overlay=name):
+                refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
+                self.assertEqual(refs, [objects["ConfigMap"][0]["metadata"]["name"]])
+                for arg in container["args"]:
+                    for var in re.findall(r"\$\((\w+)\)", arg):
+                        self.assertIn(var, flags, arg)
 
     def test_service_pdb_hpa_and_servicemonitor_agree(self):
-        for _, objects, deployment, container, _ in self.each():
-            labels = deployment["spec"]["template"]["metadata"]["labels"]
-            service = objects["Service"][0]
-            ports = {p["name"]: p for p in service["spec"]["ports"]}
-            self.assertEqual(ports["grpc"]["port"], int(flag_value(container, "port", {})))
-            self.assertEqual(ports["metrics"]["port"],
-                             int(flag_value(container, "metrics-port", {})))
-            self.assertTrue(all(p.get("appProtocol") for p in ports.values()))
-            for selector in [service["spec"]["selector"],
-                             objects["PodDisruptionBudget"][0]["spec"]["selector"]["matchLabels"],
-                             objects["ServiceMonitor"][0]["spec"]["selector"]["matchLabels"]]:
-                self.assertLessEqual(selector.items(), labels.items())
-            self.assertEqual(objects["PodDisruptionBudget"][0]["spec"]["maxUnavailable"], 1)
-            monitor = objects["ServiceMonitor"][0]["spec"]["endpoints"][0]
-            self.assertEqual(monitor["port"], "metrics")
-            hpa = objects["HorizontalPodAutoscaler"][0]
-            self.assertEqual(hpa["apiVersion"], "autoscaling/v2")
-            self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"],
-                             deployment["metadata"]["name"])
-            self.assertEqual(hpa["spec"]["metrics"][0]["pods"]["metric"]["name"],
-                             "iquest_requests_waiting")
+        for name, objects, deployment, container, _ in self.each():
+            with self.subTest(overlay=name):
+                labels = deployment["spec"]["template"]["metadata"]["labels"]
+                service = objects["Service"][0]
+                ports = {p["name"]: p for p in service["spec"]["ports"]}
+                self.assertEqual(ports["grpc"]["port"], int(flag_value(container, "port", {})))
+                self.assertEqual(ports["metrics"]["port"],
+                                 int(flag_value(container, "metrics-port", {})))
+                self.assertTrue(all(p.get("appProtocol") for p in ports.values()))
+                pdb = objects["PodDisruptionBudget"][0]
+                monitor = objects["ServiceMonitor"][0]
+                for selector in [service["spec"]["selector"],
+                                 pdb["spec"]["selector"]["matchLabels"],
+                                 monitor["spec"]["selector"]["matchLabels"]]:
+                    self.assertLessEqual(selector.items(), labels.items())
+                self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+                self.assertEqual(monitor["spec"]["endpoints"][0]["port"], "metrics")
+                hpa = objects["HorizontalPodAutoscaler"][0]
+                self.assertEqual(hpa["apiVersion"], "autoscaling/v2")
+                self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"],
+                                 deployment["metadata"]["name"])
+                self.assertEqual(hpa["spec"]["metrics"][0]["pods"]["metric"]["name"],
+                                 "iquest_requests_waiting")
 
 
 class PrometheusAdapterTest(unittest.TestCase):
