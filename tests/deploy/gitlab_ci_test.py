@@ -127,6 +127,13 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual(self.local.jobs("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=feature"),
                          {})
 
+    def test_yamllint(self):
+        done = subprocess.run(["yamllint", "-f", "parsable", "-c",
+                               os.path.join(ROOT, ".yamllint.yaml"),
+                               os.path.join(ROOT, ".gitlab-ci.yml")],
+                              capture_output=True, text=True)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+
     def test_stages_in_order(self):
         self.assertEqual(self.pipeline["stages"], STAGES)
 
