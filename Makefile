@@ -7,8 +7,10 @@ JOBS ?= $(shell nproc)
 MODEL ?= $(BUILD_DIR)/models/demo
 HOST ?= 127.0.0.1
 PORT ?= 50051
+# `make docker` builds deploy/docker/Dockerfile.$(FLAVOR) (cpu or cuda) as iquest-serve:$(FLAVOR).
+FLAVOR ?= cpu
 
-.PHONY: all deps configure build run test bench format clean
+.PHONY: all deps configure build run test bench docker format clean
 
 all: build
 
@@ -30,6 +32,10 @@ test: build
 
 bench: build
 	$(BUILD_DIR)/bin/iquest-bench-engine --model $(MODEL)
+
+# Needs a Docker engine with BuildKit (not needed for anything else here).
+docker:
+	DOCKER_BUILDKIT=1 docker build -f deploy/docker/Dockerfile.$(FLAVOR) -t iquest-serve:$(FLAVOR) .
 
 format:
 	@git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format -i
