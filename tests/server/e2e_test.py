@@ -204,9 +204,14 @@ class HealthAndDrainTest(unittest.TestCase):
             started = time.time()
             server.terminate()
             server.wait_for(lambda: server.readiness() == NOT_SERVING, 5, "readiness off")
-            with self.assertRaises(grpc.RpcError) as error:
-                collect(server.stub.Generate(greedy([1, 2], 2), timeout=5))
-            self.assertEqual(error.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            # 1000 requests during the drain: none is accepted.
+            refused = 0
+            for _ in range(1000):
+                try:
+                    collect(server.stub.Generate(greedy([1, 2], 2), timeout=5))
+                except grpc.RpcError as e:
+                    refused += e.code() == grpc.StatusCode.UNAVAILABLE
+            self.assertEqual(refused, 1000)
             for t in threads:
                 t.join(60)
             self.assertEqual(results, {i: pb.FINISH_REASON_LENGTH for i in range(4)})

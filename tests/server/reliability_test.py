@@ -186,6 +186,40 @@ class ReliabilityTest(unittest.TestCase):
         except grpc.RpcError as e:
             self.assertIn(str(CONTEXT), e.details())
 
+    def test_rapid_reset_burst(self):
+        """10k streams opened and reset at once on one connection (the HTTP/2 rapid-reset
+        pattern): the server keeps serving, holds no blocks, and its threads and memory stay put."""
+        from harness import proc_status
+        pid = self.server.process.pid
+        threads_before = proc_status(pid, "Threads")
+        rss_before = proc_status(pid, "VmRSS")
+        for i in range(10000):
+            self.server.stub.Generate(sampled(max_tokens=50), timeout=30).cancel()
+        self.server.wait_kv_free(seconds=10)
+        self.assertEqual(self.server.readiness(), SERVING)
+        self.assertLessEqual(proc_status(pid, "Threads"), threads_before + 8)
+        self.assertLess(proc_status(pid, "VmRSS"), rss_before + 64 * 1024)  # kB.
+        self.assertEqual(self.code_of(sampled()), OK)
+
+    def test_ping_flood_is_refused_without_harm(self):
+        """A client pinging every 10 ms while idle breaks the server's ping policy
+        (--min-ping-interval-s, max ping strikes 2), which gRPC answers with GOAWAY
+        too_many_pings. What this test holds the server to: no harm, everyone else is served."""
+        flood = grpc.insecure_channel(
+            f"127.0.0.1:{self.server.port}",
+            options=[("grpc.keepalive_time_ms", 10), ("grpc.keepalive_timeout_ms", 1000),
+                     ("grpc.keepalive_permit_without_calls", 1),
+                     ("grpc.http2.max_pings_without_data", 0),
+                     ("grpc.http2.min_time_between_pings_ms", 10)])
+        try:
+            grpc.channel_ready_future(flood).result(timeout=10)
+            import time
+            time.sleep(3)
+        finally:
+            flood.close()
+        self.assertEqual(self.server.readiness(), SERVING)
+        self.assertEqual(self.code_of(sampled()), OK)
+
     def test_message_over_the_receive_limit(self):
         server = Server(self.model_dir, "--max-message-bytes", "65536")
         try:
