@@ -107,12 +107,13 @@ class GenerationTest(unittest.TestCase):
             self.server.wait_kv_free(seconds=5)
             return proc_status(pid, "Threads"), proc_status(pid, "VmRSS")
 
-        # gRPC sizes its thread pool to the load during the first round; after that, another
-        # identical round must leave threads and memory where they were.
+        # gRPC sizes its callback thread pool to the load (up to the server's ResourceQuota of 64
+        # threads), so a few threads may come and go with the machine's load; a leak would grow
+        # them round after round. Memory must stay where the first round left it.
         threads_first, rss_first = round_of_abandoned_streams(5)
         threads_second, rss_second = round_of_abandoned_streams(7)
-        self.assertLessEqual(threads_second, threads_first + 2)
-        self.assertLess(threads_second, 100)
+        self.assertLessEqual(threads_second, threads_first + 8)
+        self.assertLess(threads_second, 80)
         self.assertLess(rss_second, rss_first + 16 * 1024)  # kB.
 
 

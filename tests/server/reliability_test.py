@@ -203,7 +203,9 @@ class ReliabilityTest(unittest.TestCase):
         threads_first, rss_first = burst()
         threads_second, rss_second = burst()
         self.assertEqual(self.server.readiness(), SERVING)
-        self.assertLessEqual(threads_second, threads_first + 2)
+        # gRPC's callback pool may add a few threads with the load (the quota caps it at 64).
+        self.assertLessEqual(threads_second, threads_first + 8)
+        self.assertLess(threads_second, 80)
         self.assertLess(rss_second, rss_first + 32 * 1024)  # kB.
         self.assertEqual(self.code_of(sampled()), OK)
 
