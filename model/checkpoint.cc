@@ -90,6 +90,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::FromGguf(std::unique_ptr
   std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());
   checkpoint->source_ = file->path();
   for (const GgufTensor& gguf : file->tensors()) {
+    if (gguf.name == kGgufRopeFreqsTensor) continue;  // Consumed by the config.
     // Names outside the Llama family keep their GGUF name; the binder reports them as unused.
     const std::string name = HfNameOfGgufTensor(gguf.name).value_or(gguf.name);
     SafetensorsTensor& tensor = checkpoint->gguf_tensors_.emplace_back();

@@ -81,10 +81,6 @@ absl::StatusOr<double> OptionalFloat(const GgufFile& file, const std::string& ke
 }
 
 absl::StatusOr<nlohmann::json> RopeScalingJson(const GgufFile& file, const std::string& arch) {
-  if (file.FindTensor("rope_freqs.weight") != nullptr) {
-    return absl::UnimplementedError(absl::StrCat(
-        file.path(), ": tensor 'rope_freqs.weight' (llama3 RoPE scaling) is not supported"));
-  }
   const std::string type_key = arch + ".rope.scaling.type";
   std::string type = "none";
   if (file.Find(type_key) != nullptr) {
@@ -102,6 +98,27 @@ absl::StatusOr<nlohmann::json> RopeScalingJson(const GgufFile& file, const std::
                                                  "' (supported: none, linear)"));
   }
   return nlohmann::json{{"rope_type", "linear"}, {"factor", factor}};
+}
+
+// llama.cpp stores llama3 RoPE scaling as per-frequency divisors: f32 [head_dim / 2], each
+// finite and > 0.
+absl::StatusOr<std::vector<float>> RopeFreqFactors(const GgufFile& file, int64_t head_dim) {
+  const GgufTensor* tensor = file.FindTensor(kGgufRopeFreqsTensor);
+  if (tensor == nullptr) return std::vector<float>();
+  if (tensor->dtype != DType::kF32 || tensor->shape != std::vector<int64_t>{head_dim / 2}) {
+    return absl::InvalidArgumentError(absl::StrCat(file.path(), ": tensor '", kGgufRopeFreqsTensor,
+                                                   "' must be F32 [", head_dim / 2,
+                                                   "] (head_dim / 2)"));
+  }
+  std::vector<float> factors(static_cast<size_t>(head_dim / 2));
+  std::memcpy(factors.data(), tensor->data, factors.size() * sizeof(float));
+  for (float f : factors) {
+    if (!(f > 0 && f < 1e30f)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file.path(), ": tensor '", kGgufRopeFreqsTensor, "' holds ", f, " (allowed: > 0)"));
+    }
+  }
+  return factors;
 }
 
 // Whether every layer's tensor `suffix` is present (checked on layer 0; the binder checks the
@@ -221,7 +238,21 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   json["torch_dtype"] = embed->dtype == DType::kF32   ? "float32"
                         : embed->dtype == DType::kF16 ? "float16"
                                                       : "bfloat16";
-  return ModelConfig::FromJson(json.dump(), absl::StrCat(file.path(), " (metadata)"));
+  ASSIGN_OR_RETURN(ModelConfig config,
+                   ModelConfig::FromJson(json.dump(), absl::StrCat(file.path(), " (metadata)")));
+  ASSIGN_OR_RETURN(config.rope_freq_factors, RopeFreqFactors(file, config.head_dim));
+  return config;
+}
+
+std::vector<float> RopeFreqFactorsOf(const ModelConfig& config) {
+  ModelConfig unscaled = config;
+  unscaled.rope_scaling = RopeScaling();
+  unscaled.rope_freq_factors.clear();
+  const std::vector<double> base = RopeInverseFrequencies(unscaled);
+  const std::vector<double> scaled = RopeInverseFrequencies(config);
+  std::vector<float> factors(base.size());
+  for (size_t i = 0; i < base.size(); ++i) factors[i] = static_cast<float>(base[i] / scaled[i]);
+  return factors;
 }
 
 }  // namespace iquest

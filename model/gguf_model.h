@@ -14,12 +14,17 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "model/gguf.h"
 #include "model/model_config.h"
 
 namespace iquest {
+
+// llama3 RoPE scaling, as llama.cpp stores it: f32 [head_dim / 2] divisors of the inverse
+// frequencies (read into ModelConfig::rope_freq_factors).
+inline constexpr char kGgufRopeFreqsTensor[] = "rope_freqs.weight";
 
 // general.architecture of a ModelConfig: "llama" (Llama, Mistral, IQuestCoder) or "qwen2".
 std::string GgufArchitecture(const ModelConfig& config);
@@ -28,6 +33,9 @@ std::string GgufArchitecture(const ModelConfig& config);
 // config.json would be. The vocabulary size is token_embd's row count; tie_word_embeddings
 // is the absence of output.weight; biases are detected from blk.0's tensors.
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
+
+// The rope_freqs divisors that reproduce `config`'s RoPE scaling on top of plain RoPE.
+std::vector<float> RopeFreqFactorsOf(const ModelConfig& config);
 
 // "blk.3.attn_q.weight" <-> "model.layers.3.self_attn.q_proj.weight", and so on for every
 // tensor of the Llama family. nullopt for names outside it.

@@ -242,12 +242,6 @@ GgufWriter::DataSource MakeSource(const PlannedTensor& p) {
 absl::Status ConvertHfToGguf(const HfToGgufOptions& options) {
   if (options.dtype != "keep") RETURN_IF_ERROR(ParseDType(options.dtype).status());
   ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::Load(options.model_dir));
-  if (config.rope_scaling.type == RopeScalingType::kLlama3) {
-    return absl::UnimplementedError(
-        absl::StrCat(options.model_dir,
-                     ": llama3 rope_scaling is not exported yet (llama.cpp stores it as a "
-                     "rope_freqs tensor, which our GGUF reader does not read either)"));
-  }
   ASSIGN_OR_RETURN(const std::unique_ptr<Checkpoint> checkpoint,
                    Checkpoint::Open(options.model_dir));
   ASSIGN_OR_RETURN(const std::vector<PlannedTensor> planned,
@@ -260,6 +254,16 @@ absl::Status ConvertHfToGguf(const HfToGgufOptions& options) {
   writer.SetU32("general.file_type", FileType(planned));
   WriteHyperparameters(config, writer);
   RETURN_IF_ERROR(WriteTokenizer(options.model_dir, config, writer));
+  if (config.rope_scaling.type == RopeScalingType::kLlama3) {
+    // As llama.cpp's converter: per-frequency divisors in a tensor, no scaling keys.
+    auto factors = std::make_shared<std::vector<float>>(RopeFreqFactorsOf(config));
+    writer.AddTensor(kGgufRopeFreqsTensor, GgmlType::kF32, {static_cast<int64_t>(factors->size())},
+                     [factors](std::vector<uint8_t>&) -> absl::StatusOr<std::span<const uint8_t>> {
+                       return std::span<const uint8_t>(
+                           reinterpret_cast<const uint8_t*>(factors->data()),
+                           factors->size() * sizeof(float));
+                     });
+  }
   for (const PlannedTensor& p : planned) {
     writer.AddTensor(p.gguf_name, GgmlTypeOf(p.out_dtype), p.tensor->shape, MakeSource(p));
   }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -140,6 +141,39 @@ TEST(GgufModelTest, HeadDimAndLinearRopeScalingSurviveConversion) {
   ASSERT_OK_AND_ASSIGN(const std::vector<float> expected, PromptLogits(dir.path(), prompt));
   ASSERT_OK_AND_ASSIGN(const std::vector<float> actual, PromptLogits(dir.Join("m.gguf"), prompt));
   EXPECT_EQ(actual, expected);
+}
+
+TEST(GgufModelTest, Llama3RopeScalingTravelsAsRopeFreqs) {
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.head_dim = 32;  // With theta 1e4, frequencies fall in all three llama3 bands.
+  options.rope_scaling = "llama3";
+  options.vocab_size = DemoTokenizerPieces();
+  ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
+  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", ""}));
+  ASSERT_OK_AND_ASSIGN(auto gguf, GgufFile::Open(dir.Join("m.gguf")));
+  const GgufTensor* freqs = gguf->FindTensor("rope_freqs.weight");
+  ASSERT_NE(freqs, nullptr);
+  EXPECT_EQ(freqs->shape, std::vector<int64_t>{16});
+  ASSERT_OK_AND_ASSIGN(const ModelConfig from_gguf, ModelConfigFromGguf(*gguf));
+  ASSERT_OK_AND_ASSIGN(const ModelConfig from_json, ModelConfig::Load(dir.path()));
+  const std::vector<double> expected = RopeInverseFrequencies(from_json);
+  const std::vector<double> actual = RopeInverseFrequencies(from_gguf);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    EXPECT_NEAR(actual[i], expected[i], 1e-7 * expected[i]) << i;  // Divisors are f32.
+  }
+  // Not bit-identical (the divisors are rounded to f32), but the same model.
+  const std::vector<int32_t> prompt = {5, 6, 7, 8, 9, 10, 11, 12};
+  ASSERT_OK_AND_ASSIGN(const std::vector<float> want, PromptLogits(dir.path(), prompt));
+  ASSERT_OK_AND_ASSIGN(const std::vector<float> got, PromptLogits(dir.Join("m.gguf"), prompt));
+  ASSERT_EQ(got.size(), want.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    diff += (got[i] - want[i]) * (got[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-5);
 }
 
 // Row r of a matrix whose every element in row r is r: shows where each row went.
@@ -308,6 +342,16 @@ TEST_F(GgufConfigTest, Errors) {
            w.SetU32("llama.vocab_size", 17);
          }),
          "token_embd has 16 rows");
+  expect(LoadWith([](GgufWriter& w) {
+           Llama(w);
+           w.SetU32("llama.block_count", 2);
+           static const std::vector<uint8_t> freqs(3 * 4);
+           w.AddTensor("rope_freqs.weight", GgmlType::kF32, {3},
+                       [](std::vector<uint8_t>&) -> absl::StatusOr<std::span<const uint8_t>> {
+                         return std::span<const uint8_t>(freqs);
+                       });
+         }),
+         "'rope_freqs.weight' must be F32 [2]");
 }
 
 TEST(ModelFilesTest, FindsTheGgufFileOrFolder) {
