@@ -124,6 +124,11 @@ Checkpoint::Entry Checkpoint::Find(std::string_view name) const {
   return it == entries_.end() ? Entry{nullptr, nullptr} : it->second;
 }
 
+std::string Checkpoint::NameInFile(const std::string& name) const {
+  if (gguf_ == nullptr) return name;
+  return GgufNameOfHfTensor(name).value_or(name);
+}
+
 std::vector<std::string> Checkpoint::TensorNames() const {
   std::vector<std::string> names;
   names.reserve(entries_.size());

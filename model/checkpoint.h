@@ -34,6 +34,9 @@ class Checkpoint {
   };
   Entry Find(std::string_view name) const;
   std::vector<std::string> TensorNames() const;
+  // How the file spells the tensor `name`, for errors: its GGUF name (blk.0.attn_q.weight) in a
+  // GGUF checkpoint, `name` itself otherwise.
+  std::string NameInFile(const std::string& name) const;
   // model.safetensors, model.safetensors.index.json for a sharded checkpoint, or the .gguf.
   const std::string& source() const { return source_; }
 

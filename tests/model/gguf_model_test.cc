@@ -354,6 +354,36 @@ TEST_F(GgufConfigTest, Errors) {
          "'rope_freqs.weight' must be F32 [2]");
 }
 
+// A GGUF whose tensors do not fit its metadata: the error names the file and the GGUF tensor.
+TEST(GgufModelTest, BindingErrorsUseGgufNames) {
+  testing::TempDir dir;
+  GgufWriter writer;
+  writer.SetString("general.architecture", "llama");
+  writer.SetU32("llama.context_length", 128);
+  writer.SetU32("llama.embedding_length", 8);
+  writer.SetU32("llama.block_count", 1);
+  writer.SetU32("llama.feed_forward_length", 16);
+  writer.SetU32("llama.attention.head_count", 2);
+  writer.SetF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  static const std::vector<uint8_t> bytes(16 * 8 * 4);
+  const auto zeros = [](size_t n) {
+    return [n](std::vector<uint8_t>&) -> absl::StatusOr<std::span<const uint8_t>> {
+      return std::span<const uint8_t>(bytes).first(n);
+    };
+  };
+  writer.AddTensor("token_embd.weight", GgmlType::kF32, {16, 8}, zeros(16 * 8 * 4));
+  writer.AddTensor("blk.0.attn_norm.weight", GgmlType::kF32, {8}, zeros(8 * 4));
+  writer.AddTensor("blk.0.attn_q.weight", GgmlType::kF32, {4, 8}, zeros(4 * 8 * 4));
+  ASSERT_OK(writer.Write(dir.Join("bad.gguf")));  // attn_q should be [8, 8].
+  CpuBackend backend;
+  const absl::Status status = LlamaModel::Load(dir.Join("bad.gguf"), backend).status();
+  EXPECT_NE(std::string(status.message())
+                .find("bad.gguf: tensor 'blk.0.attn_q.weight' has shape "
+                      "[4, 8], expected [8, 8]"),
+            std::string::npos)
+      << status;
+}
+
 TEST(ModelFilesTest, FindsTheGgufFileOrFolder) {
   testing::TempDir dir;
   EXPECT_EQ(FindModelFiles(dir.Join("nope")).status().code(), absl::StatusCode::kNotFound);
