@@ -23,9 +23,10 @@
 # Expected interface of iquest-bench-engine (its --json output on stdout):
 #   iquest-bench-engine --model DIR --threads N --prefill-tokens 512 --decode-tokens 128 \
 #     --batches 1,8,16,32 --repeats 3 --json
-#   {"prefill": {"tokens": 512, "tok_s": {"min": .., "median": .., "max": ..}},
+#   {"prefill_tok_s": {"min": .., "median": .., "max": ..},
 #    "decode": [{"batch": 1, "tok_s": {"min": .., "median": .., "max": ..}}, ...]}
-# (tokens_per_s is accepted for tok_s, and a bare number for the min/median/max object.)
+# ("prefill": {"tok_s": ..} and tokens_per_s are accepted too, and a bare number for the
+# min/median/max object.)
 #
 # Environment (defaults in brackets): THREADS [2], BUILD_DIR [build], BENCH_DIR
 # [$BUILD_DIR/bench-vs-llamacpp], BENCH_HIDDEN [2048], BENCH_LAYERS [16], BENCH_HEADS [32],
@@ -141,9 +142,14 @@ fi
 if [[ "${SKIP_ENGINE:-0}" != 1 ]]; then
   if "$BIN/iquest-bench-engine" --help 2>&1 | grep -q -- '--prefill-tokens'; then
     log "iquest-bench-engine prefill $PREFILL_TOKENS, decode $DECODE_TOKENS at batches 1,8,16,32"
+    NO_OVERHEAD=()  # The step-overhead figure is not part of this comparison.
+    if "$BIN/iquest-bench-engine" --help 2>&1 | grep -q -- '--overhead-requests'; then
+      NO_OVERHEAD=(--overhead-requests 0)
+    fi
     "$BIN/iquest-bench-engine" --model "$HF_DIR" --threads "$THREADS" \
       --prefill-tokens "$PREFILL_TOKENS" --decode-tokens "$DECODE_TOKENS" --batches 1,8,16,32 \
-      --repeats "$REPEATS" --json >"$RESULTS/engine.json" 2>"$RESULTS/engine.log" ||
+      --repeats "$REPEATS" --json "${NO_OVERHEAD[@]}" >"$RESULTS/engine.json" \
+      2>"$RESULTS/engine.log" ||
       die "iquest-bench-engine failed; see $RESULTS/engine.log"
   else
     log "iquest-bench-engine has no --prefill-tokens yet: engine rows skipped"
@@ -173,7 +179,7 @@ if [[ "${SKIP_SERVING:-0}" != 1 ]]; then
   fi
   log "iquest-serve on 127.0.0.1:$PORT; iquest-bench at concurrency $SERVE_CONCURRENCY"
   "$BIN/iquest-serve" --model "$HF_DIR" --host 127.0.0.1 --port "$PORT" --metrics-port -1 \
-    --max-num-seqs "$SERVE_CONCURRENCY" --max-model-len "$CONTEXT" --kv-cache-mb 4096 \
+    --max-num-seqs "$SERVE_CONCURRENCY" --max-model-len "$CONTEXT" --kv-cache-mb 2048 \
     "${THREAD_FLAG[@]}" >"$RESULTS/iquest_serve.log" 2>&1 &
   SERVER_PID=$!
   ready=0
@@ -251,7 +257,7 @@ pp = next((r["avg_ts"] for r in llama if r.get("n_prompt") == P and r.get("n_gen
 tg = next((r["avg_ts"] for r in llama if r.get("n_gen", 0) > 0 and r.get("n_prompt") == 0), None)
 
 engine = load("engine.json") or {}
-our_prefill = median(engine.get("prefill"))
+our_prefill = median(engine.get("prefill", engine.get("prefill_tok_s")))
 decode = {}
 entries = engine.get("decode", [])
 if isinstance(entries, dict):
