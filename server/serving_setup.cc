@@ -139,8 +139,9 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   serving->request_log_json = config.request_log_format == "json";
   serving->device = config.device;
   serving->model_name = ModelName(config.model_dir);
-  ASSIGN_OR_RETURN(serving->backend,
-                   MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu));
+  ASSIGN_OR_RETURN(
+      serving->backend,
+      MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu, config.backend));
   ASSIGN_OR_RETURN(serving->model, LlamaModel::Load(config.model_dir, *serving->backend));
   RETURN_IF_ERROR(LoadTokenizer(config, *serving));
   const ModelConfig& model = serving->model->config();
