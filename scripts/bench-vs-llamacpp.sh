@@ -211,6 +211,7 @@ if [[ "${SKIP_SERVING:-0}" != 1 ]]; then
     --server-pid "$SERVER_PID" --json-out "$RESULTS/llama_serving.json" \
     >"$RESULTS/llama_load.log" 2>&1 ||
     die "the llama-server run failed; see $RESULTS/llama_load.log and llama_server.log"
+  log "stopping llama-server (this build may abort on SIGTERM: its own shutdown, after the run)"
   stop_server
 fi
 
