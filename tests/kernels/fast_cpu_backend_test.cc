@@ -24,6 +24,10 @@
 #include "tools/tiny_model.h"
 
 namespace iquest {
+
+// Test names say "bf16", not "4-byte object <02-00 00-00>".
+void PrintTo(DType dtype, std::ostream* os) { *os << DTypeName(dtype); }
+
 namespace {
 
 using cpu::CpuIsa;
