@@ -90,6 +90,10 @@ void Sampler::ApplyLogitProcessors(const Request& request) {
 
 int32_t Sampler::Draw(const SamplingParams& p, double uniform) {
   const size_t vocab = scores_.size();
+  if ((p.top_k <= 0 || static_cast<size_t>(p.top_k) >= vocab) && p.top_p >= 1.0f &&
+      p.min_p <= 0.0f) {
+    return DrawUnfiltered(p, uniform);
+  }
   order_.resize(vocab);
   std::iota(order_.begin(), order_.end(), 0);
   auto more_likely = [&](int32_t a, int32_t b) {
@@ -135,6 +139,31 @@ int32_t Sampler::Draw(const SamplingParams& p, double uniform) {
     if (target < running) return order_[i];
   }
   return order_[cut - 1];
+}
+
+// No candidate is dropped, so no order is needed: the inverse CDF is walked in token-id order.
+// (Sorting a 128k vocabulary per token cost more than the forward pass of a 1B model's batch.)
+int32_t Sampler::DrawUnfiltered(const SamplingParams& p, double uniform) {
+  const size_t vocab = scores_.size();
+  float max_score = kNegativeInfinity;
+  for (float x : scores_) max_score = std::max(max_score, x);
+  const double inv_temperature = 1.0 / p.temperature;
+  probs_.resize(vocab);
+  double total = 0.0;
+  for (size_t i = 0; i < vocab; ++i) {
+    probs_[i] = std::exp((static_cast<double>(scores_[i]) - max_score) * inv_temperature);
+    total += probs_[i];
+  }
+  const double target = uniform * total;
+  double running = 0.0;
+  int32_t last_possible = 0;
+  for (size_t i = 0; i < vocab; ++i) {
+    if (probs_[i] <= 0.0) continue;
+    last_possible = static_cast<int32_t>(i);
+    running += probs_[i];
+    if (target < running) return static_cast<int32_t>(i);
+  }
+  return last_possible;  // Rounding left target at the very end of the mass.
 }
 
 SampledToken Sampler::Sample(std::span<const float> logits, const Request& request,

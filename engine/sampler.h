@@ -45,9 +45,11 @@ class Sampler {
  private:
   void ApplyLogitProcessors(const Request& request);
   int32_t Draw(const SamplingParams& params, double uniform);
+  int32_t DrawUnfiltered(const SamplingParams& params, double uniform);
 
   std::vector<float> scores_;    // Scratch: processed logits [vocab].
   std::vector<int32_t> order_;   // Scratch: candidate token ids.
+  std::vector<double> probs_;    // Scratch: unnormalised probabilities [vocab].
   std::vector<int32_t> counts_;  // Scratch: output token counts [vocab].
 };
 
