@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
+#include "model/manifest.h"
 
 namespace iquest {
 namespace {
@@ -138,6 +139,10 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   serving->model_name = ModelName(config.model_dir);
   ASSIGN_OR_RETURN(serving->backend,
                    MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu));
+  // Before anything is loaded: the config, weights and tokenizer must belong together.
+  ASSIGN_OR_RETURN(const ManifestCheck manifest,
+                   CheckModelManifest(config.model_dir, config.allow_manifest_mismatch));
+  serving->model_fingerprint = manifest.fingerprint;
   ASSIGN_OR_RETURN(serving->model, LlamaModel::Load(config.model_dir, *serving->backend));
   RETURN_IF_ERROR(LoadTokenizer(config, *serving));
   const ModelConfig& model = serving->model->config();
@@ -174,7 +179,10 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
     };
   }
   ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
-  if (metrics != nullptr) metrics->SetEngine(serving->engine.get());
+  if (metrics != nullptr) {
+    metrics->SetModelInfo(serving->model->config().architecture_name, serving->model_fingerprint);
+    metrics->SetEngine(serving->engine.get());
+  }
   return serving;
 }
 
