@@ -117,7 +117,7 @@ absl::StatusOr<double> DecodeTokensPerSecond(LlamaModel& model, int batch, int m
 }  // namespace iquest
 
 int main(int argc, char** argv) {
-  std::string model_dir = "build/models/demo";
+  std::string model_dir = "build/models/random";
   std::string batches = "1,8,32";
   int64_t max_tokens = 64;
   int64_t overhead_requests = 256;
