@@ -150,7 +150,7 @@ ServerMetrics::ServerMetrics(std::string model_name)
       .Name("iquest_build_info")
       .Help("The server's build (value 1): version is the project version + git describe.")
       .Register(*registry_)
-      .Add({{"version", BuildVersion()}})
+      .Add({{"model", model_name_}, {"version", BuildVersion()}})
       .Set(1);
   model_info_ = &prometheus::BuildGauge()
                      .Name("iquest_model_info")
