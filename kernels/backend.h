@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -62,6 +64,10 @@ class Backend {
   // Makes host weights usable by this backend. The CPU returns `host` as it is (zero copy from
   // the mmap); a GPU backend uploads and keeps the copy alive as long as the backend.
   virtual absl::StatusOr<TensorView> UploadWeight(TensorView host) = 0;
+  // Tells the backend that `w` (an uploaded weight) will be the `w` of Gemm calls, so that it
+  // may prepare it once (the fast CPU backend repacks it into panels). Gemm must still accept
+  // any weight; an unprepared one may just be slower.
+  virtual void PrepareGemmWeight(TensorView w) { (void)w; }
 
   // --- Ops ---
   // out[t, :] = table[token_ids[t], :]
@@ -112,7 +118,18 @@ class Backend {
   virtual void Synchronize() {}
 };
 
-// The backend for `device`; kUnavailable when this build or machine has no such device.
-absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(Device device);
+struct BackendOptions {
+  // CPU: worker threads of the backend's pool, counting the engine thread; 0 = every CPU this
+  // process may use.
+  int64_t num_threads = 0;
+  // CPU: "auto" (the best ISA CPUID reports), "avx2", "avx512", "avx512-bf16", or "reference"
+  // (the single-threaded reference ops).
+  std::string cpu_kernels = "auto";
+};
+
+// The backend for `device`; kUnavailable when this build or machine has no such device,
+// InvalidArgument / FailedPrecondition for options this machine cannot honour.
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(Device device,
+                                                     const BackendOptions& options = {});
 
 }  // namespace iquest

@@ -38,6 +38,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(model_dir));
   ASSIGN_OR_RETURN(model->weights_,
                    LlamaWeights::Bind(*model->checkpoint_, model->config_, backend));
+  // Every Gemm weight, announced once so that the backend can repack it before the first step.
+  for (const LayerWeights& layer : model->weights_->layers) {
+    for (const TensorView* w : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+                                &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
+      backend.PrepareGemmWeight(*w);
+    }
+  }
+  backend.PrepareGemmWeight(model->weights_->lm_head);
   const std::vector<double> inv_freq = RopeInverseFrequencies(model->config_);
   std::vector<float> inv_freq_f32(inv_freq.begin(), inv_freq.end());
   const size_t bytes = inv_freq_f32.size() * sizeof(float);

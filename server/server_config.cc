@@ -4,12 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "kernels/backend_flags.h"
 
 namespace iquest {
 
 void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddString("model", &model_dir, "HF checkpoint folder (config.json, safetensors, tokenizer)");
   p.AddString("device", &device, "cpu or cuda");
+  RegisterBackendFlags(p, &backend);
   p.AddString("chat-template", &chat_template,
               "override the chat template: chatml, llama3, llama2");
   p.AddBool("allow-manifest-mismatch", &allow_manifest_mismatch,
@@ -108,9 +110,11 @@ absl::Status ServerConfig::Validate() const {
 
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
-      Kv("device", device), Kv("block_size", block_size), Kv("max_num_seqs", max_num_seqs),
-      Kv("max_num_batched_tokens", max_num_batched_tokens), Kv("max_queue", max_queue),
-      Kv("max_prompt_bytes", max_prompt_bytes), Kv("max_message_bytes", max_message_bytes),
+      Kv("device", device), Kv("threads", backend.num_threads),
+      Kv("cpu_kernels", backend.cpu_kernels), Kv("block_size", block_size),
+      Kv("max_num_seqs", max_num_seqs), Kv("max_num_batched_tokens", max_num_batched_tokens),
+      Kv("max_queue", max_queue), Kv("max_prompt_bytes", max_prompt_bytes),
+      Kv("max_message_bytes", max_message_bytes),
       Kv("max_concurrent_streams", max_concurrent_streams),
       Kv("keepalive_time_s", keepalive_time_s), Kv("keepalive_timeout_s", keepalive_timeout_s),
       Kv("min_ping_interval_s", min_ping_interval_s),

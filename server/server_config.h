@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "common/flags.h"
+#include "kernels/backend.h"
 
 namespace iquest {
 
@@ -14,6 +15,7 @@ struct ServerConfig {
   // Model.
   std::string model_dir;
   std::string device = "cpu";  // cpu | cuda
+  BackendOptions backend;      // --threads, --cpu-kernels
   std::string chat_template;   // Override: chatml | llama3 | llama2.
   // Serve a folder whose files differ from its manifest.json (logged as a warning).
   bool allow_manifest_mismatch = false;

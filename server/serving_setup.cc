@@ -137,12 +137,13 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   serving->request_log_json = config.request_log_format == "json";
   serving->device = config.device;
   serving->model_name = ModelName(config.model_dir);
-  ASSIGN_OR_RETURN(serving->backend,
-                   MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu));
   // Before anything is loaded: the config, weights and tokenizer must belong together.
   ASSIGN_OR_RETURN(const ManifestCheck manifest,
                    CheckModelManifest(config.model_dir, config.allow_manifest_mismatch));
   serving->model_fingerprint = manifest.fingerprint;
+  ASSIGN_OR_RETURN(
+      serving->backend,
+      MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu, config.backend));
   ASSIGN_OR_RETURN(serving->model, LlamaModel::Load(config.model_dir, *serving->backend));
   RETURN_IF_ERROR(LoadTokenizer(config, *serving));
   const ModelConfig& model = serving->model->config();

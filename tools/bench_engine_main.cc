@@ -1,20 +1,27 @@
-// iquest-bench-engine: engine figures on one model folder.
+// iquest-bench-engine: engine figures on one model folder, llama-bench style.
 //  1. Step overhead: Scheduler::Schedule + building BatchInputs + Scheduler::Update with N
 //     running requests and no forward pass (the bookkeeping a step costs beyond the model).
-//  2. Decode throughput at several batch sizes through the real engine (prompt 16 tokens,
-//     greedy, EOS ignored), as generated tokens per second of decode time.
+//  2. Prefill: one forward pass over a --prefill-tokens prompt in one batch (llama-bench's pp).
+//  3. Decode throughput at several batch sizes through the real engine (prompt 16 tokens,
+//     greedy, EOS ignored, --decode-tokens generated per request; batch 1 is llama-bench's tg),
+//     as generated tokens per second of decode time.
+// Each figure is measured --repeats times after one warm-up and reported as min/median/max.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <numeric>
+#include <string>
+#include <vector>
 
 #include "common/flags.h"
 #include "common/log.h"
 #include "engine/engine.h"
 #include "kernels/backend.h"
+#include "kernels/backend_flags.h"
 #include "model/batch_inputs.h"
+#include "model/kv_cache.h"
 
 namespace iquest {
 namespace {
@@ -113,45 +120,149 @@ absl::StatusOr<double> DecodeTokensPerSecond(LlamaModel& model, int batch, int m
   return decode_tokens / Seconds(last - first).count();
 }
 
+// Prompt tokens per second of one forward pass over `num_tokens` prompt tokens (logits of the
+// last position only, as in serving).
+absl::StatusOr<double> PrefillTokensPerSecond(LlamaModel& model, Backend& backend,
+                                              int64_t num_tokens) {
+  constexpr int64_t kBlockSize = 16;
+  KvCacheConfig cache_config;
+  cache_config.block_size = kBlockSize;
+  cache_config.num_blocks = (num_tokens + kBlockSize - 1) / kBlockSize;
+  auto cache = KvCache::Create(backend, model.config(), cache_config);
+  if (!cache.ok()) return cache.status();
+  std::vector<int32_t> block_table(static_cast<size_t>(cache_config.num_blocks));
+  std::iota(block_table.begin(), block_table.end(), 0);
+  std::vector<int32_t> prompt(static_cast<size_t>(num_tokens));
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    prompt[static_cast<size_t>(t)] = static_cast<int32_t>((t * 7 + 1) % model.config().vocab_size);
+  }
+  BatchBuilder builder(kBlockSize);
+  builder.AddSequence(prompt, 0, block_table, LogitsWanted::kLast);
+  const BatchInputs inputs = builder.Build();
+  std::vector<float> logits;
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status status = model.Forward(inputs, **cache, logits);
+  if (!status.ok()) return status;
+  return static_cast<double>(num_tokens) /
+         Seconds(std::chrono::steady_clock::now() - start).count();
+}
+
+struct Spread {
+  double min = 0, median = 0, max = 0;
+};
+
+// Runs `measure` once to warm up, then `repeats` times.
+template <typename Fn>
+absl::StatusOr<Spread> Repeat(int64_t repeats, Fn measure) {
+  std::vector<double> values;
+  for (int64_t i = 0; i <= repeats; ++i) {
+    absl::StatusOr<double> value = measure();
+    if (!value.ok()) return value.status();
+    if (i > 0) values.push_back(*value);
+  }
+  std::sort(values.begin(), values.end());
+  Spread spread;
+  spread.min = values.front();
+  spread.max = values.back();
+  const size_t n = values.size();
+  spread.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+  return spread;
+}
+
+std::string SpreadJson(const Spread& s) {
+  char buffer[160];
+  std::snprintf(buffer, sizeof(buffer), "{\"min\": %.3f, \"median\": %.3f, \"max\": %.3f}", s.min,
+                s.median, s.max);
+  return buffer;
+}
+
 }  // namespace
 }  // namespace iquest
 
 int main(int argc, char** argv) {
   std::string model_dir = "build/models/random";
-  std::string batches = "1,8,32";
-  int64_t max_tokens = 64;
+  std::string batches = "1,8,16,32";
+  int64_t decode_tokens = 128;
+  int64_t prefill_tokens = 512;
+  int64_t repeats = 3;
   int64_t overhead_requests = 256;
-  iquest::FlagParser flags("iquest-bench-engine", "Engine step overhead and decode throughput.");
+  bool json = false;
+  iquest::BackendOptions backend_options;
+  iquest::FlagParser flags("iquest-bench-engine",
+                           "Engine step overhead, prefill and decode throughput of one model.");
   flags.AddString("model", &model_dir, "HF checkpoint folder");
   flags.AddString("batches", &batches, "comma-separated decode batch sizes");
-  flags.AddInt("max-tokens", &max_tokens, "tokens generated per request", 2, 4096);
-  flags.AddInt("overhead-requests", &overhead_requests, "running requests for the overhead figure",
-               1, 65536);
+  flags.AddInt("decode-tokens", &decode_tokens, "tokens generated per request", 2, 4096);
+  flags.AddInt("prefill-tokens", &prefill_tokens, "prompt tokens of the prefill figure; 0 = skip",
+               0, 1 << 20);
+  flags.AddInt("repeats", &repeats, "measurements per figure after one warm-up", 1, 100);
+  flags.AddInt("overhead-requests", &overhead_requests,
+               "running requests for the overhead figure; 0 = skip", 0, 65536);
+  flags.AddBool("json", &json, "print one JSON object instead of tables");
+  iquest::RegisterBackendFlags(flags, &backend_options);
   iquest::ParseFlagsOrExit(flags, argc, argv);
   iquest::SetMinLogLevel(iquest::LogLevel::kWarning);
   std::vector<int32_t> batch_sizes;
   if (!iquest::ParseIntList(batches, 1, 4096, &batch_sizes).ok()) return 2;
-
-  const double overhead = iquest::StepOverheadMicros(overhead_requests, 200);
-  std::printf(
-      "step overhead (schedule + batch inputs + update, no forward), %ld running: %.1f us/step\n",
-      static_cast<long>(overhead_requests), overhead);
-  auto backend = iquest::MakeBackend(iquest::Device::kCpu);
-  auto model = iquest::LlamaModel::Load(model_dir, **backend);
-  if (!model.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
+  auto fail = [](const absl::Status& status) {
+    std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
     return 1;
+  };
+
+  double overhead = 0;
+  if (overhead_requests > 0) overhead = iquest::StepOverheadMicros(overhead_requests, 200);
+  auto backend = iquest::MakeBackend(iquest::Device::kCpu, backend_options);
+  if (!backend.ok()) return fail(backend.status());
+  auto model = iquest::LlamaModel::Load(model_dir, **backend);
+  if (!model.ok()) return fail(model.status());
+
+  iquest::Spread prefill;
+  if (prefill_tokens > 0) {
+    auto spread = iquest::Repeat(repeats, [&] {
+      return iquest::PrefillTokensPerSecond(**model, **backend, prefill_tokens);
+    });
+    if (!spread.ok()) return fail(spread.status());
+    prefill = *spread;
   }
-  std::printf("\n%-8s %-14s %-12s\n", "batch", "decode tok/s", "vs batch 1");
-  double batch1 = 0;
+  std::vector<iquest::Spread> decode;
   for (int32_t batch : batch_sizes) {
-    auto rate = iquest::DecodeTokensPerSecond(**model, batch, static_cast<int>(max_tokens));
-    if (!rate.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(rate.status().message()).c_str());
-      return 1;
+    auto spread = iquest::Repeat(repeats, [&] {
+      return iquest::DecodeTokensPerSecond(**model, batch, static_cast<int>(decode_tokens) + 1);
+    });
+    if (!spread.ok()) return fail(spread.status());
+    decode.push_back(*spread);
+  }
+
+  const std::string backend_name((*backend)->name());
+  if (json) {
+    std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"repeats\": %ld,\n", model_dir.c_str(),
+                backend_name.c_str(), static_cast<long>(repeats));
+    if (overhead_requests > 0) std::printf(" \"step_overhead_us\": %.1f,\n", overhead);
+    std::printf(" \"prefill_tokens\": %ld, \"prefill_tok_s\": %s,\n",
+                static_cast<long>(prefill_tokens), iquest::SpreadJson(prefill).c_str());
+    std::printf(" \"decode_tokens\": %ld, \"decode\": [", static_cast<long>(decode_tokens));
+    for (size_t i = 0; i < decode.size(); ++i) {
+      std::printf("%s\n  {\"batch\": %d, \"tok_s\": %s}", i == 0 ? "" : ",", batch_sizes[i],
+                  iquest::SpreadJson(decode[i]).c_str());
     }
-    if (batch1 == 0) batch1 = *rate;
-    std::printf("%-8d %-14.1f %.2fx\n", batch, *rate, *rate / batch1);
+    std::printf("]}\n");
+    return 0;
+  }
+  std::printf("model %s, backend %s, %ld repeats after a warm-up (min / median / max)\n",
+              model_dir.c_str(), backend_name.c_str(), static_cast<long>(repeats));
+  if (overhead_requests > 0) {
+    std::printf(
+        "step overhead (schedule + batch inputs + update, no forward), %ld running: %.1f us/step\n",
+        static_cast<long>(overhead_requests), overhead);
+  }
+  if (prefill_tokens > 0) {
+    std::printf("prefill %ld tokens: %.1f / %.1f / %.1f tok/s\n", static_cast<long>(prefill_tokens),
+                prefill.min, prefill.median, prefill.max);
+  }
+  std::printf("\n%-8s %-30s %s\n", "batch", "decode tok/s (min/med/max)", "median vs batch 1");
+  for (size_t i = 0; i < decode.size(); ++i) {
+    std::printf("%-8d %8.1f / %8.1f / %8.1f   %.2fx\n", batch_sizes[i], decode[i].min,
+                decode[i].median, decode[i].max, decode[i].median / decode[0].median);
   }
   return 0;
 }

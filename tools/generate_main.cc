@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "kernels/backend.h"
+#include "kernels/backend_flags.h"
 #include "model/llama.h"
 
 namespace iquest {
@@ -18,6 +19,7 @@ struct Options {
   std::string model_dir;
   std::string prompt_ids;
   int64_t max_tokens = 16;
+  BackendOptions backend;
   int64_t block_size = 16;
   bool stop_at_eos = false;
 };
@@ -31,7 +33,7 @@ int32_t ArgmaxRow(const float* row, int64_t vocab) {
 }
 
 absl::StatusOr<std::vector<int32_t>> Generate(const Options& options) {
-  ASSIGN_OR_RETURN(auto backend, MakeBackend(Device::kCpu));
+  ASSIGN_OR_RETURN(auto backend, MakeBackend(Device::kCpu, options.backend));
   ASSIGN_OR_RETURN(auto model, LlamaModel::Load(options.model_dir, *backend));
   const ModelConfig& config = model->config();
   std::vector<int32_t> prompt;
@@ -83,6 +85,7 @@ int main(int argc, char** argv) {
   flags.AddInt("max-tokens", &options.max_tokens, "tokens to generate", 1, 1 << 20);
   flags.AddInt("block-size", &options.block_size, "KV cache block size in tokens", 1, 1024);
   flags.AddBool("stop-at-eos", &options.stop_at_eos, "stop after an EOS token");
+  RegisterBackendFlags(flags, &options.backend);
   iquest::ParseFlagsOrExit(flags, argc, argv);
   if (options.model_dir.empty()) {
     std::fprintf(stderr, "error: --model is required\n");

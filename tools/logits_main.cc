@@ -10,14 +10,16 @@
 #include "common/flags.h"
 #include "common/status.h"
 #include "kernels/backend.h"
+#include "kernels/backend_flags.h"
 #include "model/llama.h"
 
 namespace iquest {
 namespace {
 
 absl::Status Run(const std::string& model_dir, const std::string& prompt_text, int64_t chunk_size,
-                 int64_t block_size, const std::string& out_path) {
-  ASSIGN_OR_RETURN(auto backend, MakeBackend(Device::kCpu));
+                 int64_t block_size, const std::string& out_path,
+                 const BackendOptions& backend_options) {
+  ASSIGN_OR_RETURN(auto backend, MakeBackend(Device::kCpu, backend_options));
   ASSIGN_OR_RETURN(auto model, LlamaModel::Load(model_dir, *backend));
   std::vector<int32_t> prompt;
   RETURN_IF_ERROR(ParseIntList(prompt_text, 0, model->config().vocab_size - 1, &prompt));
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   std::string model_dir, prompt_ids, out;
   int64_t chunk_size = 0;
   int64_t block_size = 16;
+  iquest::BackendOptions backend_options;
   iquest::FlagParser flags("iquest-logits",
                            "Writes f32 logits [num_prompt_tokens, vocab] of a prompt to --out.");
   flags.AddString("model", &model_dir, "HF checkpoint folder");
@@ -62,12 +65,14 @@ int main(int argc, char** argv) {
   flags.AddString("out", &out, "output file (raw little-endian f32)");
   flags.AddInt("chunk", &chunk_size, "prefill chunk size in tokens; 0 = one chunk", 0, 1 << 20);
   flags.AddInt("block-size", &block_size, "KV cache block size in tokens", 1, 1024);
+  iquest::RegisterBackendFlags(flags, &backend_options);
   iquest::ParseFlagsOrExit(flags, argc, argv);
   if (model_dir.empty() || out.empty()) {
     std::fprintf(stderr, "error: --model and --out are required\n");
     return 2;
   }
-  const absl::Status status = iquest::Run(model_dir, prompt_ids, chunk_size, block_size, out);
+  const absl::Status status =
+      iquest::Run(model_dir, prompt_ids, chunk_size, block_size, out, backend_options);
   if (!status.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
     return 1;

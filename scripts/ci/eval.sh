@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI model-eval quality gate over an existing build ($BUILD_DIR):
-#   1. logits parity: ctest's forward_parity (our logits vs an independent float64 NumPy Llama /
+#   1. logits parity: ctest's forward_parity* (our logits vs an independent float64 NumPy Llama /
 #      Qwen2 on tiny models);
 #   2. greedy output: iquest-generate on fixed-seed tiny models must print the ids committed in
 #      tests/eval/greedy_expected.txt;
@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 : > "$OUT/metrics.txt"
 
 echo "eval: 1/5 logits parity (ctest -R forward_parity)"
-ctest --test-dir "$BUILD_DIR" -R '^forward_parity$' --output-on-failure \
+ctest --test-dir "$BUILD_DIR" -R '^forward_parity' --output-on-failure \
   --output-junit "$PWD/$OUT/junit-parity.xml"
 echo "eval_logits_parity 1" >> "$OUT/metrics.txt"
 

@@ -74,6 +74,28 @@ EXPECTED_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 EXPECTED_DTYPE = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
 
 
+# ctest's SKIP_RETURN_CODE for this test.
+SKIP_EXIT_CODE = 77
+# /proc/cpuinfo flags each ISA of kernels/cpu/fast/cpu_isa.cc needs.
+ISA_CPU_FLAGS = {
+    "avx2": ["avx2", "fma", "f16c"],
+    "avx512": ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"],
+    "avx512-bf16": ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"],
+}
+
+
+def missing_cpu_flags(kernels):
+    """The CPU flags `kernels` needs that this machine lacks (none for auto/reference)."""
+    needed = ISA_CPU_FLAGS.get(kernels, [])
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return [flag for flag in needed if flag not in flags]
+
+
 def run_tool(cmd):
     """Runs a C++ tool; returns None on success or a one-line error description."""
     try:
@@ -177,7 +199,8 @@ def run_variant(v, args, rows):
         out_path = os.path.join(vdir, f"logits_T{T}.f32")
         if os.path.exists(out_path):
             os.remove(out_path)
-        cmd = [args.logits, "--model", model_dir, "--prompt-ids", ",".join(map(str, ids))]
+        cmd = [args.logits, "--model", model_dir, "--prompt-ids", ",".join(map(str, ids)),
+               "--cpu-kernels", args.cpu_kernels]
         err = run_tool(cmd + ["--out", out_path])
         if err is None and not os.path.exists(out_path):
             err = "logits tool wrote no output"
@@ -201,7 +224,13 @@ def main(argv=None):
     ap.add_argument("--workdir", required=True, help="scratch folder for checkpoints/logits")
     ap.add_argument("--tol", type=float, default=1e-4, help="max per-row relative error")
     ap.add_argument("--only", action="append", help="run only the named variant(s)")
+    ap.add_argument("--cpu-kernels", default="reference",
+                    help="the CPU kernels under test (iquest-logits --cpu-kernels)")
     args = ap.parse_args(argv)
+    missing = missing_cpu_flags(args.cpu_kernels)
+    if missing:
+        print(f"SKIP: --cpu-kernels={args.cpu_kernels} needs {' '.join(missing)}, absent here")
+        return SKIP_EXIT_CODE
     os.makedirs(args.workdir, exist_ok=True)
 
     variants = [v for v in VARIANTS if not args.only or v.name in args.only]

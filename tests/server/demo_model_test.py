@@ -27,7 +27,7 @@ def manifest_fingerprint(model_dir):
 class DemoModelServingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(MODEL)
+        cls.server = Server(MODEL, *demo_completions.SERVER_FLAGS)
 
     @classmethod
     def tearDownClass(cls):

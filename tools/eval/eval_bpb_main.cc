@@ -15,6 +15,7 @@
 #include "common/mapped_file.h"
 #include "common/status.h"
 #include "kernels/backend.h"
+#include "kernels/backend_flags.h"
 #include "model/json_util.h"
 #include "model/llama.h"
 #include "model/manifest.h"
@@ -31,6 +32,7 @@ struct Options {
   std::string json_out;
   double tolerance = 0.01;
   bool allow_manifest_mismatch = false;
+  BackendOptions backend;
 };
 
 struct Expected {
@@ -76,7 +78,7 @@ absl::StatusOr<bool> Run(const Options& options) {
   RETURN_IF_ERROR(CheckModelManifest(options.model_dir, options.allow_manifest_mismatch).status());
   ASSIGN_OR_RETURN(const Expected expected, ReadExpected(options.expected));
   ASSIGN_OR_RETURN(const std::vector<std::string> texts, ReadValidation(options.validation));
-  ASSIGN_OR_RETURN(auto backend, MakeBackend(Device::kCpu));
+  ASSIGN_OR_RETURN(auto backend, MakeBackend(Device::kCpu, options.backend));
   ASSIGN_OR_RETURN(auto model, LlamaModel::Load(options.model_dir, *backend));
   ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Load(options.model_dir));
   ASSIGN_OR_RETURN(const BitsPerByte ours,
@@ -129,6 +131,7 @@ int main(int argc, char** argv) {
                   1);
   flags.AddBool("allow-manifest-mismatch", &options.allow_manifest_mismatch,
                 "evaluate a model whose files differ from its manifest.json");
+  iquest::RegisterBackendFlags(flags, &options.backend);
   iquest::ParseFlagsOrExit(flags, argc, argv);
   if (options.model_dir.empty()) {
     std::fprintf(stderr, "error: --model is required\n");

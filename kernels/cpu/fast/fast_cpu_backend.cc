@@ -1,0 +1,210 @@
+#include "kernels/cpu/fast/fast_cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "kernels/cpu/ops.h"
+
+namespace iquest::cpu {
+namespace {
+
+// Bytes compared at each end of a weight to recognise it.
+constexpr size_t kFingerprintBytes = 64;
+// Query rows per attention task: long prefill chunks are split so that both threads get work.
+constexpr int32_t kAttentionRowsPerTask = 16;
+
+std::vector<uint8_t> Bytes(const void* data, size_t offset, size_t count) {
+  const uint8_t* begin = static_cast<const uint8_t*>(data) + offset;
+  return std::vector<uint8_t>(begin, begin + count);
+}
+
+// Splits `num_rows` rows of a [rows, ...] view into per-thread slices of whole rows.
+TensorView RowSlice(TensorView view, int64_t begin, int64_t end) {
+  return view.Rows(begin, end - begin);
+}
+
+}  // namespace
+
+FastCpuBackend::FastCpuBackend(CpuIsa isa, int num_threads)
+    : isa_(isa),
+      name_(absl::StrCat("cpu-", std::string(CpuIsaName(isa)), "-x", num_threads)),
+      pool_(num_threads) {}
+
+void FastCpuBackend::PrepareGemmWeight(TensorView w) {
+  if (!CanPack(w) || FindPacked(w) != nullptr) return;
+  PackedEntry entry;
+  entry.source = w;
+  const size_t count = std::min(kFingerprintBytes, w.num_bytes());
+  entry.head = Bytes(w.data(), 0, count);
+  entry.tail = Bytes(w.data(), w.num_bytes() - count, count);
+  entry.packed = PackWeight(w, pool_);
+  packed_[w.data()] = std::move(entry);
+}
+
+const PackedWeight* FastCpuBackend::FindPacked(TensorView w) const {
+  const auto it = packed_.find(w.data());
+  if (it == packed_.end()) return nullptr;
+  const PackedEntry& e = it->second;
+  if (e.source.dtype() != w.dtype() || e.source.rank() != 2 || w.rank() != 2 ||
+      e.source.dim(0) != w.dim(0) || e.source.dim(1) != w.dim(1)) {
+    return nullptr;
+  }
+  const size_t count = e.head.size();
+  if (std::memcmp(e.head.data(), w.data(), count) != 0 ||
+      std::memcmp(e.tail.data(), static_cast<const uint8_t*>(w.data()) + w.num_bytes() - count,
+                  count) != 0) {
+    return nullptr;
+  }
+  return e.packed.get();
+}
+
+void FastCpuBackend::Embed(TensorView token_ids, TensorView table, TensorView out) {
+  cpu::Embed(token_ids, table, out);
+}
+
+void FastCpuBackend::Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) {
+  const PackedWeight* packed = FindPacked(w);
+  if (packed == nullptr) {
+    // Not prepared (or not packable): the reference op, correct but slow.
+    cpu::Gemm(a, w, bias, out);
+    return;
+  }
+  const int64_t m_size = a.dim(0);
+  CHECK_EQ(a.dim(1), packed->k);
+  CHECK(out.ShapeIs({m_size, packed->n})) << out.ShapeString();
+  CHECK(bias.empty() || bias.ShapeIs({packed->n})) << bias.ShapeString();
+  if (m_size == 0) return;
+  GemmArgs args;
+  args.a = a.as<float>();
+  args.m = m_size;
+  args.w = packed;
+  args.out = out.as<float>();
+  void (*kernel)(const GemmArgs&, int64_t, int64_t) =
+      isa_ == CpuIsa::kAvx2 ? GemmPanelsAvx2 : GemmPanelsAvx512;
+  if (isa_ == CpuIsa::kAvx512Bf16 && packed->dtype == DType::kBF16 && m_size >= kBf16DotMinRows) {
+    const size_t count = static_cast<size_t>(m_size * packed->k);
+    if (a_bf16_.size() < count) a_bf16_.resize(count);
+    pool_.ParallelFor(m_size, [&](int64_t begin, int64_t end) {
+      RoundRowsToBf16(args.a + begin * packed->k, (end - begin) * packed->k,
+                      a_bf16_.data() + begin * packed->k);
+    });
+    args.a_bf16 = a_bf16_.data();
+    kernel = GemmPanelsAvx512Bf16Dot;
+  }
+  pool_.ParallelFor(packed->num_panels,
+                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  if (!bias.empty()) {
+    const int64_t n_size = packed->n;
+    pool_.ParallelFor(m_size, [&](int64_t begin, int64_t end) {
+      for (int64_t m = begin; m < end; ++m) {
+        for (int64_t n = 0; n < n_size; ++n) {
+          args.out[m * n_size + n] += LoadAsFloat(bias.data(), bias.dtype(), n);
+        }
+      }
+    });
+  }
+}
+
+void FastCpuBackend::RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps,
+                             TensorView out) {
+  // Rows are independent: each thread runs the reference op on its slice.
+  pool_.ParallelFor(x.dim(0), [&](int64_t begin, int64_t end) {
+    cpu::RmsNorm(RowSlice(x, begin, end),
+                 residual.empty() ? TensorView() : RowSlice(residual, begin, end), weight, eps,
+                 RowSlice(out, begin, end));
+  });
+}
+
+void FastCpuBackend::Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) {
+  pool_.ParallelFor(q.dim(0), [&](int64_t begin, int64_t end) {
+    cpu::Rope(RowSlice(q, begin, end), RowSlice(k, begin, end), RowSlice(positions, begin, end),
+              inv_freq);
+  });
+}
+
+void FastCpuBackend::SiluMul(TensorView gate, TensorView up, TensorView out) {
+  CHECK_EQ(gate.numel(), up.numel());
+  CHECK_EQ(gate.numel(), out.numel());
+  const float* g = gate.as<float>();
+  const float* u = up.as<float>();
+  float* o = out.as<float>();
+  // Chunks of whole cache lines so that threads never share one.
+  constexpr int64_t kChunk = 1024;
+  const int64_t num_chunks = (gate.numel() + kChunk - 1) / kChunk;
+  const int64_t numel = gate.numel();
+  const bool avx2 = isa_ == CpuIsa::kAvx2;
+  pool_.ParallelFor(num_chunks, [&](int64_t begin, int64_t end) {
+    const int64_t first = begin * kChunk;
+    const int64_t last = std::min(numel, end * kChunk);
+    if (avx2) {
+      avx2::SiluMul(g, u, o, first, last);
+    } else {
+      avx512::SiluMul(g, u, o, first, last);
+    }
+  });
+}
+
+void FastCpuBackend::WriteKv(TensorView k, TensorView v, TensorView slot_mapping,
+                             const PagedKvView& kv) {
+  cpu::WriteKv(k, v, slot_mapping, kv);
+}
+
+void FastCpuBackend::CopyKvBlocks(TensorView pairs, const PagedKvView& kv) {
+  cpu::CopyKvBlocks(pairs, kv);
+}
+
+void FastCpuBackend::PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                                    TensorView out) {
+  if (kv.dtype != DType::kF32) {
+    cpu::PagedAttention(q, kv, args, out);  // A 16-bit cache takes the reference path.
+    return;
+  }
+  const int64_t num_tokens = q.dim(0);
+  const int64_t num_heads = q.dim(1);
+  const int64_t head_dim = q.dim(2);
+  const int64_t num_seqs = args.seq_lens.dim(0);
+  const int64_t max_blocks = args.block_tables.dim(1);
+  CHECK_EQ(head_dim, kv.head_dim);
+  CHECK_EQ(num_heads % kv.num_kv_heads, 0);
+  CHECK(out.ShapeIs({num_tokens, num_heads, head_dim})) << out.ShapeString();
+  CHECK(args.query_start_loc.ShapeIs({num_seqs + 1})) << args.query_start_loc.ShapeString();
+  CHECK_EQ(args.block_tables.dim(0), num_seqs);
+  const int32_t* query_start = args.query_start_loc.as<int32_t>();
+  const int32_t* seq_lens = args.seq_lens.as<int32_t>();
+  CHECK_EQ(query_start[0], 0);
+  CHECK_EQ(query_start[num_seqs], num_tokens);
+  attention_tasks_.clear();
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int32_t num_queries = query_start[s + 1] - query_start[s];
+    CHECK(num_queries >= 0 && num_queries <= seq_lens[s]) << "sequence " << s;
+    CHECK_LE(seq_lens[s], max_blocks * kv.block_size);
+    for (int32_t h = 0; h < kv.num_kv_heads; ++h) {
+      for (int32_t r = 0; r < num_queries; r += kAttentionRowsPerTask) {
+        attention_tasks_.push_back(AttentionTask{static_cast<int32_t>(s), h, r,
+                                                 std::min(num_queries, r + kAttentionRowsPerTask)});
+      }
+    }
+  }
+  const bool avx2 = isa_ == CpuIsa::kAvx2;
+  const float* q_data = q.as<float>();
+  float* out_data = out.as<float>();
+  pool_.ParallelFor(static_cast<int64_t>(attention_tasks_.size()), [&](int64_t begin, int64_t end) {
+    if (avx2) {
+      avx2::AttentionTasks(q_data, kv, args, num_heads, attention_tasks_.data(), begin, end,
+                           out_data);
+    } else {
+      avx512::AttentionTasks(q_data, kv, args, num_heads, attention_tasks_.data(), begin, end,
+                             out_data);
+    }
+  });
+}
+
+void FastCpuBackend::Argmax(TensorView logits, TensorView out) {
+  pool_.ParallelFor(logits.dim(0), [&](int64_t begin, int64_t end) {
+    cpu::Argmax(RowSlice(logits, begin, end), RowSlice(out, begin, end));
+  });
+}
+
+}  // namespace iquest::cpu

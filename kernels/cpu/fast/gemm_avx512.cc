@@ -1,0 +1,180 @@
+// AVX-512 micro-kernels over packed panels (see packed_gemm.h). Compiled with AVX-512 flags and
+// only called after CPUID said yes.
+//
+// Blocking: a thread owns a contiguous range of panels (one contiguous weight stream). For a
+// block of up to kMaxRows activation rows it walks K once per panel pair, holding
+// rows x 32 outputs in registers. With many rows, K is cut into kKBlock-long slices so that a
+// panel pair's slice (32 x kKBlock weights) stays in L1 while every row block reuses it; the
+// partial sums then go through `out`.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "common/check.h"
+#include "kernels/cpu/fast/packed_gemm.h"
+
+namespace iquest::cpu {
+namespace {
+
+constexpr int kMaxRows = 8;
+constexpr int64_t kKBlock = 512;  // k values per slice when rows > kMaxRows (a multiple of 2).
+
+// Valid output columns of panel p, as a store mask.
+__mmask16 ColumnMask(const PackedWeight& w, int64_t p) {
+  const int64_t cols = std::min<int64_t>(kPanelWidth, w.n - p * kPanelWidth);
+  return static_cast<__mmask16>((1u << cols) - 1u);
+}
+
+// Loads one k step of a packed f32/f16 panel as 16 f32 lanes (one per output column).
+template <DType kDType>
+inline __m512 LoadStep(const uint8_t* panel, int64_t step) {
+  if constexpr (kDType == DType::kF32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(panel) + step * kPanelWidth);
+  } else {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+        reinterpret_cast<const uint16_t*>(panel) + step * kPanelWidth)));
+  }
+}
+
+// rows x (16 * kPanels) outputs of panels p.. over k in [k_begin, k_end).
+// kMode: 0 = exact f32/f16 (one k per step), 1 = exact bf16 (k pairs split by shift/mask),
+// 2 = bf16 dot (VDPBF16PS on bf16-rounded activations).
+template <int kRows, int kPanels, int kMode, DType kDType>
+void MicroKernel(const GemmArgs& g, int64_t p, int64_t row0, int64_t k_begin, int64_t k_end,
+                 bool accumulate) {
+  const PackedWeight& w = *g.w;
+  const int64_t k_size = w.k;
+  const int64_t n_size = w.n;
+  __m512 acc[kRows][kPanels];
+  __mmask16 masks[kPanels];
+  for (int j = 0; j < kPanels; ++j) masks[j] = ColumnMask(w, p + j);
+  for (int r = 0; r < kRows; ++r) {
+    for (int j = 0; j < kPanels; ++j) {
+      acc[r][j] = accumulate ? _mm512_maskz_loadu_ps(
+                                   masks[j], g.out + (row0 + r) * n_size + (p + j) * kPanelWidth)
+                             : _mm512_setzero_ps();
+    }
+  }
+  const uint8_t* panels[kPanels];
+  for (int j = 0; j < kPanels; ++j) panels[j] = w.panel(p + j);
+  if constexpr (kMode == 0) {
+    const float* a = g.a + row0 * k_size;
+    for (int64_t k = k_begin; k < k_end; ++k) {
+      __m512 wv[kPanels];
+      for (int j = 0; j < kPanels; ++j) wv[j] = LoadStep<kDType>(panels[j], k);
+      for (int r = 0; r < kRows; ++r) {
+        const __m512 av = _mm512_set1_ps(a[r * k_size + k]);
+        for (int j = 0; j < kPanels; ++j) acc[r][j] = _mm512_fmadd_ps(av, wv[j], acc[r][j]);
+      }
+    }
+  } else if constexpr (kMode == 1) {
+    const float* a = g.a + row0 * k_size;
+    const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (int64_t k = k_begin; k < k_end; k += 2) {
+      __m512 even[kPanels], odd[kPanels];
+      for (int j = 0; j < kPanels; ++j) {
+        const __m512i v =
+            _mm512_loadu_si512(reinterpret_cast<const uint16_t*>(panels[j]) + k * kPanelWidth);
+        even[j] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        odd[j] = _mm512_castsi512_ps(_mm512_and_si512(v, high_half));
+      }
+      for (int r = 0; r < kRows; ++r) {
+        const __m512 a0 = _mm512_set1_ps(a[r * k_size + k]);
+        const __m512 a1 = _mm512_set1_ps(a[r * k_size + k + 1]);
+        for (int j = 0; j < kPanels; ++j) {
+          acc[r][j] = _mm512_fmadd_ps(a0, even[j], acc[r][j]);
+          acc[r][j] = _mm512_fmadd_ps(a1, odd[j], acc[r][j]);
+        }
+      }
+    }
+  } else {
+    // One 32-bit word = the pair (a[k], a[k + 1]) in bf16.
+    const uint32_t* a_pairs = reinterpret_cast<const uint32_t*>(g.a_bf16 + row0 * k_size);
+    const int64_t pairs_per_row = k_size / 2;
+    for (int64_t k = k_begin; k < k_end; k += 2) {
+      __m512i wv[kPanels];
+      for (int j = 0; j < kPanels; ++j) {
+        wv[j] = _mm512_loadu_si512(reinterpret_cast<const uint16_t*>(panels[j]) + k * kPanelWidth);
+      }
+      for (int r = 0; r < kRows; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(a_pairs[r * pairs_per_row + k / 2]));
+        for (int j = 0; j < kPanels; ++j) {
+          acc[r][j] = _mm512_dpbf16_ps(acc[r][j], reinterpret_cast<const __m512bh&>(av),
+                                       reinterpret_cast<const __m512bh&>(wv[j]));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int j = 0; j < kPanels; ++j) {
+      _mm512_mask_storeu_ps(g.out + (row0 + r) * n_size + (p + j) * kPanelWidth, masks[j],
+                            acc[r][j]);
+    }
+  }
+}
+
+template <int kPanels, int kMode, DType kDType>
+void RowBlock(const GemmArgs& g, int64_t p, int64_t row0, int64_t rows, int64_t k_begin,
+              int64_t k_end, bool accumulate) {
+  switch (rows) {
+#define IQUEST_ROWS_CASE(R)                                                         \
+  case R:                                                                           \
+    MicroKernel<R, kPanels, kMode, kDType>(g, p, row0, k_begin, k_end, accumulate); \
+    break;
+    IQUEST_ROWS_CASE(1)
+    IQUEST_ROWS_CASE(2)
+    IQUEST_ROWS_CASE(3)
+    IQUEST_ROWS_CASE(4)
+    IQUEST_ROWS_CASE(5)
+    IQUEST_ROWS_CASE(6)
+    IQUEST_ROWS_CASE(7)
+    IQUEST_ROWS_CASE(8)
+#undef IQUEST_ROWS_CASE
+    default:
+      CHECK(false) << "row block of " << rows;
+  }
+}
+
+template <int kMode, DType kDType>
+void Panels(const GemmArgs& g, int64_t panel_begin, int64_t panel_end) {
+  const int64_t k_size = g.w->k;
+  // One pass over K when all rows fit in registers (decode): the weights stream exactly once.
+  const int64_t k_block = g.m <= kMaxRows ? k_size : kKBlock;
+  for (int64_t k_begin = 0; k_begin < k_size; k_begin += k_block) {
+    const int64_t k_end = std::min(k_size, k_begin + k_block);
+    const bool accumulate = k_begin > 0;
+    for (int64_t p = panel_begin; p < panel_end; p += 2) {
+      const bool pair = p + 1 < panel_end;
+      for (int64_t row0 = 0; row0 < g.m; row0 += kMaxRows) {
+        const int64_t rows = std::min<int64_t>(kMaxRows, g.m - row0);
+        if (pair) {
+          RowBlock<2, kMode, kDType>(g, p, row0, rows, k_begin, k_end, accumulate);
+        } else {
+          RowBlock<1, kMode, kDType>(g, p, row0, rows, k_begin, k_end, accumulate);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void GemmPanelsAvx512(const GemmArgs& args, int64_t panel_begin, int64_t panel_end) {
+  switch (args.w->dtype) {
+    case DType::kF32:
+      return Panels<0, DType::kF32>(args, panel_begin, panel_end);
+    case DType::kF16:
+      return Panels<0, DType::kF16>(args, panel_begin, panel_end);
+    case DType::kBF16:
+      return Panels<1, DType::kBF16>(args, panel_begin, panel_end);
+    default:
+      CHECK(false) << "packed weights are f32, f16 or bf16";
+  }
+}
+
+void GemmPanelsAvx512Bf16Dot(const GemmArgs& args, int64_t panel_begin, int64_t panel_end) {
+  CHECK(args.w->dtype == DType::kBF16 && args.a_bf16 != nullptr);
+  Panels<2, DType::kBF16>(args, panel_begin, panel_end);
+}
+
+}  // namespace iquest::cpu

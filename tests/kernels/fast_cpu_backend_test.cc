@@ -1,0 +1,318 @@
+// The fast CPU backend against the reference ops (kernels/cpu/*.cc), for every ISA this CPU
+// has and 1 or 3 threads, on odd shapes (panel and K-block boundaries +-1). Outputs are poisoned
+// with NaN before each run. Tolerances (normwise relative): 1e-5 where the fast path computes in
+// f32; 1e-2 for the bf16-dot GEMM (activations rounded to bf16). And end to end: greedy output of
+// tiny models is identical between the reference and every fast backend for 64 tokens.
+#include "kernels/cpu/fast/fast_cpu_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/fast/thread_pool.h"
+#include "model/llama.h"
+#include "tests/testing/random_tensor.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tools/tiny_model.h"
+
+namespace iquest {
+
+// Test names say "bf16", not "4-byte object <02-00 00-00>".
+void PrintTo(DType dtype, std::ostream* os) { *os << DTypeName(dtype); }
+
+namespace {
+
+using cpu::CpuIsa;
+using cpu::FastCpuBackend;
+using testing::Encode;
+using testing::MaxRelativeError;
+using testing::RandomFloats;
+
+constexpr double kF32Tolerance = 1e-5;
+constexpr double kBf16DotTolerance = 1e-2;
+
+// The ISAs of this CPU, by name (avx2, avx512, avx512-bf16).
+std::vector<std::string> AvailableIsas() {
+  std::vector<std::string> names;
+  for (const char* name : {"avx2", "avx512", "avx512-bf16"}) {
+    if (cpu::ResolveCpuIsa(name).ok()) names.push_back(name);
+  }
+  return names;
+}
+
+std::unique_ptr<FastCpuBackend> MakeFast(const std::string& isa, int threads) {
+  absl::StatusOr<CpuIsa> resolved = cpu::ResolveCpuIsa(isa);
+  CHECK(resolved.ok()) << resolved.status();
+  return std::make_unique<FastCpuBackend>(*resolved, threads);
+}
+
+TEST(ThreadPoolTest, CoversEveryTaskOnceWithContiguousRanges) {
+  cpu::ThreadPool pool(3);
+  for (int64_t n : {1, 2, 3, 4, 7, 100, 1001}) {
+    std::vector<int> hits(static_cast<size_t>(n), 0);
+    pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+      ASSERT_LT(begin, end);
+      for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+    });
+    for (int h : hits) ASSERT_EQ(h, 1);
+  }
+  pool.ParallelFor(0, [&](int64_t, int64_t) { FAIL() << "no tasks, no calls"; });
+}
+
+TEST(CpuIsaTest, UnknownAndUnsupportedNamesAreErrors) {
+  EXPECT_EQ(cpu::ResolveCpuIsa("sse9").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(cpu::ResolveCpuIsa("auto").ok() || !cpu::ResolveCpuIsa("avx2").ok());
+}
+
+// (isa, threads, dtype, m, k); each test runs every n (panels of 16 +-1) with and without bias.
+using GemmParam = std::tuple<std::string, int, DType, int, int>;
+class FastGemmTest : public ::testing::TestWithParam<GemmParam> {};
+
+void CheckGemm(const std::string& isa, int threads, DType dtype, int m, int k, int n,
+               bool with_bias) {
+  SCOPED_TRACE(::testing::Message() << "n=" << n << " bias=" << with_bias);
+  const std::vector<float> a = RandomFloats(static_cast<size_t>(m) * k, 1);
+  std::vector<uint8_t> w = Encode(RandomFloats(static_cast<size_t>(n) * k, 2), dtype);
+  std::vector<uint8_t> bias = Encode(RandomFloats(n, 3), dtype);
+  const TensorView a_view(const_cast<float*>(a.data()), DType::kF32, {m, k});
+  const TensorView w_view(w.data(), dtype, {n, k});
+  const TensorView bias_view = with_bias ? TensorView(bias.data(), dtype, {n}) : TensorView();
+  std::vector<float> expected(static_cast<size_t>(m) * n, NAN);
+  CpuBackend reference;
+  reference.Gemm(a_view, w_view, bias_view, TensorView(expected.data(), DType::kF32, {m, n}));
+
+  auto fast = MakeFast(isa, threads);
+  fast->PrepareGemmWeight(w_view);
+  std::vector<float> out(expected.size(), NAN);
+  fast->Gemm(a_view, w_view, bias_view, TensorView(out.data(), DType::kF32, {m, n}));
+  const bool dot_path = isa == "avx512-bf16" && dtype == DType::kBF16 && m >= cpu::kBf16DotMinRows;
+  EXPECT_LE(MaxRelativeError(out, expected), dot_path ? kBf16DotTolerance : kF32Tolerance);
+
+  // A second call reuses the packed weight; a changed weight at the same address is noticed.
+  std::fill(out.begin(), out.end(), NAN);
+  fast->Gemm(a_view, w_view, bias_view, TensorView(out.data(), DType::kF32, {m, n}));
+  EXPECT_LE(MaxRelativeError(out, expected), dot_path ? kBf16DotTolerance : kF32Tolerance);
+  const std::vector<uint8_t> changed = Encode(RandomFloats(static_cast<size_t>(n) * k, 4), dtype);
+  std::copy(changed.begin(), changed.end(), w.begin());  // Same address, new contents.
+  reference.Gemm(a_view, w_view, bias_view, TensorView(expected.data(), DType::kF32, {m, n}));
+  fast->Gemm(a_view, w_view, bias_view, TensorView(out.data(), DType::kF32, {m, n}));
+  EXPECT_LE(MaxRelativeError(out, expected), dot_path ? kBf16DotTolerance : kF32Tolerance);
+}
+
+TEST_P(FastGemmTest, MatchesReference) {
+  const auto [isa, threads, dtype, m, k] = GetParam();
+  for (int n : {1, 15, 17, 33, 100}) {
+    for (bool with_bias : {false, true}) CheckGemm(isa, threads, dtype, m, k, n, with_bias);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, FastGemmTest,
+    ::testing::Combine(::testing::ValuesIn(AvailableIsas()), ::testing::Values(1, 3),
+                       ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+                       ::testing::Values(1, 3, 8, 9, 17, 33),  // m: register blocks +-1
+                       ::testing::Values(2, 64, 1030)));       // k: K-block (512) crossings
+
+class FastElementwiseTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(FastElementwiseTest, RmsNormRopeSiluArgmaxMatchReference) {
+  const auto [isa, threads] = GetParam();
+  auto fast = MakeFast(isa, threads);
+  CpuBackend reference;
+  const int64_t t = 7, hidden = 96, heads = 4, kv_heads = 2, head_dim = 24, inter = 1100;
+  // RmsNorm with and without the fused residual.
+  for (bool fused : {false, true}) {
+    std::vector<float> x = RandomFloats(t * hidden, 5), res1 = RandomFloats(t * hidden, 6);
+    std::vector<float> res2 = res1;
+    std::vector<uint8_t> weight = Encode(RandomFloats(hidden, 7), DType::kBF16);
+    std::vector<float> expected(t * hidden, NAN), out(t * hidden, NAN);
+    const TensorView w(weight.data(), DType::kBF16, {hidden});
+    reference.RmsNorm(TensorView(x.data(), DType::kF32, {t, hidden}),
+                      fused ? TensorView(res1.data(), DType::kF32, {t, hidden}) : TensorView(), w,
+                      1e-5f, TensorView(expected.data(), DType::kF32, {t, hidden}));
+    fast->RmsNorm(TensorView(x.data(), DType::kF32, {t, hidden}),
+                  fused ? TensorView(res2.data(), DType::kF32, {t, hidden}) : TensorView(), w,
+                  1e-5f, TensorView(out.data(), DType::kF32, {t, hidden}));
+    EXPECT_LE(MaxRelativeError(out, expected), kF32Tolerance);
+    EXPECT_LE(MaxRelativeError(res2, res1), kF32Tolerance);
+  }
+  // Rope.
+  {
+    std::vector<float> q1 = RandomFloats(t * heads * head_dim, 8),
+                       k1 = RandomFloats(t * kv_heads * head_dim, 9);
+    std::vector<float> q2 = q1, k2 = k1;
+    std::vector<int32_t> positions = {0, 1, 5, 17, 300, 4095, 2};
+    std::vector<float> inv_freq(head_dim / 2);
+    for (int64_t d = 0; d < head_dim / 2; ++d)
+      inv_freq[d] = std::pow(10000.0f, -2.0f * d / head_dim);
+    const TensorView pos(positions.data(), DType::kI32, {t});
+    const TensorView freq(inv_freq.data(), DType::kF32, {head_dim / 2});
+    reference.Rope(TensorView(q1.data(), DType::kF32, {t, heads, head_dim}),
+                   TensorView(k1.data(), DType::kF32, {t, kv_heads, head_dim}), pos, freq);
+    fast->Rope(TensorView(q2.data(), DType::kF32, {t, heads, head_dim}),
+               TensorView(k2.data(), DType::kF32, {t, kv_heads, head_dim}), pos, freq);
+    EXPECT_LE(MaxRelativeError(q2, q1), kF32Tolerance);
+    EXPECT_LE(MaxRelativeError(k2, k1), kF32Tolerance);
+  }
+  // SiluMul over a length that is not a multiple of the chunk or the vector width.
+  {
+    const std::vector<float> gate = RandomFloats(t * inter, 10, 8.0f),
+                             up = RandomFloats(t * inter, 11);
+    std::vector<float> expected(t * inter, NAN), out(t * inter, NAN);
+    reference.SiluMul(TensorView(const_cast<float*>(gate.data()), DType::kF32, {t, inter}),
+                      TensorView(const_cast<float*>(up.data()), DType::kF32, {t, inter}),
+                      TensorView(expected.data(), DType::kF32, {t, inter}));
+    fast->SiluMul(TensorView(const_cast<float*>(gate.data()), DType::kF32, {t, inter}),
+                  TensorView(const_cast<float*>(up.data()), DType::kF32, {t, inter}),
+                  TensorView(out.data(), DType::kF32, {t, inter}));
+    EXPECT_LE(MaxRelativeError(out, expected), kF32Tolerance);
+  }
+  // Argmax, with ties resolved to the lowest index.
+  {
+    std::vector<float> logits = RandomFloats(t * 1000, 12);
+    logits[3 * 1000 + 10] = 5.0f;
+    logits[3 * 1000 + 900] = 5.0f;
+    std::vector<int32_t> expected(t, -1), out(t, -1);
+    reference.Argmax(TensorView(logits.data(), DType::kF32, {t, 1000}),
+                     TensorView(expected.data(), DType::kI32, {t}));
+    fast->Argmax(TensorView(logits.data(), DType::kF32, {t, 1000}),
+                 TensorView(out.data(), DType::kI32, {t}));
+    EXPECT_EQ(out, expected);
+    EXPECT_EQ(out[3], 10);
+  }
+}
+
+// (isa, threads, block_size, heads, kv_heads, head_dim)
+class FastAttentionTest
+    : public ::testing::TestWithParam<std::tuple<std::string, int, int, int, int, int>> {};
+
+TEST_P(FastAttentionTest, MixedBatchMatchesReference) {
+  const auto [isa, threads, block_size, heads, kv_heads, head_dim] = GetParam();
+  // (context after this step, new tokens): decodes, prefill chunks, block boundaries +-1, and a
+  // chunk longer than one attention task (16 rows).
+  const std::vector<std::pair<int, int>> seqs = {{1, 1},
+                                                 {block_size - 1 > 0 ? block_size - 1 : 2, 1},
+                                                 {block_size, block_size},
+                                                 {block_size + 1, 1},
+                                                 {2 * block_size + 1, 3},
+                                                 {70, 40}};
+  int total_blocks = 0, max_blocks = 0;
+  for (auto [len, nq] : seqs) {
+    const int b = (len + block_size - 1) / block_size;
+    total_blocks += b;
+    max_blocks = std::max(max_blocks, b);
+  }
+  const int num_blocks = 2 * total_blocks;
+  std::vector<int32_t> pool(num_blocks);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), std::mt19937(7));
+  std::vector<int32_t> tables(seqs.size() * max_blocks, 0), query_start = {0}, seq_lens;
+  int next = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int b = 0; b < (seqs[s].first + block_size - 1) / block_size; ++b) {
+      tables[s * max_blocks + b] = pool[next++];
+    }
+    seq_lens.push_back(seqs[s].first);
+    query_start.push_back(query_start.back() + seqs[s].second);
+  }
+  const int64_t pool_elems = static_cast<int64_t>(num_blocks) * block_size * kv_heads * head_dim;
+  std::vector<float> k_pool = RandomFloats(pool_elems, 20), v_pool = RandomFloats(pool_elems, 21);
+  PagedKvView kv{k_pool.data(), v_pool.data(), DType::kF32, num_blocks,
+                 block_size,    kv_heads,      head_dim};
+  const int64_t t = query_start.back();
+  std::vector<float> q = RandomFloats(t * heads * head_dim, 22);
+  AttentionArgs args;
+  const int64_t num_seqs = static_cast<int64_t>(seqs.size());
+  args.query_start_loc = TensorView(query_start.data(), DType::kI32, {num_seqs + 1});
+  args.seq_lens = TensorView(seq_lens.data(), DType::kI32, {num_seqs});
+  args.block_tables = TensorView(tables.data(), DType::kI32, {num_seqs, max_blocks});
+  args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const TensorView q_view(q.data(), DType::kF32, {t, heads, head_dim});
+  std::vector<float> expected(q.size(), NAN), out(q.size(), NAN);
+  CpuBackend().PagedAttention(q_view, kv, args,
+                              TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
+  MakeFast(isa, threads)
+      ->PagedAttention(q_view, kv, args, TensorView(out.data(), DType::kF32, {t, heads, head_dim}));
+  EXPECT_LE(MaxRelativeError(out, expected), kF32Tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, FastAttentionTest,
+                         ::testing::Combine(::testing::ValuesIn(AvailableIsas()),
+                                            ::testing::Values(1, 3), ::testing::Values(1, 16),
+                                            ::testing::Values(4, 8), ::testing::Values(1, 4),
+                                            ::testing::Values(24, 64)));
+
+INSTANTIATE_TEST_SUITE_P(Isas, FastElementwiseTest,
+                         ::testing::Combine(::testing::ValuesIn(AvailableIsas()),
+                                            ::testing::Values(1, 3)));
+
+// Greedy continuation of `prompt` for `num_tokens` tokens, one sequence.
+std::vector<int32_t> Greedy(const std::string& dir, Backend& backend, std::vector<int32_t> prompt,
+                            int num_tokens) {
+  auto model = LlamaModel::Load(dir, backend);
+  CHECK(model.ok()) << model.status();
+  const int64_t block_size = 16;
+  const int64_t total = static_cast<int64_t>(prompt.size()) + num_tokens;
+  KvCacheConfig cache_config{(total + block_size - 1) / block_size, block_size, DType::kF32};
+  auto cache = KvCache::Create(backend, (*model)->config(), cache_config);
+  CHECK(cache.ok()) << cache.status();
+  std::vector<int32_t> table(static_cast<size_t>(cache_config.num_blocks));
+  std::iota(table.begin(), table.end(), 0);
+  std::vector<int32_t> out;
+  std::vector<int32_t> pending = prompt;
+  int64_t computed = 0;
+  std::vector<float> logits;
+  const int64_t vocab = (*model)->config().vocab_size;
+  for (int i = 0; i < num_tokens; ++i) {
+    BatchBuilder builder(block_size);
+    builder.AddSequence(pending, computed, table, LogitsWanted::kLast);
+    CHECK((*model)->Forward(builder.Build(), **cache, logits).ok());
+    computed += static_cast<int64_t>(pending.size());
+    const int32_t next = static_cast<int32_t>(
+        std::max_element(logits.begin(), logits.begin() + vocab) - logits.begin());
+    out.push_back(next);
+    pending = {next};
+  }
+  return out;
+}
+
+class FastGreedyTest
+    : public ::testing::TestWithParam<std::tuple<std::string, std::string, std::string>> {};
+
+TEST_P(FastGreedyTest, SameTokensAsReferenceFor64Steps) {
+  const auto [isa, arch, dtype] = GetParam();
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.arch = arch;
+  options.dtype = dtype;
+  options.hidden_size = 128;
+  options.num_heads = 8;
+  options.num_kv_heads = 2;
+  options.intermediate_size = 344;
+  options.vocab_size = 1000;
+  options.tie_word_embeddings = arch == "llama";
+  ASSERT_OK(WriteTinyModel(dir.path(), options));
+  // A 20-token prompt: past the bf16-dot threshold, so prefill takes that path where it exists.
+  std::vector<int32_t> prompt(20);
+  for (int i = 0; i < 20; ++i) prompt[i] = (i * 37 + 11) % 1000;
+  CpuBackend reference;
+  const std::vector<int32_t> expected = Greedy(dir.path(), reference, prompt, 64);
+  auto fast = MakeFast(isa, 2);
+  EXPECT_EQ(Greedy(dir.path(), *fast, prompt, 64), expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, FastGreedyTest,
+                         ::testing::Combine(::testing::ValuesIn(AvailableIsas()),
+                                            ::testing::Values("llama", "qwen2"),
+                                            ::testing::Values("f32", "bf16")));
+
+}  // namespace
+}  // namespace iquest
