@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
+#include "model/gguf_model.h"
 #include "model/json_util.h"
 
 namespace iquest {
@@ -84,9 +85,48 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return checkpoint;
 }
 
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::FromGguf(std::unique_ptr<GgufFile> file,
+                                                                 const ModelConfig& config) {
+  std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());
+  checkpoint->source_ = file->path();
+  for (const GgufTensor& gguf : file->tensors()) {
+    if (gguf.name == kGgufRopeFreqsTensor) continue;  // Consumed by the config.
+    // Names outside the Llama family keep their GGUF name; the binder reports them as unused.
+    const std::string name = HfNameOfGgufTensor(gguf.name).value_or(gguf.name);
+    SafetensorsTensor& tensor = checkpoint->gguf_tensors_.emplace_back();
+    tensor.name = name;
+    tensor.dtype = gguf.dtype;
+    tensor.dtype_name = GgmlTypeName(gguf.ggml_type);
+    tensor.shape = gguf.shape;
+    tensor.data = gguf.data;
+    tensor.num_bytes = gguf.num_bytes;
+    const int64_t heads = QkPermutationHeads(config, name);
+    // A tensor of the wrong shape is left alone: the binder names it and the expected shape.
+    if (heads > 0 && tensor.shape[0] == heads * config.head_dim) {
+      std::vector<uint8_t>& copy = checkpoint->owned_.emplace_back(tensor.num_bytes);
+      PermuteQkRows({gguf.data, gguf.num_bytes}, copy, tensor.shape[0], heads,
+                    /*to_gguf=*/false);
+      tensor.data = copy.data();
+    }
+    auto [it, inserted] = checkpoint->entries_.emplace(name, Entry{&tensor, &file->path()});
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(file->path(), ": tensor '", gguf.name,
+                                                     "' maps to '", name,
+                                                     "', which another tensor already has"));
+    }
+  }
+  checkpoint->gguf_ = std::move(file);
+  return checkpoint;
+}
+
 Checkpoint::Entry Checkpoint::Find(std::string_view name) const {
   auto it = entries_.find(std::string(name));
   return it == entries_.end() ? Entry{nullptr, nullptr} : it->second;
+}
+
+std::string Checkpoint::NameInFile(const std::string& name) const {
+  if (gguf_ == nullptr) return name;
+  return GgufNameOfHfTensor(name).value_or(name);
 }
 
 std::vector<std::string> Checkpoint::TensorNames() const {

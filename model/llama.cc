@@ -5,8 +5,33 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "model/gguf_model.h"
+#include "model/model_files.h"
 
 namespace iquest {
+namespace {
+
+struct OpenedCheckpoint {
+  ModelConfig config;
+  std::unique_ptr<Checkpoint> checkpoint;
+};
+
+// config.json + safetensors, or a GGUF file whose metadata gives the config.
+absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const std::string& model_path) {
+  ASSIGN_OR_RETURN(const ModelFiles files, FindModelFiles(model_path));
+  OpenedCheckpoint opened;
+  if (files.gguf_path.empty()) {
+    ASSIGN_OR_RETURN(opened.config, ModelConfig::Load(files.folder));
+    ASSIGN_OR_RETURN(opened.checkpoint, Checkpoint::Open(files.folder));
+    return opened;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> gguf, GgufFile::Open(files.gguf_path));
+  ASSIGN_OR_RETURN(opened.config, ModelConfigFromGguf(*gguf));
+  ASSIGN_OR_RETURN(opened.checkpoint, Checkpoint::FromGguf(std::move(gguf), opened.config));
+  return opened;
+}
+
+}  // namespace
 
 // Buffers for one step. Shapes below use T = tokens in the step, N = logits rows wanted.
 struct LlamaModel::Workspace {
@@ -31,11 +56,11 @@ struct LlamaModel::Workspace {
   TensorView logits;                          // [N, vocab]
 };
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& model_dir,
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& model_path,
                                                              Backend& backend) {
-  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(model_dir));
-  std::unique_ptr<LlamaModel> model(new LlamaModel(std::move(config), backend));
-  ASSIGN_OR_RETURN(model->checkpoint_, Checkpoint::Open(model_dir));
+  ASSIGN_OR_RETURN(OpenedCheckpoint opened, OpenCheckpoint(model_path));
+  std::unique_ptr<LlamaModel> model(new LlamaModel(std::move(opened.config), backend));
+  model->checkpoint_ = std::move(opened.checkpoint);
   ASSIGN_OR_RETURN(model->weights_,
                    LlamaWeights::Bind(*model->checkpoint_, model->config_, backend));
   // Every Gemm weight, announced once so that the backend can repack it before the first step.

@@ -18,9 +18,10 @@ namespace iquest {
 
 class LlamaModel {
  public:
-  // Reads config.json and the safetensors weights of `model_dir`, binds them to the config and
-  // hands them to `backend`, which must outlive the model.
-  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_dir,
+  // Reads an HF checkpoint folder (config.json + safetensors) or a GGUF file (or a folder
+  // holding one; see model_files.h), binds the weights to the config and hands them to
+  // `backend`, which must outlive the model.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_path,
                                                           Backend& backend);
 
   const ModelConfig& config() const { return config_; }

@@ -19,21 +19,22 @@ class Binder {
 
   absl::StatusOr<TensorView> Get(const std::string& name, std::vector<int64_t> shape) {
     const Checkpoint::Entry entry = checkpoint_.Find(name);
+    const std::string shown = checkpoint_.NameInFile(name);  // GGUF files use other names.
     if (entry.tensor == nullptr) {
       return absl::NotFoundError(
-          absl::StrCat(checkpoint_.source(), ": missing tensor '", name, "'"));
+          absl::StrCat(checkpoint_.source(), ": missing tensor '", shown, "'"));
     }
     used_.insert(name);
     const SafetensorsTensor& tensor = *entry.tensor;
     if (!tensor.dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(*entry.file, ": tensor '", name,
+      return absl::InvalidArgumentError(absl::StrCat(*entry.file, ": tensor '", shown,
                                                      "' has dtype ", tensor.dtype_name,
                                                      ", expected one of F32, F16, BF16"));
     }
     if (tensor.shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(
-          *entry.file, ": tensor '", name, "' has shape [", absl::StrJoin(tensor.shape, ", "),
-          "], expected [", absl::StrJoin(shape, ", "), "] from config.json"));
+          *entry.file, ": tensor '", shown, "' has shape [", absl::StrJoin(tensor.shape, ", "),
+          "], expected [", absl::StrJoin(shape, ", "), "] from the model config"));
     }
     const uint8_t* data = tensor.data;
     if (reinterpret_cast<uintptr_t>(data) % DTypeSize(*tensor.dtype) != 0) {

@@ -28,7 +28,9 @@ bool IsManifested(const std::string& name) {
   for (const char* known : kNames) {
     if (name == known) return true;
   }
-  return name.size() > 12 && name.ends_with(".safetensors");
+  // Weights: safetensors files (single or shards), or a GGUF file in the folder.
+  return (name.size() > 12 && name.ends_with(".safetensors")) ||
+         (name.size() > 5 && name.ends_with(".gguf"));
 }
 
 absl::StatusOr<ManifestEntry> HashFile(const std::string& model_dir, const std::string& name) {
@@ -68,8 +70,8 @@ std::string FingerprintOf(const std::vector<ManifestEntry>& files) {
 
 absl::StatusOr<ModelManifest> ComputeManifest(const std::string& model_dir) {
   ASSIGN_OR_RETURN(const std::vector<std::string> names, ManifestedFiles(model_dir));
-  if (std::find(names.begin(), names.end(), "config.json") == names.end()) {
-    return absl::NotFoundError(absl::StrCat(model_dir, "/config.json: not found"));
+  if (names.empty()) {
+    return absl::NotFoundError(absl::StrCat(model_dir, ": no config.json, weights or tokenizer"));
   }
   ModelManifest manifest;
   for (const std::string& name : names) {

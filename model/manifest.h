@@ -28,8 +28,8 @@ struct ModelManifest {
 };
 
 // The files of `model_dir` a manifest covers, sorted: config.json, every *.safetensors and
-// model.safetensors.index.json, and the tokenizer files (tokenizer.json, tokenizer.model,
-// tokenizer_config.json, special_tokens_map.json) that are present.
+// model.safetensors.index.json, every *.gguf, and the tokenizer files (tokenizer.json,
+// tokenizer.model, tokenizer_config.json, special_tokens_map.json) that are present.
 absl::StatusOr<std::vector<std::string>> ManifestedFiles(const std::string& model_dir);
 
 // Hashes the manifested files of `model_dir` now.

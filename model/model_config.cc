@@ -218,6 +218,7 @@ std::vector<double> RopeInverseFrequencies(const ModelConfig& config) {
         freq = (1.0 - smooth) * freq / scaling.factor + smooth * freq;
       }
     }
+    if (!config.rope_freq_factors.empty()) freq /= config.rope_freq_factors[static_cast<size_t>(i)];
     inv_freq[static_cast<size_t>(i)] = freq;
   }
   return inv_freq;

@@ -43,6 +43,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  // Per-frequency divisors [head_dim / 2], as GGUF stores llama3 scaling (tensor rope_freqs);
+  // applied on top of rope_scaling. Empty: none.
+  std::vector<float> rope_freq_factors;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;      // Qwen2 always; Llama/Mistral when attention_bias.
   bool o_bias = false;        // Llama/Mistral attention_bias.

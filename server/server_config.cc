@@ -9,7 +9,9 @@
 namespace iquest {
 
 void ServerConfig::RegisterFlags(FlagParser& p) {
-  p.AddString("model", &model_dir, "HF checkpoint folder (config.json, safetensors, tokenizer)");
+  p.AddString("model", &model_dir,
+              "HF checkpoint folder (config.json, safetensors, tokenizer), or a .gguf file (the "
+              "tokenizer is read from its folder)");
   p.AddString("device", &device, "cpu or cuda");
   RegisterBackendFlags(p, &backend);
   p.AddString("chat-template", &chat_template,
@@ -71,8 +73,10 @@ absl::Status ReadableFile(const std::string& flag, const std::string& path) {
 absl::Status ServerConfig::Validate() const {
   if (model_dir.empty()) return absl::InvalidArgumentError("--model is required");
   struct stat info {};
-  if (::stat(model_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("--model: not a folder: ", model_dir));
+  if (::stat(model_dir.c_str(), &info) != 0 ||
+      !(S_ISDIR(info.st_mode) || (S_ISREG(info.st_mode) && model_dir.ends_with(".gguf")))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model: not a folder or a .gguf file: ", model_dir));
   }
   if (device != "cpu" && device != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, got ", device));

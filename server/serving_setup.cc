@@ -11,6 +11,7 @@
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "model/manifest.h"
+#include "model/model_files.h"
 
 namespace iquest {
 namespace {
@@ -112,11 +113,13 @@ bool HasTokenizerFiles(const std::string& dir) {
 }
 
 absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) {
-  if (!HasTokenizerFiles(config.model_dir)) {
+  // A .gguf's tokenizer is read from the files beside it, not from its metadata.
+  ASSIGN_OR_RETURN(const ModelFiles files, FindModelFiles(config.model_dir));
+  if (!HasTokenizerFiles(files.folder)) {
     LOG(WARNING) << "event=no_tokenizer" << Kv("note", "only token_ids input will be accepted");
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(serving.tokenizer, Tokenizer::Load(config.model_dir));
+  ASSIGN_OR_RETURN(serving.tokenizer, Tokenizer::Load(files.folder));
   absl::StatusOr<ChatTemplate> chat = ChatTemplateFor(*serving.tokenizer, config.chat_template);
   if (chat.ok()) {
     serving.chat_template = *chat;

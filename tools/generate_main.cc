@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
   iquest::FlagParser flags("iquest-generate",
                            "Greedily continues --prompt-ids with the model in --model and prints "
                            "the generated token ids on one line.");
-  flags.AddString("model", &options.model_dir, "HF checkpoint folder (config.json + safetensors)");
+  flags.AddString("model", &options.model_dir,
+                  "HF checkpoint folder (config.json + safetensors) or a .gguf file");
   flags.AddString("prompt-ids", &options.prompt_ids, "comma-separated prompt token ids");
   flags.AddInt("max-tokens", &options.max_tokens, "tokens to generate", 1, 1 << 20);
   flags.AddInt("block-size", &options.block_size, "KV cache block size in tokens", 1, 1024);

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   iquest::BackendOptions backend_options;
   iquest::FlagParser flags("iquest-logits",
                            "Writes f32 logits [num_prompt_tokens, vocab] of a prompt to --out.");
-  flags.AddString("model", &model_dir, "HF checkpoint folder");
+  flags.AddString("model", &model_dir, "HF checkpoint folder or a .gguf file");
   flags.AddString("prompt-ids", &prompt_ids, "comma-separated prompt token ids");
   flags.AddString("out", &out, "output file (raw little-endian f32)");
   flags.AddInt("chunk", &chunk_size, "prefill chunk size in tokens; 0 = one chunk", 0, 1 << 20);

@@ -26,6 +26,7 @@ struct SpmShim {
   int (*is_control)(void*, int);
   int (*is_unknown)(void*, int);
   int (*is_unused)(void*, int);
+  float (*score)(void*, int);
   int (*bos_id)(void*);
   int (*eos_id)(void*);
   int (*unk_id)(void*);
@@ -87,6 +88,7 @@ const SpmShim* LoadShim(std::string* error) {
         Bind(library, "iq_spm_is_control", &shim.is_control) &&
         Bind(library, "iq_spm_is_unknown", &shim.is_unknown) &&
         Bind(library, "iq_spm_is_unused", &shim.is_unused) &&
+        Bind(library, "iq_spm_score", &shim.score) &&
         Bind(library, "iq_spm_bos_id", &shim.bos_id) &&
         Bind(library, "iq_spm_eos_id", &shim.eos_id) &&
         Bind(library, "iq_spm_unk_id", &shim.unk_id) &&
@@ -156,6 +158,8 @@ int SpmProcessor::PieceToId(std::string_view piece) const {
 bool SpmProcessor::IsByte(int id) const { return shim_->is_byte(handle_, id) != 0; }
 bool SpmProcessor::IsControl(int id) const { return shim_->is_control(handle_, id) != 0; }
 bool SpmProcessor::IsUnknown(int id) const { return shim_->is_unknown(handle_, id) != 0; }
+bool SpmProcessor::IsUnused(int id) const { return shim_->is_unused(handle_, id) != 0; }
+float SpmProcessor::Score(int id) const { return shim_->score(handle_, id); }
 int SpmProcessor::bos_id() const { return shim_->bos_id(handle_); }
 int SpmProcessor::eos_id() const { return shim_->eos_id(handle_); }
 int SpmProcessor::unk_id() const { return shim_->unk_id(handle_); }

@@ -29,6 +29,8 @@ class SpmProcessor {
   bool IsByte(int id) const;
   bool IsControl(int id) const;
   bool IsUnknown(int id) const;
+  bool IsUnused(int id) const;
+  float Score(int id) const;  // The piece's score in the model (BPE: merge priority).
   int bos_id() const;
   int eos_id() const;
   int unk_id() const;

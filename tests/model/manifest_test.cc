@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -44,6 +45,13 @@ TEST_F(ManifestTest, CoversConfigWeightsAndTokenizerFiles) {
   ASSERT_OK_AND_ASSIGN(const std::vector<std::string> names, ManifestedFiles(dir_.path()));
   EXPECT_EQ(names, (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.model",
                                              "tokenizer_config.json"}));
+}
+
+TEST_F(ManifestTest, CoversAGgufFileInTheFolder) {
+  WriteFile(dir_.Join("model.gguf"), "GGUF weights");
+  ASSERT_OK_AND_ASSIGN(const std::vector<std::string> names, ManifestedFiles(dir_.path()));
+  EXPECT_NE(std::find(names.begin(), names.end(), "model.gguf"), names.end());
+  EXPECT_STATUS_CODE(VerifyManifest(dir_.path()).status(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(ManifestTest, AnIntactFolderVerifies) {

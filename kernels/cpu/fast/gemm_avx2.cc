@@ -14,6 +14,8 @@ namespace {
 
 constexpr int kMaxRows = 4;
 constexpr int64_t kKBlock = 512;
+// Software prefetch distance in bytes of the panel stream (see gemm_avx512.cc for the figures).
+constexpr int64_t kPrefetchBytes = 2048;
 
 // Columns [8h, 8h + 8) of one k step of a packed f32/f16 panel.
 template <DType kDType>
@@ -51,6 +53,8 @@ void MicroKernel(const GemmArgs& g, int64_t p, int64_t row0, int64_t k_begin, in
   if constexpr (kDType == DType::kBF16) {
     const __m256i high_half = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
     for (int64_t k = k_begin; k < k_end; k += 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(panel) + k * kPanelWidth * 2 + kPrefetchBytes,
+                   _MM_HINT_T0);
       __m256 even[2], odd[2];
       for (int h = 0; h < 2; ++h) {
         // 8 columns x (k, k + 1).
@@ -69,7 +73,10 @@ void MicroKernel(const GemmArgs& g, int64_t p, int64_t row0, int64_t k_begin, in
       }
     }
   } else {
+    constexpr int64_t kStepBytes = kPanelWidth * (kDType == DType::kF32 ? 4 : 2);
     for (int64_t k = k_begin; k < k_end; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(panel) + k * kStepBytes + kPrefetchBytes,
+                   _MM_HINT_T0);
       const __m256 w0 = LoadHalfStep<kDType>(panel, k, 0);
       const __m256 w1 = LoadHalfStep<kDType>(panel, k, 1);
       for (int r = 0; r < kRows; ++r) {

@@ -21,6 +21,29 @@ bool CanPack(TensorView w) {
   }
 }
 
+namespace {
+
+// Panels [begin, end) of `packed` from the row-major weight `src` [n, k]: element (k, col) of
+// panel p lands at [k / group][col][k % group]; rows past n are zero. Writes are sequential.
+template <typename T>
+void PackPanels(const T* src, const PackedWeight& packed, int64_t begin, int64_t end) {
+  const int64_t group = packed.k_group;
+  for (int64_t p = begin; p < end; ++p) {
+    T* panel =
+        reinterpret_cast<T*>(packed.data.get() + static_cast<size_t>(p) * packed.panel_bytes);
+    for (int64_t k0 = 0; k0 < packed.k; k0 += group) {
+      for (int64_t col = 0; col < kPanelWidth; ++col) {
+        const int64_t row = p * kPanelWidth + col;
+        for (int64_t g = 0; g < group; ++g) {
+          *panel++ = row < packed.n ? src[row * packed.k + k0 + g] : T{0};
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<PackedWeight> PackWeight(TensorView w, ThreadPool& pool) {
   CHECK(CanPack(w)) << DTypeName(w.dtype()) << " " << w.ShapeString();
   auto packed = std::make_unique<PackedWeight>();
@@ -36,29 +59,13 @@ std::unique_ptr<PackedWeight> PackWeight(TensorView w, ThreadPool& pool) {
   CHECK(data != nullptr) << "cannot allocate " << total << " bytes for a packed weight";
   packed->data = std::unique_ptr<uint8_t, void (*)(void*)>(static_cast<uint8_t*>(data), std::free);
 
-  const int64_t n_size = packed->n;
-  const int64_t k_size = packed->k;
-  const int64_t group = packed->k_group;
-  const uint8_t* src = static_cast<const uint8_t*>(w.data());
+  const void* src = w.data();
   PackedWeight* dst = packed.get();
   pool.ParallelFor(packed->num_panels, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      uint8_t* panel = dst->data.get() + static_cast<size_t>(p) * dst->panel_bytes;
-      for (int64_t col = 0; col < kPanelWidth; ++col) {
-        const int64_t row = p * kPanelWidth + col;
-        for (int64_t k = 0; k < k_size; ++k) {
-          // Element (k, col) of the panel sits at [k / group][col][k % group].
-          uint8_t* to =
-              panel + static_cast<size_t>(((k / group) * kPanelWidth + col) * group + k % group) *
-                          element_bytes;
-          if (row < n_size) {
-            std::memcpy(to, src + static_cast<size_t>(row * k_size + k) * element_bytes,
-                        element_bytes);
-          } else {
-            std::memset(to, 0, element_bytes);
-          }
-        }
-      }
+    if (element_bytes == 4) {
+      PackPanels(static_cast<const uint32_t*>(src), *dst, begin, end);
+    } else {
+      PackPanels(static_cast<const uint16_t*>(src), *dst, begin, end);
     }
   });
   return packed;

@@ -78,6 +78,7 @@ int iq_spm_is_byte(void* handle, int id) { return Processor(handle)->IsByte(id);
 int iq_spm_is_control(void* handle, int id) { return Processor(handle)->IsControl(id); }
 int iq_spm_is_unknown(void* handle, int id) { return Processor(handle)->IsUnknown(id); }
 int iq_spm_is_unused(void* handle, int id) { return Processor(handle)->IsUnused(id); }
+float iq_spm_score(void* handle, int id) { return Processor(handle)->GetScore(id); }
 int iq_spm_bos_id(void* handle) { return Processor(handle)->bos_id(); }
 int iq_spm_eos_id(void* handle) { return Processor(handle)->eos_id(); }
 int iq_spm_unk_id(void* handle) { return Processor(handle)->unk_id(); }
