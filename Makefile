@@ -2,15 +2,17 @@
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
-# `MODEL=/path/to/hf-checkpoint make run` serves a real checkpoint; the default is the demo
-# model the build creates.
-MODEL ?= $(BUILD_DIR)/models/demo
+# `MODEL=/path/to/hf-checkpoint make run` serves a real checkpoint; the default is the project's
+# own tiny code model (models/demo, docs/demo-model.md).
+MODEL ?= models/demo
+# `make bench` measures the random model the build creates (its context is 2048 tokens).
+BENCH_MODEL ?= $(BUILD_DIR)/models/random
 HOST ?= 127.0.0.1
 PORT ?= 50051
 # `make docker` builds deploy/docker/Dockerfile.$(FLAVOR) (cpu or cuda) as iquest-serve:$(FLAVOR).
 FLAVOR ?= cpu
 
-.PHONY: all deps configure build run test bench docker format clean
+.PHONY: all deps configure build run test eval bench docker format clean
 
 all: build
 
@@ -30,8 +32,13 @@ run: build
 test: build
 	cd $(BUILD_DIR) && ctest -LE gpu --output-on-failure -j $(JOBS) --timeout 900
 
+# The model-quality gate (scripts/ci/eval.sh, the pipeline's eval stage): logits parity, tiny
+# models' greedy output, and the demo model's held-out bits per byte and stored completions.
+eval: build
+	BUILD_DIR=$(BUILD_DIR) bash scripts/ci/eval.sh
+
 bench: build
-	$(BUILD_DIR)/bin/iquest-bench-engine --model $(MODEL)
+	$(BUILD_DIR)/bin/iquest-bench-engine --model $(BENCH_MODEL)
 
 # Needs a Docker engine with BuildKit (not needed for anything else here).
 docker:

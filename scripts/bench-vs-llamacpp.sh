@@ -77,7 +77,7 @@ for tool in iquest-make-tiny-model iquest-convert-hf-to-gguf iquest-bench-engine
   iquest-bench iquest-cli; do
   [[ -x "$BIN/$tool" ]] || die "$BIN/$tool is missing; build the project first (make build)"
 done
-DEMO_TOKENIZER=$BUILD_DIR/models/demo/tokenizer.model
+DEMO_TOKENIZER=$BUILD_DIR/models/random/tokenizer.model
 [[ -f "$DEMO_TOKENIZER" ]] || die "$DEMO_TOKENIZER is missing; build the project first"
 
 mkdir -p "$BENCH_DIR"

@@ -14,7 +14,7 @@ PACKAGES=(
   libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   # gRPC and protobuf: the API, the server and its clients.
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev
-  # Tokenizer: SentencePiece (library + spm_train, which also trains the demo model's tokenizer)
+  # Tokenizer: SentencePiece (library + spm_train, which also trains the random model's tokenizer)
   # and utf8proc (Unicode classes, NFC).
   libsentencepiece-dev sentencepiece libutf8proc-dev
 )

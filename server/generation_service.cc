@@ -3,6 +3,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/build_version.h"
 #include "server/generate_reactor.h"
 #include "server/request_validation.h"
 
@@ -127,7 +128,8 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
   response->set_kv_block_size(static_cast<int32_t>(stats.block_size));
   response->set_num_kv_blocks(static_cast<int32_t>(stats.num_blocks));
   response->set_device(serving->device);
-  response->set_build_version(IQUEST_BUILD_VERSION);
+  response->set_build_version(BuildVersion());
+  response->set_model_fingerprint(serving->model_fingerprint);
   response->set_has_tokenizer(serving->tokenizer != nullptr);
   return Done(context, grpc::Status::OK);
 }

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/build_version.h"
 #include "prometheus/collectable.h"
 #include "prometheus/gauge.h"
 
@@ -143,6 +144,24 @@ ServerMetrics::ServerMetrics(std::string model_name)
   step_duration_ = histogram("iquest_step_duration_seconds",
                              "Engine step (model forward + sampling).", kStepSeconds);
   batch_tokens_ = histogram("iquest_batch_tokens", "Tokens computed in one step.", kBatchTokens);
+  // Info metrics (value 1, facts in labels): which build serves which weights, so dashboards and
+  // alerts can join on a version or a model fingerprint.
+  prometheus::BuildGauge()
+      .Name("iquest_build_info")
+      .Help("The server's build (value 1): version is the project version + git describe.")
+      .Register(*registry_)
+      .Add({{"model", model_name_}, {"version", BuildVersion()}})
+      .Set(1);
+  model_info_ = &prometheus::BuildGauge()
+                     .Name("iquest_model_info")
+                     .Help("The served model (value 1): architecture and manifest fingerprint.")
+                     .Register(*registry_);
+}
+
+void ServerMetrics::SetModelInfo(const std::string& architecture, const std::string& fingerprint) {
+  model_info_
+      ->Add({{"model", model_name_}, {"architecture", architecture}, {"fingerprint", fingerprint}})
+      .Set(1);
 }
 
 ServerMetrics::~ServerMetrics() {

@@ -15,6 +15,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
+#include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
@@ -30,6 +31,9 @@ class ServerMetrics {
   int port() const { return port_; }
   // Engine gauges appear once the engine exists.
   void SetEngine(const Engine* engine) { engine_.store(engine); }
+  // iquest_model_info{model, architecture, fingerprint} 1, once the model is loaded and checked
+  // against its manifest (fingerprint "" when it has none).
+  void SetModelInfo(const std::string& architecture, const std::string& fingerprint);
 
   void ObserveRequestDone(const GenerationOutput& last);
   void ObserveRejected(int grpc_code);
@@ -50,6 +54,7 @@ class ServerMetrics {
 
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* rejected_;
+  prometheus::Family<prometheus::Gauge>* model_info_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
   prometheus::Histogram* ttft_;

@@ -16,6 +16,8 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   RegisterBackendFlags(p, &backend);
   p.AddString("chat-template", &chat_template,
               "override the chat template: chatml, llama3, llama2");
+  p.AddBool("allow-manifest-mismatch", &allow_manifest_mismatch,
+            "serve a model whose files differ from its manifest.json (logs a warning)");
   p.AddString("host", &host, "address to listen on");
   p.AddInt("port", &port, "gRPC port; 0 picks a free one", 0, 65535);
   p.AddInt("health-port", &health_port, "plaintext grpc.health.v1 port; -1 none, 0 picks one", -1,

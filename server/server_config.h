@@ -17,6 +17,8 @@ struct ServerConfig {
   std::string device = "cpu";  // cpu | cuda
   BackendOptions backend;      // --threads, --cpu-kernels
   std::string chat_template;   // Override: chatml | llama3 | llama2.
+  // Serve a folder whose files differ from its manifest.json (logged as a warning).
+  bool allow_manifest_mismatch = false;
   // Network.
   std::string host = "127.0.0.1";
   int64_t port = 50051;         // 0: pick a free port (printed at start-up).

@@ -18,6 +18,7 @@ namespace iquest {
 
 struct ServingContext {
   std::string model_name;
+  std::string model_fingerprint;  // manifest.json's; empty when the folder has none.
   std::string device;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;

@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
+#include "model/manifest.h"
 #include "model/model_files.h"
 
 namespace iquest {
@@ -139,6 +140,10 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   serving->request_log_json = config.request_log_format == "json";
   serving->device = config.device;
   serving->model_name = ModelName(config.model_dir);
+  // Before anything is loaded: the config, weights and tokenizer must belong together.
+  ASSIGN_OR_RETURN(const ManifestCheck manifest,
+                   CheckModelManifest(config.model_dir, config.allow_manifest_mismatch));
+  serving->model_fingerprint = manifest.fingerprint;
   ASSIGN_OR_RETURN(
       serving->backend,
       MakeBackend(config.device == "cuda" ? Device::kCuda : Device::kCpu, config.backend));
@@ -178,7 +183,10 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
     };
   }
   ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
-  if (metrics != nullptr) metrics->SetEngine(serving->engine.get());
+  if (metrics != nullptr) {
+    metrics->SetModelInfo(serving->model->config().architecture_name, serving->model_fingerprint);
+    metrics->SetEngine(serving->engine.get());
+  }
   return serving;
 }
 

@@ -180,7 +180,7 @@ std::string SpreadJson(const Spread& s) {
 }  // namespace iquest
 
 int main(int argc, char** argv) {
-  std::string model_dir = "build/models/demo";
+  std::string model_dir = "build/models/random";
   std::string batches = "1,8,16,32";
   int64_t decode_tokens = 128;
   int64_t prefill_tokens = 512;

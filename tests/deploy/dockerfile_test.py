@@ -115,7 +115,7 @@ class DockerfileTest(unittest.TestCase):
             ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
         for entry in [".git", "build", "**/node_modules", ".ccache"]:
             self.assertIn(entry, ignored)
-        self.assertNotIn("README.md", ignored)  # The demo model's tokenizer trains on it.
+        self.assertNotIn("README.md", ignored)  # The random model's tokenizer trains on it.
 
 
 class BundleTest(unittest.TestCase):

@@ -30,7 +30,7 @@
 namespace iquest {
 namespace {
 
-// The number of pieces of the demo model's SentencePiece tokenizer (about 4096; it is trained
+// The number of pieces of the random model's SentencePiece tokenizer (about 4096; it is trained
 // on the project's sources at build time).
 int64_t DemoTokenizerPieces() {
   static const int64_t pieces = [] {
