@@ -15,47 +15,7 @@ namespace {
 
 constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32.
 
-// Names of ggml's tensor types by id (ggml.h); empty entries were removed from the format.
-constexpr const char* kGgmlTypeNames[] = {
-    "F32",    "F16",   "Q4_0",  "Q4_1",   "",      "",      "Q5_0",    "Q5_1",   "Q8_0",    "Q8_1",
-    "Q2_K",   "Q3_K",  "Q4_K",  "Q5_K",   "Q6_K",  "Q8_K",  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
-    "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8",    "I16",   "I32",     "I64",    "F64",     "IQ1_M",
-    "BF16",   "",      "",      "",       "TQ1_0", "TQ2_0", "",        "",       "",        "MXFP4",
-};
-
-// Bytes of one scalar of `type`; 0 for strings and arrays, whose size is variable.
-uint64_t ScalarSize(GgufValueType type) {
-  switch (type) {
-    case GgufValueType::kU8:
-    case GgufValueType::kI8:
-    case GgufValueType::kBool:
-      return 1;
-    case GgufValueType::kU16:
-    case GgufValueType::kI16:
-      return 2;
-    case GgufValueType::kU32:
-    case GgufValueType::kI32:
-    case GgufValueType::kF32:
-      return 4;
-    case GgufValueType::kU64:
-    case GgufValueType::kI64:
-    case GgufValueType::kF64:
-      return 8;
-    case GgufValueType::kString:
-    case GgufValueType::kArray:
-      return 0;
-  }
-  return 0;
-}
-
 bool IsKnownValueType(uint32_t type) { return type <= static_cast<uint32_t>(GgufValueType::kF64); }
-
-template <typename T>
-T Load(const uint8_t* p) {
-  T value;
-  std::memcpy(&value, p, sizeof(T));  // The file is little-endian, like every host we build for.
-  return value;
-}
 
 // Reads the file front to back; every read is bounds-checked and names what it was reading.
 class Cursor {
@@ -82,11 +42,11 @@ class Cursor {
 
   absl::StatusOr<uint32_t> U32(const std::string& what) {
     ASSIGN_OR_RETURN(const uint8_t* p, Take(4, what));
-    return Load<uint32_t>(p);
+    return LoadLittleEndian<uint32_t>(p);
   }
   absl::StatusOr<uint64_t> U64(const std::string& what) {
     ASSIGN_OR_RETURN(const uint8_t* p, Take(8, what));
-    return Load<uint64_t>(p);
+    return LoadLittleEndian<uint64_t>(p);
   }
   // A u64 length then that many bytes. The length is checked against the end of the file
   // before it is used, so a length of 2^63 is an error, not an allocation.
@@ -120,7 +80,7 @@ absl::StatusOr<GgufValue> ReadValue(Cursor& cursor, uint32_t type_id, const std:
     return value;
   }
   if (value.type != GgufValueType::kArray) {
-    ASSIGN_OR_RETURN(value.raw, cursor.Take(ScalarSize(value.type), what));
+    ASSIGN_OR_RETURN(value.raw, cursor.Take(GgufScalarSize(value.type), what));
     if (value.type == GgufValueType::kBool && *value.raw > 1) {
       return cursor.Error(absl::StrCat("key '", key, "' is a bool holding ",
                                        static_cast<int>(*value.raw), " (allowed: 0 or 1)"));
@@ -140,7 +100,7 @@ absl::StatusOr<GgufValue> ReadValue(Cursor& cursor, uint32_t type_id, const std:
   ASSIGN_OR_RETURN(value.count, cursor.U64(absl::StrCat(what, " element count")));
   // Every element takes at least this many bytes, which bounds the count by the file size.
   const uint64_t min_element_bytes =
-      value.element_type == GgufValueType::kString ? 8 : ScalarSize(value.element_type);
+      value.element_type == GgufValueType::kString ? 8 : GgufScalarSize(value.element_type);
   if (value.count > cursor.remaining() / min_element_bytes) {
     return cursor.Error(absl::StrCat("key '", key, "' claims ", value.count,
                                      " array elements but only ", cursor.remaining(),
@@ -192,7 +152,7 @@ absl::Status ReadAlignment(Cursor& cursor, GgufContents& contents) {
       return cursor.Error(
           absl::StrCat("key 'general.alignment' must be u32, got ", GgufValueTypeName(value.type)));
     }
-    const uint32_t alignment = Load<uint32_t>(value.raw);
+    const uint32_t alignment = LoadLittleEndian<uint32_t>(value.raw);
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
       return cursor.Error(
           absl::StrCat("key 'general.alignment' is ", alignment, "; it must be a power of two"));
@@ -287,105 +247,6 @@ absl::Status PlaceTensors(Cursor& cursor, const uint8_t* data, uint64_t size,
 }
 
 }  // namespace
-
-const char* GgufValueTypeName(GgufValueType type) {
-  constexpr const char* kNames[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
-                                    "bool", "string", "array", "u64", "i64", "f64"};
-  const uint32_t id = static_cast<uint32_t>(type);
-  return id < std::size(kNames) ? kNames[id] : "unknown";
-}
-
-std::optional<DType> DTypeOfGgmlType(uint32_t ggml_type) {
-  switch (ggml_type) {
-    case static_cast<uint32_t>(GgmlType::kF32):
-      return DType::kF32;
-    case static_cast<uint32_t>(GgmlType::kF16):
-      return DType::kF16;
-    case static_cast<uint32_t>(GgmlType::kBF16):
-      return DType::kBF16;
-    default:
-      return std::nullopt;
-  }
-}
-
-GgmlType GgmlTypeOf(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return GgmlType::kF32;
-    case DType::kF16:
-      return GgmlType::kF16;
-    case DType::kBF16:
-      return GgmlType::kBF16;
-    default:
-      CHECK(false) << "not a float dtype";
-  }
-  return GgmlType::kF32;
-}
-
-const char* GgmlTypeName(uint32_t ggml_type) {
-  if (ggml_type < std::size(kGgmlTypeNames) && kGgmlTypeNames[ggml_type][0] != '\0') {
-    return kGgmlTypeNames[ggml_type];
-  }
-  return "unknown";
-}
-
-bool GgufValue::IsInteger() const {
-  switch (type) {
-    case GgufValueType::kU8:
-    case GgufValueType::kI8:
-    case GgufValueType::kU16:
-    case GgufValueType::kI16:
-    case GgufValueType::kU32:
-    case GgufValueType::kI32:
-    case GgufValueType::kU64:
-    case GgufValueType::kI64:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool GgufValue::IsFloat() const {
-  return type == GgufValueType::kF32 || type == GgufValueType::kF64;
-}
-
-int64_t GgufValue::AsInt(uint64_t i) const {
-  const GgufValueType t = type == GgufValueType::kArray ? element_type : type;
-  CHECK(type != GgufValueType::kArray || i < count);
-  const uint8_t* p = raw + i * ScalarSize(t);
-  switch (t) {
-    case GgufValueType::kU8:
-    case GgufValueType::kBool:
-      return Load<uint8_t>(p);
-    case GgufValueType::kI8:
-      return Load<int8_t>(p);
-    case GgufValueType::kU16:
-      return Load<uint16_t>(p);
-    case GgufValueType::kI16:
-      return Load<int16_t>(p);
-    case GgufValueType::kU32:
-      return Load<uint32_t>(p);
-    case GgufValueType::kI32:
-      return Load<int32_t>(p);
-    case GgufValueType::kU64: {
-      const uint64_t v = Load<uint64_t>(p);  // Values past INT64_MAX saturate.
-      return v > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v);
-    }
-    case GgufValueType::kI64:
-      return Load<int64_t>(p);
-    default:
-      CHECK(false) << "not an integer value";
-  }
-  return 0;
-}
-
-double GgufValue::AsFloat(uint64_t i) const {
-  const GgufValueType t = type == GgufValueType::kArray ? element_type : type;
-  CHECK(type != GgufValueType::kArray || i < count);
-  if (t == GgufValueType::kF32) return Load<float>(raw + 4 * i);
-  CHECK(t == GgufValueType::kF64) << "not a float value";
-  return Load<double>(raw + 8 * i);
-}
 
 absl::StatusOr<GgufContents> ParseGguf(const uint8_t* data, size_t size,
                                        const std::string& source) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +46,17 @@ enum class GgufValueType : uint32_t {
 };
 
 const char* GgufValueTypeName(GgufValueType type);
+// Bytes of one scalar of `type`; 0 for strings and arrays, whose size is variable.
+uint64_t GgufScalarSize(GgufValueType type);
+
+// A little-endian value at a possibly unaligned address (every host we build for is
+// little-endian, like the file).
+template <typename T>
+T LoadLittleEndian(const uint8_t* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return value;
+}
 
 // ggml tensor types that we read and write; every other ggml type is refused.
 enum class GgmlType : uint32_t { kF32 = 0, kF16 = 1, kBF16 = 30 };

@@ -50,8 +50,8 @@ void AttendOne(const float* q, const PagedKvView& kv, int64_t kv_head, const int
 
 }  // namespace
 
-void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
-                    TensorView out) {
+void CheckAttentionArgs(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                        TensorView out) {
   const int64_t num_tokens = q.dim(0);
   const int64_t num_heads = q.dim(1);
   const int64_t head_dim = q.dim(2);
@@ -64,15 +64,29 @@ void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& ar
   CHECK_EQ(args.block_tables.dim(0), num_seqs);
   const int32_t* query_start = args.query_start_loc.as<int32_t>();
   const int32_t* seq_lens = args.seq_lens.as<int32_t>();
-  const int32_t* block_tables = args.block_tables.as<int32_t>();
   CHECK_EQ(query_start[0], 0);
   CHECK_EQ(query_start[num_seqs], num_tokens);
-  const int64_t group_size = num_heads / kv.num_kv_heads;
-  std::vector<float> scores;
   for (int64_t s = 0; s < num_seqs; ++s) {
     const int64_t num_queries = query_start[s + 1] - query_start[s];
     CHECK(num_queries >= 0 && num_queries <= seq_lens[s]) << "sequence " << s;
     CHECK_LE(seq_lens[s], max_blocks * kv.block_size);
+  }
+}
+
+void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                    TensorView out) {
+  CheckAttentionArgs(q, kv, args, out);
+  const int64_t num_heads = q.dim(1);
+  const int64_t head_dim = q.dim(2);
+  const int64_t num_seqs = args.seq_lens.dim(0);
+  const int64_t max_blocks = args.block_tables.dim(1);
+  const int32_t* query_start = args.query_start_loc.as<int32_t>();
+  const int32_t* seq_lens = args.seq_lens.as<int32_t>();
+  const int32_t* block_tables = args.block_tables.as<int32_t>();
+  const int64_t group_size = num_heads / kv.num_kv_heads;
+  std::vector<float> scores;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t num_queries = query_start[s + 1] - query_start[s];
     const int32_t* block_table = block_tables + s * max_blocks;
     for (int64_t i = 0; i < num_queries; ++i) {
       const int64_t row = query_start[s] + i;

@@ -14,6 +14,9 @@ void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq)
 void SiluMul(TensorView gate, TensorView up, TensorView out);
 void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv);
 void CopyKvBlocks(TensorView pairs, const PagedKvView& kv);
+// CHECKs PagedAttention's shapes and per-sequence bounds; shared by every CPU implementation.
+void CheckAttentionArgs(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                        TensorView out);
 void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args, TensorView out);
 void Argmax(TensorView logits, TensorView out);
 

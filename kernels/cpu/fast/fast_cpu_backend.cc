@@ -161,25 +161,13 @@ void FastCpuBackend::PagedAttention(TensorView q, const PagedKvView& kv, const A
     cpu::PagedAttention(q, kv, args, out);  // A 16-bit cache takes the reference path.
     return;
   }
-  const int64_t num_tokens = q.dim(0);
+  cpu::CheckAttentionArgs(q, kv, args, out);
   const int64_t num_heads = q.dim(1);
-  const int64_t head_dim = q.dim(2);
   const int64_t num_seqs = args.seq_lens.dim(0);
-  const int64_t max_blocks = args.block_tables.dim(1);
-  CHECK_EQ(head_dim, kv.head_dim);
-  CHECK_EQ(num_heads % kv.num_kv_heads, 0);
-  CHECK(out.ShapeIs({num_tokens, num_heads, head_dim})) << out.ShapeString();
-  CHECK(args.query_start_loc.ShapeIs({num_seqs + 1})) << args.query_start_loc.ShapeString();
-  CHECK_EQ(args.block_tables.dim(0), num_seqs);
   const int32_t* query_start = args.query_start_loc.as<int32_t>();
-  const int32_t* seq_lens = args.seq_lens.as<int32_t>();
-  CHECK_EQ(query_start[0], 0);
-  CHECK_EQ(query_start[num_seqs], num_tokens);
   attention_tasks_.clear();
   for (int64_t s = 0; s < num_seqs; ++s) {
     const int32_t num_queries = query_start[s + 1] - query_start[s];
-    CHECK(num_queries >= 0 && num_queries <= seq_lens[s]) << "sequence " << s;
-    CHECK_LE(seq_lens[s], max_blocks * kv.block_size);
     for (int32_t h = 0; h < kv.num_kv_heads; ++h) {
       for (int32_t r = 0; r < num_queries; r += kAttentionRowsPerTask) {
         attention_tasks_.push_back(AttentionTask{static_cast<int32_t>(s), h, r,
