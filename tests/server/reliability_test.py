@@ -189,24 +189,39 @@ class ReliabilityTest(unittest.TestCase):
     def test_rapid_reset_burst(self):
         """10k streams opened and reset at once on one connection (the HTTP/2 rapid-reset
         pattern), in two rounds of 5k: the server keeps serving and holds no blocks, and the
-        second round leaves threads and memory where the first left them (the first may grow
-        gRPC's thread pool and malloc arenas once)."""
+        second round leaves threads and live heap where the first left them.
+
+        Memory is judged by iquest_heap_in_use_bytes (bytes malloc has handed out and not had
+        back), not RSS: a burst grows glibc's arenas to a high-water mark that depends on how
+        many streams were in flight at once, and freed memory stays resident (measured: RSS
+        37-283 MB after the same bursts, heap 1.5-2.6 MB), so an RSS delta flakes without a
+        leak. Most reset streams never reach the handler (gRPC drops them first); of the ~500-1000
+        that do per round, a leak of 1 KB each would add more live heap than the 1 MB allowed
+        (measured noise between settled rounds: under 0.1 MB)."""
         from harness import proc_status
         pid = self.server.process.pid
+        heap = lambda: self.server.metric("iquest_heap_in_use_bytes")
 
         def burst():
             for _ in range(5000):
                 self.server.stub.Generate(sampled(max_tokens=50), timeout=30).cancel()
+            self.server.wait_for(lambda: self.server.load().num_waiting == 0, 10, "queue empty")
             self.server.wait_kv_free(seconds=10)
-            return proc_status(pid, "Threads"), proc_status(pid, "VmRSS")
+            return proc_status(pid, "Threads")
 
-        threads_first, rss_first = burst()
-        threads_second, rss_second = burst()
+        threads_first = burst()
+        self.server.wait_for(lambda: heap() < 16 * 1024 * 1024, 10, "the first round settled")
+        heap_first = heap()
+        threads_second = burst()
+        # Resets still in flight in gRPC hold memory for a moment; a leak never comes back.
+        limit = heap_first + 1024 * 1024
+        self.server.wait_for(lambda: heap() < limit, 10,
+                             f"live heap back under {limit:.0f} bytes")
         self.assertEqual(self.server.readiness(), SERVING)
         # gRPC's callback pool may add a few threads with the load (the quota caps it at 64).
         self.assertLessEqual(threads_second, threads_first + 8)
         self.assertLess(threads_second, 80)
-        self.assertLess(rss_second, rss_first + 32 * 1024)  # kB.
+        self.assertLess(proc_status(pid, "VmRSS"), 1024 * 1024)  # kB: arenas stay bounded.
         self.assertEqual(self.code_of(sampled()), OK)
 
     def test_ping_flood_is_refused_without_harm(self):
