@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -19,16 +20,77 @@ uint64_t Mix(uint64_t x) {  // SplitMix64 finaliser.
   return x ^ (x >> 31);
 }
 
-// log(sum(exp(x))) over finite entries, stable.
-double LogSumExp(std::span<const float> logits) {
-  float max_logit = kNegativeInfinity;
-  for (float x : logits) max_logit = std::max(max_logit, x);
-  double sum = 0.0;
-  for (float x : logits) sum += std::exp(static_cast<double>(x) - max_logit);
-  return max_logit + std::log(sum);
+// GCC/Clang vector extensions: 4 float lanes, one SSE2 register on baseline x86-64 (wider
+// vectors would change the calling convention of these helpers without AVX). Written with them
+// because GCC does not vectorize these reductions or the clamp as plain loops without -ffast-math.
+using Floats = float __attribute__((vector_size(16)));
+using Ints = int32_t __attribute__((vector_size(16)));
+using Doubles = double __attribute__((vector_size(32)));
+constexpr size_t kLanes = 4;
+
+Floats Splat(float value) { return Floats{} + value; }
+
+Floats Load(const float* x) {
+  Floats v;
+  std::memcpy(&v, x, sizeof(v));
+  return v;
+}
+
+// Lanes [0, count) of x, -inf past them (the neutral element of both max and exp-sum).
+Floats LoadPartial(const float* x, size_t count) {
+  Floats v = Splat(kNegativeInfinity);
+  std::memcpy(&v, x, count * sizeof(float));
+  return v;
+}
+
+Floats ExpNonPositive(Floats x) {
+  // Below -87, exp(x) < 1.7e-38 is under float's normal range; such terms never matter beside
+  // the 1 that the maximum itself contributes to a softmax sum.
+  x = x < -87.0f ? Splat(-87.0f) : x;
+  // x = n ln2 + r with n integral and |r| <= ln2 / 2; ln2 is split in a part exact in float
+  // times any n here, plus the rest. Adding 1.5 * 2^23 rounds to the nearest integer.
+  const Floats n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+  const Floats r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  // Cephes expf: e^r = 1 + r + r^2 P(r) on [-ln2/2, ln2/2].
+  Floats poly = Splat(1.9875691500e-4f);
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  const Floats e_r = poly * r * r + r + 1.0f;
+  // 2^n from its exponent bits; n is in [-126, 0], so the result is a normal float.
+  const Ints bits = (__builtin_convertvector(n, Ints) + 127) << 23;
+  return e_r * __builtin_bit_cast(Floats, bits);
 }
 
 }  // namespace
+
+float ExpNonPositive(float x) { return ExpNonPositive(Splat(x))[0]; }
+
+double LogSumExp(std::span<const float> logits) {
+  const float* x = logits.data();
+  const size_t size = logits.size();
+  const size_t body = size / kLanes * kLanes;
+  const Floats tail = LoadPartial(x + body, size - body);
+  Floats lane_max = tail;
+  for (size_t i = 0; i < body; i += kLanes) {
+    const Floats v = Load(x + i);
+    lane_max = v > lane_max ? v : lane_max;
+  }
+  float max_logit = kNegativeInfinity;
+  for (size_t j = 0; j < kLanes; ++j) max_logit = std::max(max_logit, lane_max[j]);
+  // Terms in float (each within a few ulp), sums in double.
+  Doubles lane_sum = __builtin_convertvector(ExpNonPositive(tail - max_logit), Doubles);
+  for (size_t i = 0; i < body; i += kLanes) {
+    lane_sum += __builtin_convertvector(ExpNonPositive(Load(x + i) - max_logit), Doubles);
+  }
+  double sum = 0.0;
+  for (size_t j = 0; j < kLanes; ++j) sum += lane_sum[j];
+  return max_logit + std::log(sum);
+}
+
+namespace {}  // namespace
 
 PositionLogprobs ComputeLogprobs(std::span<const float> logits, int32_t token, int32_t k) {
   const double log_total = LogSumExp(logits);

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
+#include <random>
 
 namespace iquest {
 namespace {
@@ -163,6 +165,35 @@ TEST(SamplerTest, LogprobsAreLogSoftmaxOfRawLogits) {
   EXPECT_EQ(s.top_logprobs[0].token, 1);
   EXPECT_NEAR(s.top_logprobs[0].logprob, 2.0 - log_total, 1e-6);
   EXPECT_EQ(s.top_logprobs[1].token, 0);
+}
+
+TEST(SamplerTest, ExpNonPositiveIsWithinFourUlpOfDoubleExp) {
+  double worst = 0.0;
+  for (float x = 0.0f; x >= -87.0f; x -= 0.000731f) {
+    const double exact = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(ExpNonPositive(x) - exact) / exact);
+  }
+  EXPECT_LE(worst, 4 * 0x1.0p-24);  // 4 ulp relative (float's unit roundoff is 2^-24).
+  EXPECT_EQ(ExpNonPositive(0.0f), 1.0f);
+  EXPECT_LE(ExpNonPositive(-1000.0f), 2e-38f);
+  EXPECT_LE(ExpNonPositive(-std::numeric_limits<float>::infinity()), 2e-38f);
+}
+
+TEST(SamplerTest, LogSumExpMatchesFloat64OnAVocabulary) {
+  // 128256 entries (Llama 3's vocabulary, not a multiple of the 16 lanes plus a tail), at logit
+  // scales from flat to peaked, with -inf entries (a banned token) mixed in.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float scale : {0.01f, 1.0f, 8.0f, 40.0f}) {
+    std::vector<float> logits(128256 + 7);
+    for (float& x : logits) x = scale * normal(rng);
+    logits[17] = -std::numeric_limits<float>::infinity();
+    double max_logit = -std::numeric_limits<double>::infinity();
+    for (float x : logits) max_logit = std::max(max_logit, static_cast<double>(x));
+    double sum = 0.0;
+    for (float x : logits) sum += std::exp(static_cast<double>(x) - max_logit);
+    EXPECT_NEAR(LogSumExp(logits), max_logit + std::log(sum), 1e-6) << "scale " << scale;
+  }
 }
 
 }  // namespace
