@@ -8,6 +8,7 @@
 // Not reentrant, and used by one caller thread at a time (the engine thread owns the backend).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -35,6 +36,31 @@ class ThreadPool {
   void ParallelFor(int64_t num_tasks, Fn&& fn) {
     Run(num_tasks, &fn, [](void* context, int64_t begin, int64_t end) {
       (*static_cast<std::remove_reference_t<Fn>*>(context))(begin, end);
+    });
+  }
+
+  // Runs fn(begin, end) over [0, num_tasks) in chunks that the threads take in order from a
+  // shared counter until none is left ("guided" scheduling): each chunk is 1 / (2 x threads) of
+  // what remains, rounded up to a multiple of `granule` (the last may be shorter), so chunks
+  // start large and shrink toward the end. For long ops: a thread that falls behind (preempted
+  // by the host, slower to reach memory) takes fewer chunks instead of making everyone wait
+  // for its fixed share, and the final wait is one small chunk. Measured on the 2-vCPU box,
+  // batch-32 decode of the 1B-shaped model: with fixed halves the engine thread waited ~1.8 s
+  // for its partner over 66 steps although both did the same work.
+  template <typename Fn>
+  void ParallelForGuided(int64_t num_tasks, int64_t granule, Fn&& fn) {
+    if (num_tasks <= 0) return;
+    const int64_t num_granules = (num_tasks + granule - 1) / granule;
+    std::atomic<int64_t> next{0};  // In granules.
+    const int64_t divisor = 2 * static_cast<int64_t>(num_threads_);
+    ParallelFor(std::min<int64_t>(num_threads_, num_granules), [&](int64_t, int64_t) {
+      int64_t begin = next.load(std::memory_order_relaxed);
+      while (begin < num_granules) {
+        const int64_t size = std::max<int64_t>(1, (num_granules - begin) / divisor);
+        if (!next.compare_exchange_weak(begin, begin + size, std::memory_order_relaxed)) continue;
+        fn(begin * granule, std::min(num_tasks, (begin + size) * granule));
+        begin = next.load(std::memory_order_relaxed);
+      }
     });
   }
 
