@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -65,6 +66,30 @@ TEST(ThreadPoolTest, CoversEveryTaskOnceWithContiguousRanges) {
     for (int h : hits) ASSERT_EQ(h, 1);
   }
   pool.ParallelFor(0, [&](int64_t, int64_t) { FAIL() << "no tasks, no calls"; });
+}
+
+TEST(ThreadPoolTest, GuidedChunksCoverEveryTaskOnceOnGranuleBoundaries) {
+  cpu::ThreadPool pool(3);
+  for (int64_t n : {1, 2, 3, 7, 100, 1001, 8016}) {
+    for (int64_t granule : {1, 2, 16}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::atomic<int> calls{0};
+      pool.ParallelForGuided(n, granule, [&](int64_t begin, int64_t end) {
+        ASSERT_LT(begin, end);
+        ASSERT_EQ(begin % granule, 0);
+        ASSERT_TRUE(end % granule == 0 || end == n);
+        ++calls;
+        for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+      });
+      for (const auto& h : hits) ASSERT_EQ(h.load(), 1) << "n=" << n << " granule=" << granule;
+      // Chunks shrink geometrically: many granules take more than one chunk, never one each.
+      const int64_t granules = (n + granule - 1) / granule;
+      if (granules >= 64) {
+        EXPECT_LT(calls.load(), granules / 2);
+      }
+    }
+  }
+  pool.ParallelForGuided(0, 2, [&](int64_t, int64_t) { FAIL() << "no tasks, no calls"; });
 }
 
 TEST(CpuIsaTest, UnknownAndUnsupportedNamesAreErrors) {

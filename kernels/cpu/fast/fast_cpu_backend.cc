@@ -84,17 +84,19 @@ void FastCpuBackend::Gemm(TensorView a, TensorView w, TensorView bias, TensorVie
   void (*kernel)(const GemmArgs&, int64_t, int64_t) =
       isa_ == CpuIsa::kAvx2 ? GemmPanelsAvx2 : GemmPanelsAvx512;
   if (isa_ == CpuIsa::kAvx512Bf16 && packed->dtype == DType::kBF16 && m_size >= kBf16DotMinRows) {
-    const size_t count = static_cast<size_t>(m_size * packed->k);
-    if (a_bf16_.size() < count) a_bf16_.resize(count);
-    pool_.ParallelFor(m_size, [&](int64_t begin, int64_t end) {
-      RoundRowsToBf16(args.a + begin * packed->k, (end - begin) * packed->k,
-                      a_bf16_.data() + begin * packed->k);
+    const size_t count = static_cast<size_t>(PackedBf16PairsSize(m_size, packed->k));
+    if (a_pairs_.size() < count) a_pairs_.resize(count);
+    const int64_t num_blocks = (m_size + kDotBlockRows - 1) / kDotBlockRows;
+    pool_.ParallelFor(num_blocks, [&](int64_t begin, int64_t end) {
+      PackRowsBf16Pairs(args.a, m_size, packed->k, begin * kDotBlockRows,
+                        std::min(m_size, end * kDotBlockRows), a_pairs_.data());
     });
-    args.a_bf16 = a_bf16_.data();
+    args.a_pairs = a_pairs_.data();
     kernel = GemmPanelsAvx512Bf16Dot;
   }
-  pool_.ParallelFor(packed->num_panels,
-                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  // Chunks of whole panel pairs (the kernels' unit), each a contiguous weight stream.
+  pool_.ParallelForGuided(packed->num_panels, 2,
+                          [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
   if (!bias.empty()) {
     const int64_t n_size = packed->n;
     pool_.ParallelFor(m_size, [&](int64_t begin, int64_t end) {
@@ -178,15 +180,17 @@ void FastCpuBackend::PagedAttention(TensorView q, const PagedKvView& kv, const A
   const bool avx2 = isa_ == CpuIsa::kAvx2;
   const float* q_data = q.as<float>();
   float* out_data = out.as<float>();
-  pool_.ParallelFor(static_cast<int64_t>(attention_tasks_.size()), [&](int64_t begin, int64_t end) {
-    if (avx2) {
-      avx2::AttentionTasks(q_data, kv, args, num_heads, attention_tasks_.data(), begin, end,
-                           out_data);
-    } else {
-      avx512::AttentionTasks(q_data, kv, args, num_heads, attention_tasks_.data(), begin, end,
-                             out_data);
-    }
-  });
+  // Tasks differ in cost (context lengths): guided chunks balance them.
+  pool_.ParallelForGuided(static_cast<int64_t>(attention_tasks_.size()), 1,
+                          [&](int64_t begin, int64_t end) {
+                            if (avx2) {
+                              avx2::AttentionTasks(q_data, kv, args, num_heads,
+                                                   attention_tasks_.data(), begin, end, out_data);
+                            } else {
+                              avx512::AttentionTasks(q_data, kv, args, num_heads,
+                                                     attention_tasks_.data(), begin, end, out_data);
+                            }
+                          });
 }
 
 void FastCpuBackend::Argmax(TensorView logits, TensorView out) {

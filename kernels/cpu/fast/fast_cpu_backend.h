@@ -72,7 +72,7 @@ class FastCpuBackend final : public Backend {
   ThreadPool pool_;
   std::unordered_map<const void*, PackedEntry> packed_;
   // Grow-only scratch, reused every step.
-  std::vector<uint16_t> a_bf16_;
+  std::vector<uint32_t> a_pairs_;  // The dot kernel's packed activations.
   std::vector<AttentionTask> attention_tasks_;
 };
 

@@ -1,11 +1,12 @@
 // AVX-512 micro-kernels over packed panels (see packed_gemm.h). Compiled with AVX-512 flags and
 // only called after CPUID said yes.
 //
-// Blocking: a thread owns a contiguous range of panels (one contiguous weight stream). For a
+// Blocking: a call gets a contiguous range of panels (one contiguous weight stream). For a
 // block of up to kMaxRows activation rows it walks K once per panel pair, holding
-// rows x 32 outputs in registers. With many rows, K is cut into kKBlock-long slices so that a
-// panel pair's slice (32 x kKBlock weights) stays in L1 while every row block reuses it; the
-// partial sums then go through `out`.
+// rows x 32 outputs in registers. With more rows, K is cut into slices so that a panel pair's
+// slice stays in L1 while every row block reuses it; the partial sums then go through `out`.
+// Up to kPairOuterMaxRows rows (batched decode) a pair's slices are walked in K order; beyond
+// (prefill) each K slice is walked over all panels, keeping the activations' slice in L2.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -16,7 +17,7 @@
 namespace iquest::cpu {
 namespace {
 
-constexpr int kMaxRows = 8;
+constexpr int kMaxRows = kDotBlockRows;
 // How far ahead of the current k step (in bytes of one panel's stream) the kernels prefetch
 // weights. Measured on the 2-core Zen 5 box, bf16 GEMV 8192x2048 streamed from DRAM, 2 threads:
 // none 33 GB/s, 1 KiB 41, 2 KiB 45-51, 4 KiB 48-50 (1 thread: none 19, 2 KiB 32).
@@ -30,7 +31,13 @@ inline void PrefetchAhead(const void* step) {
     _mm_prefetch(static_cast<const char*>(step) + kPrefetchBytes, _MM_HINT_T0);
   }
 }
-constexpr int64_t kKBlock = 512;  // k values per slice when rows > kMaxRows (a multiple of 2).
+// k values per slice when rows > kMaxRows (multiples of 2). Measured (iquest-bench-gemm, bf16
+// 8192 x 2048, 2 threads): batched decode M=32 ~590 GFLOP/s with 256 vs ~565 with 512; prefill
+// M=512 ~625 with 512 vs ~575 with 256.
+constexpr int64_t kDecodeKBlock = 256;
+constexpr int64_t kPrefillKBlock = 512;
+constexpr int64_t kPairOuterMaxRows =
+    64;  // k values per slice when rows > kMaxRows (a multiple of 2).
 
 // Valid output columns of panel p, as a store mask.
 __mmask16 ColumnMask(const PackedWeight& w, int64_t p) {
@@ -106,10 +113,11 @@ void MicroKernel(const GemmArgs& g, int64_t p, int64_t row0, int64_t k_begin, in
       }
     }
   } else {
-    // One 32-bit word = the pair (a[k], a[k + 1]) in bf16.
-    const uint32_t* a_pairs = reinterpret_cast<const uint32_t*>(g.a_bf16 + row0 * k_size);
-    const int64_t pairs_per_row = k_size / 2;
-    for (int64_t k = k_begin; k < k_end; k += 2) {
+    // Block row0 / 8 of the packed activations: one k step is 8 consecutive 32-bit words, each
+    // the pair (a[r][k], a[r][k + 1]) in bf16.
+    const uint32_t* a_step = g.a_pairs + (row0 / kDotBlockRows) * (k_size / 2) * kDotBlockRows +
+                             k_begin / 2 * kDotBlockRows;
+    for (int64_t k = k_begin; k < k_end; k += 2, a_step += kDotBlockRows) {
       __m512i wv[kPanels];
       for (int j = 0; j < kPanels; ++j) {
         const uint16_t* step = reinterpret_cast<const uint16_t*>(panels[j]) + k * kPanelWidth;
@@ -117,7 +125,7 @@ void MicroKernel(const GemmArgs& g, int64_t p, int64_t row0, int64_t k_begin, in
         wv[j] = _mm512_loadu_si512(step);
       }
       for (int r = 0; r < kRows; ++r) {
-        const __m512i av = _mm512_set1_epi32(static_cast<int>(a_pairs[r * pairs_per_row + k / 2]));
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(a_step[r]));
         for (int j = 0; j < kPanels; ++j) {
           acc[r][j] = _mm512_dpbf16_ps(acc[r][j], reinterpret_cast<const __m512bh&>(av),
                                        reinterpret_cast<const __m512bh&>(wv[j]));
@@ -156,23 +164,42 @@ void RowBlock(const GemmArgs& g, int64_t p, int64_t row0, int64_t rows, int64_t 
 }
 
 template <int kMode, DType kDType>
+void PanelPair(const GemmArgs& g, int64_t p, bool pair, int64_t k_begin, int64_t k_end) {
+  const bool accumulate = k_begin > 0;
+  for (int64_t row0 = 0; row0 < g.m; row0 += kMaxRows) {
+    const int64_t rows = std::min<int64_t>(kMaxRows, g.m - row0);
+    if (pair) {
+      RowBlock<2, kMode, kDType>(g, p, row0, rows, k_begin, k_end, accumulate);
+    } else {
+      RowBlock<1, kMode, kDType>(g, p, row0, rows, k_begin, k_end, accumulate);
+    }
+  }
+}
+
+template <int kMode, DType kDType>
 void Panels(const GemmArgs& g, int64_t panel_begin, int64_t panel_end) {
   const int64_t k_size = g.w->k;
-  // One pass over K when all rows fit in registers (decode): the weights stream exactly once.
-  const int64_t k_block = g.m <= kMaxRows ? k_size : kKBlock;
-  for (int64_t k_begin = 0; k_begin < k_size; k_begin += k_block) {
-    const int64_t k_end = std::min(k_size, k_begin + k_block);
-    const bool accumulate = k_begin > 0;
+  if (g.m <= kPairOuterMaxRows) {
+    // One pass over K when all rows fit in registers (decode): the weights stream exactly once.
+    const int64_t k_block = g.m <= kMaxRows ? k_size : kDecodeKBlock;
+    // Batched decode: a panel pair at a time, K slice by slice, so the weights stream in order
+    // and each slice is reused by every row block while it is in L1; all rows' activations
+    // (<= 64 x K bf16) stay in L2.
     for (int64_t p = panel_begin; p < panel_end; p += 2) {
-      const bool pair = p + 1 < panel_end;
-      for (int64_t row0 = 0; row0 < g.m; row0 += kMaxRows) {
-        const int64_t rows = std::min<int64_t>(kMaxRows, g.m - row0);
-        if (pair) {
-          RowBlock<2, kMode, kDType>(g, p, row0, rows, k_begin, k_end, accumulate);
-        } else {
-          RowBlock<1, kMode, kDType>(g, p, row0, rows, k_begin, k_end, accumulate);
-        }
+      for (int64_t k_begin = 0; k_begin < k_size; k_begin += k_block) {
+        PanelPair<kMode, kDType>(g, p, p + 1 < panel_end, k_begin,
+                                 std::min(k_size, k_begin + k_block));
       }
+    }
+    return;
+  }
+  // Prefill: a K slice at a time over all panels, so the activations' slice (rows x
+  // kPrefillKBlock) stays in L2 while the weights stream past it.
+  const int64_t k_block = kPrefillKBlock;
+  for (int64_t k_begin = 0; k_begin < k_size; k_begin += k_block) {
+    for (int64_t p = panel_begin; p < panel_end; p += 2) {
+      PanelPair<kMode, kDType>(g, p, p + 1 < panel_end, k_begin,
+                               std::min(k_size, k_begin + k_block));
     }
   }
 }
@@ -193,7 +220,7 @@ void GemmPanelsAvx512(const GemmArgs& args, int64_t panel_begin, int64_t panel_e
 }
 
 void GemmPanelsAvx512Bf16Dot(const GemmArgs& args, int64_t panel_begin, int64_t panel_end) {
-  CHECK(args.w->dtype == DType::kBF16 && args.a_bf16 != nullptr);
+  CHECK(args.w->dtype == DType::kBF16 && args.a_pairs != nullptr);
   Panels<2, DType::kBF16>(args, panel_begin, panel_end);
 }
 

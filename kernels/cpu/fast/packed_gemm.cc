@@ -71,8 +71,25 @@ std::unique_ptr<PackedWeight> PackWeight(TensorView w, ThreadPool& pool) {
   return packed;
 }
 
-void RoundRowsToBf16(const float* a, int64_t num_values, uint16_t* out) {
-  for (int64_t i = 0; i < num_values; ++i) out[i] = FloatToBf16(a[i]);
+void PackRowsBf16Pairs(const float* a, int64_t m, int64_t k, int64_t row_begin, int64_t row_end,
+                       uint32_t* out) {
+  CHECK_EQ(row_begin % kDotBlockRows, 0);
+  const int64_t pairs = k / 2;
+  for (int64_t b = row_begin / kDotBlockRows; b * kDotBlockRows < row_end; ++b) {
+    uint32_t* block = out + b * pairs * kDotBlockRows;
+    for (int64_t r = 0; r < kDotBlockRows; ++r) {
+      const int64_t row = b * kDotBlockRows + r;
+      if (row >= m) {
+        for (int64_t j = 0; j < pairs; ++j) block[j * kDotBlockRows + r] = 0;
+        continue;
+      }
+      const float* src = a + row * k;
+      for (int64_t j = 0; j < pairs; ++j) {
+        block[j * kDotBlockRows + r] = static_cast<uint32_t>(FloatToBf16(src[2 * j])) |
+                                       static_cast<uint32_t>(FloatToBf16(src[2 * j + 1])) << 16;
+      }
+    }
+  }
 }
 
 }  // namespace iquest::cpu

@@ -44,8 +44,9 @@ std::unique_ptr<PackedWeight> PackWeight(TensorView w, ThreadPool& pool);
 
 // One Gemm call's operands, shared by the threads; each computes a range of panels.
 struct GemmArgs {
-  const float* a = nullptr;          // f32 [m, k]
-  const uint16_t* a_bf16 = nullptr;  // bf16 [m, k]: `a` rounded, for the dot kernel only
+  const float* a = nullptr;  // f32 [m, k]
+  // For the dot kernel only: `a` rounded to bf16 and packed by PackRowsBf16Pairs.
+  const uint32_t* a_pairs = nullptr;
   int64_t m = 0;
   const PackedWeight* w = nullptr;
   float* out = nullptr;  // f32 [m, w->n]
@@ -55,11 +56,24 @@ struct GemmArgs {
 // differs from the reference op only by summation order.
 void GemmPanelsAvx512(const GemmArgs& args, int64_t panel_begin, int64_t panel_end);
 void GemmPanelsAvx2(const GemmArgs& args, int64_t panel_begin, int64_t panel_end);
-// bf16 weights times `a_bf16` (activations rounded to bf16) with VDPBF16PS, f32 accumulation:
+// bf16 weights times `a_pairs` (activations rounded to bf16) with VDPBF16PS, f32 accumulation:
 // twice the FMA rate, for the compute-bound shapes (many rows).
 void GemmPanelsAvx512Bf16Dot(const GemmArgs& args, int64_t panel_begin, int64_t panel_end);
 
-// Rounds a[m, k] to bf16 (round to nearest even) into out; split over rows.
-void RoundRowsToBf16(const float* a, int64_t num_values, uint16_t* out);
+// Rows per block of the dot kernel's packed activations (and its register tile's rows).
+inline constexpr int64_t kDotBlockRows = 8;
+
+// Words of PackRowsBf16Pairs's output for m rows of length k.
+inline int64_t PackedBf16PairsSize(int64_t m, int64_t k) {
+  return (m + kDotBlockRows - 1) / kDotBlockRows * kDotBlockRows * (k / 2);
+}
+
+// Packs rows [row_begin, row_end) (whole blocks, or up to m) of a[m, k] (k even) for the dot
+// kernel: rounded to bf16 (round to nearest even), as [m / 8][k / 2][8] 32-bit words, word
+// (b, j, r) = the pair (a[8b + r][2j], a[8b + r][2j + 1]). A k step of a block is then 8
+// consecutive words, so the kernel's broadcasts need no address arithmetic. Rows past m in the
+// last block are zero.
+void PackRowsBf16Pairs(const float* a, int64_t m, int64_t k, int64_t row_begin, int64_t row_end,
+                       uint32_t* out);
 
 }  // namespace iquest::cpu
