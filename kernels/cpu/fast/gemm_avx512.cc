@@ -121,7 +121,8 @@ void MicroKernel(const GemmArgs& g, int64_t p, int64_t row0, int64_t k_begin, in
       __m512i wv[kPanels];
       for (int j = 0; j < kPanels; ++j) {
         const uint16_t* step = reinterpret_cast<const uint16_t*>(panels[j]) + k * kPanelWidth;
-        PrefetchAhead(step);
+        // The first row block brings the weights in; the others find them in L1.
+        if (row0 == 0) PrefetchAhead(step);
         wv[j] = _mm512_loadu_si512(step);
       }
       for (int r = 0; r < kRows; ++r) {
