@@ -221,14 +221,16 @@ class FastAttentionTest
 
 TEST_P(FastAttentionTest, MixedBatchMatchesReference) {
   const auto [isa, threads, block_size, heads, kv_heads, head_dim] = GetParam();
-  // (context after this step, new tokens): decodes, prefill chunks, block boundaries +-1, and a
-  // chunk longer than one attention task (16 rows).
+  // (context after this step, new tokens): decodes, prefill chunks, block boundaries +-1, a
+  // chunk longer than one attention task (16 rows), and one of 13 rows (13 x group query
+  // vectors: not a multiple of the 4 scored together when the group is 1).
   const std::vector<std::pair<int, int>> seqs = {{1, 1},
                                                  {block_size - 1 > 0 ? block_size - 1 : 2, 1},
                                                  {block_size, block_size},
                                                  {block_size + 1, 1},
                                                  {2 * block_size + 1, 3},
-                                                 {70, 40}};
+                                                 {70, 40},
+                                                 {75, 13}};
   int total_blocks = 0, max_blocks = 0;
   for (auto [len, nq] : seqs) {
     const int b = (len + block_size - 1) / block_size;
