@@ -150,7 +150,11 @@ void FastCpuBackend::SiluMul(TensorView gate, TensorView up, TensorView out) {
 
 void FastCpuBackend::WriteKv(TensorView k, TensorView v, TensorView slot_mapping,
                              const PagedKvView& kv) {
-  cpu::WriteKv(k, v, slot_mapping, kv);
+  // Every token has its own slot, so the tokens split over the pool without overlapping writes.
+  pool_.ParallelFor(k.dim(0), [&](int64_t begin, int64_t end) {
+    cpu::WriteKv(RowSlice(k, begin, end), RowSlice(v, begin, end),
+                 RowSlice(slot_mapping, begin, end), kv);
+  });
 }
 
 void FastCpuBackend::CopyKvBlocks(TensorView pairs, const PagedKvView& kv) {
