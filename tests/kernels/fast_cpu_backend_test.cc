@@ -143,8 +143,10 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, FastGemmTest,
     ::testing::Combine(::testing::ValuesIn(AvailableIsas()), ::testing::Values(1, 3),
                        ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
-                       ::testing::Values(1, 3, 8, 9, 17, 33),  // m: register blocks +-1
-                       ::testing::Values(2, 64, 1030)));       // k: K-block (512) crossings
+                       // m: register blocks +-1; 70 takes the prefill loop order (> 64 rows).
+                       ::testing::Values(1, 3, 8, 9, 17, 33, 70),
+                       // k: crossings of the K slices (256 for batched decode, 1024 prefill).
+                       ::testing::Values(2, 64, 1030, 2100)));
 
 class FastElementwiseTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 

@@ -31,11 +31,12 @@ inline void PrefetchAhead(const void* step) {
     _mm_prefetch(static_cast<const char*>(step) + kPrefetchBytes, _MM_HINT_T0);
   }
 }
-// k values per slice when rows > kMaxRows (multiples of 2). Measured (iquest-bench-gemm, bf16
-// 8192 x 2048, 2 threads): batched decode M=32 ~590 GFLOP/s with 256 vs ~565 with 512; prefill
-// M=512 ~625 with 512 vs ~575 with 256.
+// k values per slice when rows > kMaxRows (multiples of 2). Measured (iquest-bench-gemm, bf16,
+// 2 threads, medians of 5 over several runs): batched decode M=32, 8192 x 2048: ~590 GFLOP/s
+// with 256 vs ~565 with 512; prefill M=512, 8192 x 2048: 256 ~575, 512 ~620, 1024 ~655; M=512,
+// 2048 x 8192: 512 ~545, 1024 ~590.
 constexpr int64_t kDecodeKBlock = 256;
-constexpr int64_t kPrefillKBlock = 512;
+constexpr int64_t kPrefillKBlock = 1024;
 constexpr int64_t kPairOuterMaxRows =
     64;  // k values per slice when rows > kMaxRows (a multiple of 2).
 
