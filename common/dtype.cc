@@ -28,6 +28,13 @@ std::string_view DTypeName(DType dtype) {
   return "unknown";
 }
 
+std::optional<DType> FloatDTypeFromName(std::string_view name) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    if (DTypeName(dtype) == name) return dtype;
+  }
+  return std::nullopt;
+}
+
 bool IsFloat(DType dtype) { return dtype != DType::kI32; }
 
 float F16ToFloat(uint16_t bits) {

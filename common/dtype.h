@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 namespace iquest {
@@ -15,6 +16,8 @@ enum class DType { kF32, kF16, kBF16, kI32 };
 
 size_t DTypeSize(DType dtype);
 std::string_view DTypeName(DType dtype);  // "f32", "f16", "bf16", "i32"
+// The float dtype named "f32", "f16" or "bf16" (DTypeName's spelling); nullopt otherwise.
+std::optional<DType> FloatDTypeFromName(std::string_view name);
 bool IsFloat(DType dtype);
 
 inline uint32_t FloatBits(float value) {

@@ -49,10 +49,7 @@ int main(int argc, char** argv) {
   iquest::SetMinLogLevel(iquest::LogLevel::kWarning);
   std::vector<int32_t> row_counts;
   if (!iquest::ParseIntList(rows, 1, 1 << 16, &row_counts).ok()) return 2;
-  std::optional<iquest::DType> dtype;
-  for (iquest::DType d : {iquest::DType::kF32, iquest::DType::kF16, iquest::DType::kBF16}) {
-    if (iquest::DTypeName(d) == dtype_name) dtype = d;
-  }
+  const std::optional<iquest::DType> dtype = iquest::FloatDTypeFromName(dtype_name);
   if (!dtype.has_value()) {
     std::fprintf(stderr, "error: --dtype must be f32, f16 or bf16, got '%s'\n", dtype_name.c_str());
     return 2;

@@ -35,9 +35,7 @@ constexpr int32_t kTokenByte = 6;
 constexpr float kPlaceholderScore = -1000.0f;
 
 absl::StatusOr<DType> ParseDType(const std::string& name) {
-  if (name == "f32") return DType::kF32;
-  if (name == "f16") return DType::kF16;
-  if (name == "bf16") return DType::kBF16;
+  if (const std::optional<DType> dtype = FloatDTypeFromName(name)) return *dtype;
   return absl::InvalidArgumentError(
       absl::StrCat("--dtype must be keep, f32, f16 or bf16, got '", name, "'"));
 }

@@ -48,9 +48,7 @@ struct Writer {
   void Add(const std::string& name, std::vector<int64_t> shape, float scale, float center = 0) {
     int64_t numel = 1;
     for (int64_t d : shape) numel *= d;
-    const DType dtype = options.dtype == "f32"    ? DType::kF32
-                        : options.dtype == "bf16" ? DType::kBF16
-                                                  : DType::kF16;
+    const DType dtype = *FloatDTypeFromName(options.dtype);  // Checked by WriteTinyModel.
     const size_t element_size = DTypeSize(dtype);
     const std::string dtype_name =
         dtype == DType::kF32 ? "F32" : (dtype == DType::kBF16 ? "BF16" : "F16");
@@ -115,7 +113,7 @@ absl::Status WriteTinyModel(const std::string& dir, const TinyModelOptions& o) {
   if (o.arch != "llama" && o.arch != "qwen2") {
     return absl::InvalidArgumentError("--arch must be llama or qwen2");
   }
-  if (o.dtype != "f32" && o.dtype != "f16" && o.dtype != "bf16") {
+  if (!FloatDTypeFromName(o.dtype).has_value()) {
     return absl::InvalidArgumentError("--dtype must be f32, f16 or bf16");
   }
   if (o.rope_scaling != "none" && o.rope_scaling != "linear" && o.rope_scaling != "llama3") {

@@ -163,6 +163,14 @@ class ReliabilityTest(unittest.TestCase):
         except grpc.RpcError as e:
             return e.code()
 
+    def live_heap(self):
+        return self.server.metric("iquest_heap_in_use_bytes")
+
+    def wait_idle(self):
+        """Nothing queued, nothing running, every KV block back."""
+        self.server.wait_for(lambda: self.server.load().num_waiting == 0, 10, "queue empty")
+        self.server.wait_kv_free(seconds=10)
+
     def test_every_row_gets_its_code_and_nothing_is_lost(self):
         golden = collect(self.server.stub.Generate(greedy([1, 40, 41, 42], 8), timeout=30))[0]
         for name, request, expected in table():
@@ -208,22 +216,21 @@ class ReliabilityTest(unittest.TestCase):
         test_cancelled_requests_leave_no_live_heap's to catch; this one bounds the reset path."""
         from harness import proc_status
         pid = self.server.process.pid
-        heap = lambda: self.server.metric("iquest_heap_in_use_bytes")
 
         def burst():
             for _ in range(5000):
                 self.server.stub.Generate(sampled(max_tokens=50), timeout=30).cancel()
-            self.server.wait_for(lambda: self.server.load().num_waiting == 0, 10, "queue empty")
-            self.server.wait_kv_free(seconds=10)
+            self.wait_idle()
             return proc_status(pid, "Threads")
 
         threads_first = burst()
-        self.server.wait_for(lambda: heap() < 16 * 1024 * 1024, 10, "the first round settled")
-        heap_first = heap()
+        self.server.wait_for(lambda: self.live_heap() < 16 * 1024 * 1024, 10,
+                             "the first round settled")
+        heap_first = self.live_heap()
         threads_second = burst()
         # Resets still in flight in gRPC hold memory for a moment; a leak never comes back.
         limit = heap_first + 1024 * 1024
-        self.server.wait_for(lambda: heap() < limit, 10,
+        self.server.wait_for(lambda: self.live_heap() < limit, 10,
                              f"live heap back under {limit:.0f} bytes")
         self.assertEqual(self.server.readiness(), SERVING)
         # gRPC's callback pool may add a few threads with the load (the quota caps it at 64).
@@ -237,21 +244,20 @@ class ReliabilityTest(unittest.TestCase):
         one went through admission, the engine and the reactor: live heap (after a warm-up
         round) comes back to within 512 KB, i.e. a leak of 0.5 KB per request fails. (Most of
         the rapid-reset test's streams never reach the handler, so it cannot say this.)"""
-        heap = lambda: self.server.metric("iquest_heap_in_use_bytes")
 
         def cancel_after_first_token(n):
             for _ in range(n):
                 call = self.server.stub.Generate(sampled(max_tokens=50), timeout=30)
                 next(call)
                 call.cancel()
-            self.server.wait_for(lambda: self.server.load().num_waiting == 0, 10, "queue empty")
-            self.server.wait_kv_free(seconds=10)
+            self.wait_idle()
 
         cancel_after_first_token(100)  # Warm-up: threads, arenas, caches reach their size.
-        base = heap()
+        base = self.live_heap()
         cancel_after_first_token(1000)
         limit = base + 512 * 1024
-        self.server.wait_for(lambda: heap() < limit, 10, f"live heap back under {limit:.0f} bytes")
+        self.server.wait_for(lambda: self.live_heap() < limit, 10,
+                             f"live heap back under {limit:.0f} bytes")
         self.assertEqual(self.code_of(sampled()), OK)
 
     def test_ping_flood_is_refused_without_harm(self):
