@@ -50,6 +50,20 @@ struct AttentionArgs {
   TensorView seq_lens;         // i32 [num_seqs]
   TensorView block_tables;     // i32 [num_seqs, max_blocks_per_seq]: logical -> physical block
   float scale = 1.0f;          // Softmax scale, usually 1 / sqrt(head_dim).
+  // Host-side bounds of this batch, for backends whose launch grids need them without reading
+  // device memory back: the most query rows of one sequence and the longest context. -1 =
+  // unknown (a GPU backend then reads them back, at the cost of a synchronization).
+  int64_t max_query_len = -1;
+  int64_t max_seq_len = -1;
+};
+
+// A captured sequence of device work that replays as one launch (a CUDA graph). It reads and
+// writes exactly the memory its ops named at capture time, so the caller keeps those buffers
+// (and their addresses) alive and refills them before each Replay.
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+  virtual void Replay() = 0;
 };
 
 class Backend {
@@ -68,6 +82,11 @@ class Backend {
   // may prepare it once (the fast CPU backend repacks it into panels). Gemm must still accept
   // any weight; an unprepared one may just be slower.
   virtual void PrepareGemmWeight(TensorView w) { (void)w; }
+
+  // t[i] = RandomUniform(seed, i, scale) (kernels/random_fill.h) rounded to t's dtype: random
+  // weights made where they live (a 40B-shaped model is too big to carry to a GPU machine).
+  // This default fills host chunks and copies them; a GPU backend fills on the device.
+  virtual void FillRandom(TensorView t, uint64_t seed, float scale);
 
   // --- Ops ---
   // out[t, :] = table[token_ids[t], :]
@@ -94,10 +113,19 @@ class Backend {
   //   gate, up, out: f32 [T, intermediate]
   virtual void SiluMul(TensorView gate, TensorView up, TensorView out) = 0;
 
-  // Stores token t's K and V at slot slot_mapping[t] of the paged cache.
+  // Stores token t's K and V at slot slot_mapping[t] of the paged cache; a token whose slot is
+  // kPaddingSlot is not stored (the padding rows of a fixed-shape graph step).
   //   k, v: f32 [T, num_kv_heads, head_dim]; slot_mapping: i32 [T]
   virtual void WriteKv(TensorView k, TensorView v, TensorView slot_mapping,
                        const PagedKvView& kv) = 0;
+
+  // Rope of q and k, then k and v stored in the cache: the model's sequence. A backend may fuse
+  // the two (the CUDA backend does it in one pass); this default calls Rope, then WriteKv.
+  virtual void RopeWriteKv(TensorView q, TensorView k, TensorView v, TensorView positions,
+                           TensorView inv_freq, TensorView slot_mapping, const PagedKvView& kv) {
+    Rope(q, k, positions, inv_freq);
+    WriteKv(k, v, slot_mapping, kv);
+  }
 
   // Copy-on-write of whole blocks: block pairs[i][1] becomes a copy of block pairs[i][0], in both
   // the K and the V pool.
@@ -114,6 +142,20 @@ class Backend {
   //   logits: f32 [T, vocab]; out: i32 [T]
   virtual void Argmax(TensorView logits, TensorView out) = 0;
 
+  // The KV cache element type this backend serves best: f32 on the CPU (exact, and memory is
+  // plentiful), bf16 on a GPU (half the bytes that decode attention streams).
+  virtual DType preferred_kv_dtype() const { return DType::kF32; }
+
+  // --- Graphs (optional): ops issued between BeginCapture and EndCapture are recorded, not run,
+  // and EndCapture returns them as one StepGraph. Only for backends that report
+  // SupportsGraphs(); no host reads (CopyToHost, Synchronize) may happen in between.
+  virtual bool SupportsGraphs() const { return false; }
+  virtual void BeginCapture() {}
+  virtual std::unique_ptr<StepGraph> EndCapture() { return nullptr; }
+  // Changes whenever the backend reallocates internal scratch memory that ops use: graphs
+  // captured before then point at freed memory and must be captured again.
+  virtual uint64_t scratch_epoch() const { return 0; }
+
   // Waits for queued work (a no-op on the CPU).
   virtual void Synchronize() {}
 };
@@ -125,6 +167,9 @@ struct BackendOptions {
   // CPU: "auto" (the best ISA CPUID reports), "avx2", "avx512", "avx512-bf16", or "reference"
   // (the single-threaded reference ops).
   std::string cpu_kernels = "auto";
+  // CUDA: the GEMM: "auto" (wgmma on sm_90a, else mma.sync), "mma" (mma.sync on any sm_80+),
+  // "simt" (plain FMA), or "cublas" (cuBLAS through dlopen, for comparison only).
+  std::string gemm = "auto";
 };
 
 // The backend for `device`; kUnavailable when this build or machine has no such device,

@@ -11,6 +11,8 @@ inline void RegisterBackendFlags(FlagParser& flags, BackendOptions* options) {
                "CPU backend threads, counting the engine thread; 0 = every CPU", 0, 1024);
   flags.AddString("cpu-kernels", &options->cpu_kernels,
                   "CPU kernels: auto, avx2, avx512, avx512-bf16 or reference");
+  flags.AddString("gemm", &options->gemm,
+                  "CUDA GEMM: auto (wgmma on sm_90a, else mma.sync), mma, simt, or cublas");
 }
 
 }  // namespace iquest

@@ -13,6 +13,9 @@
 
 namespace iquest {
 
+// The slot of a token that is computed but not stored (a padding row of a graph step).
+inline constexpr int32_t kPaddingSlot = -1;
+
 // One layer's paged K and V pools. Slot s is token (s % block_size) of block (s / block_size).
 struct PagedKvView {
   void* k = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]

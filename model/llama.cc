@@ -1,6 +1,10 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -63,28 +67,42 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   model->checkpoint_ = std::move(opened.checkpoint);
   ASSIGN_OR_RETURN(model->weights_,
                    LlamaWeights::Bind(*model->checkpoint_, model->config_, backend));
+  RETURN_IF_ERROR(model->FinishLoading());
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::CreateRandom(const ModelConfig& config,
+                                                                     DType dtype, uint64_t seed,
+                                                                     Backend& backend) {
+  std::unique_ptr<LlamaModel> model(new LlamaModel(config, backend));
+  ASSIGN_OR_RETURN(model->weights_, LlamaWeights::Random(config, dtype, seed, backend));
+  RETURN_IF_ERROR(model->FinishLoading());
+  return model;
+}
+
+absl::Status LlamaModel::FinishLoading() {
   // Every Gemm weight, announced once so that the backend can repack it before the first step.
-  for (const LayerWeights& layer : model->weights_->layers) {
+  for (const LayerWeights& layer : weights_->layers) {
     for (const TensorView* w : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
                                 &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
-      backend.PrepareGemmWeight(*w);
+      backend_.PrepareGemmWeight(*w);
     }
   }
-  backend.PrepareGemmWeight(model->weights_->lm_head);
-  const std::vector<double> inv_freq = RopeInverseFrequencies(model->config_);
+  backend_.PrepareGemmWeight(weights_->lm_head);
+  const std::vector<double> inv_freq = RopeInverseFrequencies(config_);
   std::vector<float> inv_freq_f32(inv_freq.begin(), inv_freq.end());
   const size_t bytes = inv_freq_f32.size() * sizeof(float);
-  ASSIGN_OR_RETURN(model->inv_freq_buffer_, backend.Allocate(bytes));
-  backend.CopyToDevice(inv_freq_f32.data(), model->inv_freq_buffer_->data(), bytes);
-  model->inv_freq_ = TensorView(model->inv_freq_buffer_->data(), DType::kF32,
-                                {static_cast<int64_t>(inv_freq_f32.size())});
-  model->workspace_ = std::make_shared<Workspace>();
-  const ModelConfig& c = model->config_;
+  ASSIGN_OR_RETURN(inv_freq_buffer_, backend_.Allocate(bytes));
+  backend_.CopyToDevice(inv_freq_f32.data(), inv_freq_buffer_->data(), bytes);
+  inv_freq_ = TensorView(inv_freq_buffer_->data(), DType::kF32,
+                         {static_cast<int64_t>(inv_freq_f32.size())});
+  workspace_ = std::make_shared<Workspace>();
+  const ModelConfig& c = config_;
   LOG(INFO) << "event=model_loaded" << Kv("architecture", c.architecture_name)
             << Kv("layers", c.num_layers) << Kv("hidden", c.hidden_size) << Kv("heads", c.num_heads)
             << Kv("kv_heads", c.num_kv_heads) << Kv("head_dim", c.head_dim)
-            << Kv("vocab", c.vocab_size) << Kv("backend", backend.name());
-  return model;
+            << Kv("vocab", c.vocab_size) << Kv("backend", backend_.name());
+  return absl::OkStatus();
 }
 
 absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, int64_t max_blocks,
@@ -161,6 +179,13 @@ LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
   step.attention.block_tables =
       upload(in.block_tables, ws.block_tables).Reshape({s, in.max_blocks_per_seq});
   step.attention.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(config_.head_dim)));
+  step.attention.max_query_len = 0;
+  step.attention.max_seq_len = 0;
+  for (int64_t i = 0; i < s; ++i) {
+    step.attention.max_query_len = std::max<int64_t>(
+        step.attention.max_query_len, in.query_start_loc[i + 1] - in.query_start_loc[i]);
+    step.attention.max_seq_len = std::max<int64_t>(step.attention.max_seq_len, in.seq_lens[i]);
+  }
   step.residual = ws.residual.Rows(0, t);
   step.x = ws.x.Rows(0, t);
   step.attn_out = ws.attn_out.Rows(0, t);
@@ -193,9 +218,8 @@ void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
   backend_.Gemm(s.x, w.q_proj, w.q_bias, s.q.Reshape({t, q_width}));
   backend_.Gemm(s.x, w.k_proj, w.k_bias, s.k.Reshape({t, kv_width}));
   backend_.Gemm(s.x, w.v_proj, w.v_bias, s.v.Reshape({t, kv_width}));
-  backend_.Rope(s.q, s.k, s.positions, inv_freq_);
   const PagedKvView kv = cache.Layer(layer);
-  backend_.WriteKv(s.k, s.v, s.slot_mapping, kv);
+  backend_.RopeWriteKv(s.q, s.k, s.v, s.positions, inv_freq_, s.slot_mapping, kv);
   backend_.PagedAttention(s.q, kv, s.attention, s.attn);
   backend_.Gemm(s.attn.Reshape({t, q_width}), w.o_proj, w.o_bias, s.attn_out);
   // MLP block: residual += attn_out; x = norm(residual); mlp_out = down(silu(gate) * up).
@@ -206,6 +230,125 @@ void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
   backend_.Gemm(s.gate, w.down_proj, w.down_bias, s.mlp_out);
 }
 
+void LlamaModel::RunDeviceSteps(const StepViews& step, KvCache& cache) {
+  backend_.Embed(step.token_ids, weights_->embed_tokens, step.residual);
+  for (int64_t layer = 0; layer < config_.num_layers; ++layer) RunLayer(layer, step, cache);
+  if (step.logits_indices.dim(0) == 0) return;
+  backend_.RmsNorm(step.mlp_out, step.residual, weights_->final_norm,
+                   static_cast<float>(config_.rms_norm_eps), step.x);
+  // Embed is a row gather: it picks the rows whose logits were asked for.
+  backend_.Embed(step.logits_indices, step.x, step.selected);
+  backend_.Gemm(step.selected, weights_->lm_head, TensorView(), step.logits);
+}
+
+namespace {
+
+constexpr int64_t kMaxGraphSeqs = 256;
+constexpr int64_t kMinGraphBlocks = 16;
+
+int64_t PowerOfTwoAtLeast(int64_t n, int64_t floor) {
+  int64_t p = floor;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// A step that a decode graph can run: every sequence brings exactly one token and wants its
+// logits, in order.
+bool IsPlainDecode(const BatchInputs& in) {
+  const int64_t s = in.num_seqs();
+  if (s == 0 || s > kMaxGraphSeqs || in.num_tokens() != s) return false;
+  if (static_cast<int64_t>(in.logits_indices.size()) != s) return false;
+  for (int64_t i = 0; i < s; ++i) {
+    if (in.logits_indices[i] != i || in.query_start_loc[i] != i) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// The captured graphs, keyed by (sequence bucket, block bucket), and the shapes that have had
+// their uncaptured sizing run.
+struct LlamaModel::DecodeGraphs {
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<StepGraph>> graphs;
+  std::set<std::pair<int64_t, int64_t>> warmed;
+  // What the graphs point at: when either changes, every graph is stale.
+  const void* workspace_base = nullptr;
+  const void* cache_base = nullptr;
+  uint64_t scratch_epoch = 0;
+  BatchInputs padded;  // Reused host staging.
+};
+
+int64_t LlamaModel::num_decode_graphs() const {
+  return decode_graphs_ == nullptr ? 0 : static_cast<int64_t>(decode_graphs_->graphs.size());
+}
+
+absl::Status LlamaModel::ForwardDecodeGraph(const BatchInputs& in, KvCache& cache,
+                                            std::vector<float>& logits) {
+  if (decode_graphs_ == nullptr) decode_graphs_ = std::make_shared<DecodeGraphs>();
+  DecodeGraphs& g = *decode_graphs_;
+  const int64_t num_seqs = in.num_seqs();
+  const int64_t seq_bucket = PowerOfTwoAtLeast(num_seqs, 1);
+  const int64_t block_bucket = PowerOfTwoAtLeast(in.max_blocks_per_seq, kMinGraphBlocks);
+  // Size the workspace for the largest decode graph once, so that decode shapes never move it
+  // (a prefill bigger than this still may, and then every graph is recaptured).
+  RETURN_IF_ERROR(EnsureWorkspace(std::max<int64_t>(seq_bucket, kMaxGraphSeqs / 4), seq_bucket,
+                                  block_bucket, seq_bucket));
+  // The padded batch: real rows first, then rows of token 0 at position 0 in a one-token
+  // context whose block table is all block 0, stored nowhere.
+  BatchInputs& p = g.padded;
+  p.token_ids.assign(in.token_ids.begin(), in.token_ids.end());
+  p.positions.assign(in.positions.begin(), in.positions.end());
+  p.slot_mapping.assign(in.slot_mapping.begin(), in.slot_mapping.end());
+  p.seq_lens.assign(in.seq_lens.begin(), in.seq_lens.end());
+  p.token_ids.resize(seq_bucket, 0);
+  p.positions.resize(seq_bucket, 0);
+  p.slot_mapping.resize(seq_bucket, kPaddingSlot);
+  p.seq_lens.resize(seq_bucket, 1);
+  p.query_start_loc.resize(seq_bucket + 1);
+  p.logits_indices.resize(seq_bucket);
+  for (int64_t i = 0; i <= seq_bucket; ++i) p.query_start_loc[i] = static_cast<int32_t>(i);
+  for (int64_t i = 0; i < seq_bucket; ++i) p.logits_indices[i] = static_cast<int32_t>(i);
+  p.max_blocks_per_seq = static_cast<int32_t>(block_bucket);
+  p.block_tables.assign(static_cast<size_t>(seq_bucket * block_bucket), 0);
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    std::copy_n(in.block_tables.begin() + s * in.max_blocks_per_seq, in.max_blocks_per_seq,
+                p.block_tables.begin() + s * block_bucket);
+  }
+  StepViews step = UploadStep(p);
+  // Fixed launch bounds for the bucket, so that the captured grids fit every step in it.
+  step.attention.max_query_len = 1;
+  step.attention.max_seq_len = block_bucket * cache.block_size();
+
+  if (g.workspace_base != workspace_->residual.data() || g.cache_base != cache.Layer(0).k ||
+      g.scratch_epoch != backend_.scratch_epoch()) {
+    g.graphs.clear();
+    g.warmed.clear();
+    g.workspace_base = workspace_->residual.data();
+    g.cache_base = cache.Layer(0).k;
+  }
+  const std::pair<int64_t, int64_t> key{seq_bucket, block_bucket};
+  auto found = g.graphs.find(key);
+  if (found != g.graphs.end()) {
+    found->second->Replay();
+  } else if (!g.warmed.contains(key)) {
+    // First time at this shape: run it plainly; that grows any scratch it needs.
+    RunDeviceSteps(step, cache);
+    g.warmed.insert(key);
+  } else {
+    backend_.BeginCapture();
+    RunDeviceSteps(step, cache);
+    std::unique_ptr<StepGraph> graph = backend_.EndCapture();
+    CHECK(graph != nullptr);
+    graph->Replay();
+    g.graphs.emplace(key, std::move(graph));
+  }
+  // Capture must not have moved scratch (it CHECKs); the sizing run may have.
+  g.scratch_epoch = backend_.scratch_epoch();
+  backend_.CopyToHost(step.logits.data(), logits.data(), logits.size() * sizeof(float));
+  backend_.Synchronize();
+  return absl::OkStatus();
+}
+
 absl::Status LlamaModel::Forward(const BatchInputs& inputs, KvCache& cache,
                                  std::vector<float>& logits) {
   RETURN_IF_ERROR(
@@ -213,17 +356,14 @@ absl::Status LlamaModel::Forward(const BatchInputs& inputs, KvCache& cache,
   const int64_t num_logits = static_cast<int64_t>(inputs.logits_indices.size());
   logits.assign(static_cast<size_t>(num_logits * config_.vocab_size), 0.0f);
   if (inputs.num_tokens() == 0) return absl::OkStatus();
+  if (decode_graphs_enabled_ && backend_.SupportsGraphs() && IsPlainDecode(inputs)) {
+    return ForwardDecodeGraph(inputs, cache, logits);
+  }
   RETURN_IF_ERROR(EnsureWorkspace(inputs.num_tokens(), inputs.num_seqs(), inputs.max_blocks_per_seq,
                                   num_logits));
   const StepViews step = UploadStep(inputs);
-  backend_.Embed(step.token_ids, weights_->embed_tokens, step.residual);
-  for (int64_t layer = 0; layer < config_.num_layers; ++layer) RunLayer(layer, step, cache);
+  RunDeviceSteps(step, cache);
   if (num_logits == 0) return absl::OkStatus();
-  backend_.RmsNorm(step.mlp_out, step.residual, weights_->final_norm,
-                   static_cast<float>(config_.rms_norm_eps), step.x);
-  // Embed is a row gather: it picks the rows whose logits were asked for.
-  backend_.Embed(step.logits_indices, step.x, step.selected);
-  backend_.Gemm(step.selected, weights_->lm_head, TensorView(), step.logits);
   backend_.CopyToHost(step.logits.data(), logits.data(), step.logits.num_bytes());
   backend_.Synchronize();
   return absl::OkStatus();

@@ -24,6 +24,12 @@ class LlamaModel {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& model_path,
                                                           Backend& backend);
 
+  // A model of `config`'s shape whose weights are made on the backend by FillRandom (see
+  // LlamaWeights::Random): benchmarks of 8B- and 40B-shaped models on a GPU machine.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> CreateRandom(const ModelConfig& config,
+                                                                  DType dtype, uint64_t seed,
+                                                                  Backend& backend);
+
   const ModelConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
 
@@ -32,9 +38,22 @@ class LlamaModel {
   // A malformed batch (an index out of range) is kInvalidArgument and touches nothing.
   absl::Status Forward(const BatchInputs& inputs, KvCache& cache, std::vector<float>& logits);
 
+  // On backends that SupportsGraphs() (CUDA), a decode-only step runs as one captured graph:
+  // the batch is padded to a bucket of sequences (1, 2, 4, ... 256) and its block tables to a
+  // bucket of blocks per sequence (16, 32, 64, ...), and each (sequence bucket, block bucket)
+  // is captured once, after one uncaptured run of that shape has sized every buffer. Padding
+  // rows compute garbage that nothing reads and store nothing (kPaddingSlot). On by default.
+  void set_decode_graphs(bool enabled) { decode_graphs_enabled_ = enabled; }
+  // Graphs captured so far (for tests and logs).
+  int64_t num_decode_graphs() const;
+
  private:
   LlamaModel(ModelConfig config, Backend& backend)
       : config_(std::move(config)), backend_(backend) {}
+
+  // What every model needs once its weights are bound: Gemm weights announced to the backend,
+  // the RoPE table, the workspace.
+  absl::Status FinishLoading();
 
   // Device copies of a step's index arrays and the activations, grown on demand.
   struct Workspace;
@@ -43,6 +62,13 @@ class LlamaModel {
                                int64_t num_logits);
   StepViews UploadStep(const BatchInputs& inputs);
   void RunLayer(int64_t layer, const StepViews& step, KvCache& cache);
+  // Every device op of a step after the uploads: embeddings, layers, final norm, row
+  // selection, lm_head. Exactly what a graph captures.
+  void RunDeviceSteps(const StepViews& step, KvCache& cache);
+  absl::Status ForwardDecodeGraph(const BatchInputs& inputs, KvCache& cache,
+                                  std::vector<float>& logits);
+
+  struct DecodeGraphs;
 
   ModelConfig config_;
   Backend& backend_;
@@ -51,6 +77,8 @@ class LlamaModel {
   std::unique_ptr<DeviceBuffer> inv_freq_buffer_;
   TensorView inv_freq_;  // f32 [head_dim / 2]
   std::shared_ptr<Workspace> workspace_;
+  bool decode_graphs_enabled_ = true;
+  std::shared_ptr<DecodeGraphs> decode_graphs_;
 };
 
 }  // namespace iquest

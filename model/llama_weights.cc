@@ -125,4 +125,58 @@ absl::StatusOr<std::unique_ptr<LlamaWeights>> LlamaWeights::Bind(const Checkpoin
   return weights;
 }
 
+absl::StatusOr<std::unique_ptr<LlamaWeights>> LlamaWeights::Random(const ModelConfig& c,
+                                                                   DType dtype, uint64_t seed,
+                                                                   Backend& backend) {
+  auto weights = std::make_unique<LlamaWeights>();
+  uint64_t next_seed = seed;
+  // Norm weights near 1 would need an offset FillRandom lacks; uniform in +-1 keeps activations
+  // finite, which is all a speed benchmark needs.
+  auto make = [&](std::initializer_list<int64_t> shape, float scale) -> absl::StatusOr<TensorView> {
+    const DType type = shape.size() == 1 ? DType::kF32 : dtype;
+    const TensorView probe(nullptr, type, shape);
+    ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> buffer, backend.Allocate(probe.num_bytes()));
+    const TensorView view(buffer->data(), type, shape);
+    backend.FillRandom(view, next_seed++, scale);
+    weights->aligned_copies.push_back(std::move(buffer));
+    return view;
+  };
+  auto optional = [&](bool present, int64_t n) -> absl::StatusOr<TensorView> {
+    if (!present) return TensorView();
+    return make({n}, 0.02f);
+  };
+  const int64_t q_out = c.num_heads * c.head_dim;
+  const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  const int64_t h = c.hidden_size;
+  const int64_t inter = c.intermediate_size;
+  ASSIGN_OR_RETURN(weights->embed_tokens, make({c.vocab_size, h}, 1.0f));
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    LayerWeights w;
+    ASSIGN_OR_RETURN(w.input_norm, make({h}, 1.0f));
+    ASSIGN_OR_RETURN(w.q_proj, make({q_out, h}, 0.02f));
+    ASSIGN_OR_RETURN(w.k_proj, make({kv_out, h}, 0.02f));
+    ASSIGN_OR_RETURN(w.v_proj, make({kv_out, h}, 0.02f));
+    ASSIGN_OR_RETURN(w.o_proj, make({h, q_out}, 0.02f));
+    ASSIGN_OR_RETURN(w.q_bias, optional(c.qkv_bias, q_out));
+    ASSIGN_OR_RETURN(w.k_bias, optional(c.qkv_bias, kv_out));
+    ASSIGN_OR_RETURN(w.v_bias, optional(c.qkv_bias, kv_out));
+    ASSIGN_OR_RETURN(w.o_bias, optional(c.o_bias, h));
+    ASSIGN_OR_RETURN(w.post_norm, make({h}, 1.0f));
+    ASSIGN_OR_RETURN(w.gate_proj, make({inter, h}, 0.02f));
+    ASSIGN_OR_RETURN(w.up_proj, make({inter, h}, 0.02f));
+    ASSIGN_OR_RETURN(w.down_proj, make({h, inter}, 0.02f));
+    ASSIGN_OR_RETURN(w.gate_bias, optional(c.mlp_bias, inter));
+    ASSIGN_OR_RETURN(w.up_bias, optional(c.mlp_bias, inter));
+    ASSIGN_OR_RETURN(w.down_bias, optional(c.mlp_bias, h));
+    weights->layers.push_back(w);
+  }
+  ASSIGN_OR_RETURN(weights->final_norm, make({h}, 1.0f));
+  if (c.tie_word_embeddings) {
+    weights->lm_head = weights->embed_tokens;
+  } else {
+    ASSIGN_OR_RETURN(weights->lm_head, make({c.vocab_size, h}, 0.02f));
+  }
+  return weights;
+}
+
 }  // namespace iquest

@@ -35,12 +35,21 @@ struct LlamaWeights {
   TensorView final_norm;  // [hidden]
   TensorView lm_head;     // [vocab, hidden]; the embedding table when tied.
 
-  // Copies of tensors whose file data was not aligned to their element size.
+  // Backend memory the weights own: copies of tensors whose file data was not aligned to their
+  // element size, and every tensor of a Random model.
   std::vector<std::unique_ptr<DeviceBuffer>> aligned_copies;
 
   static absl::StatusOr<std::unique_ptr<LlamaWeights>> Bind(const Checkpoint& checkpoint,
                                                             const ModelConfig& config,
                                                             Backend& backend);
+
+  // Every tensor of `config` allocated on `backend` and filled there by Backend::FillRandom
+  // (matrices and the embeddings in `dtype`, uniform in +-0.02; norms and biases f32), for
+  // benchmarks of shapes too big to carry as files. Deterministic in `seed` and the same on every
+  // backend.
+  static absl::StatusOr<std::unique_ptr<LlamaWeights>> Random(const ModelConfig& config,
+                                                              DType dtype, uint64_t seed,
+                                                              Backend& backend);
 };
 
 }  // namespace iquest

@@ -161,9 +161,11 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   EngineConfig engine;
   engine.kv_cache.block_size = config.block_size;
   engine.kv_cache.num_blocks = config.num_kv_blocks;
+  engine.kv_cache.dtype = serving->backend->preferred_kv_dtype();
   if (engine.kv_cache.num_blocks == 0) {
-    const int64_t bytes_per_block =
-        2 * model.num_layers * config.block_size * model.num_kv_heads * model.head_dim * 4;
+    const int64_t bytes_per_block = 2 * model.num_layers * config.block_size * model.num_kv_heads *
+                                    model.head_dim *
+                                    static_cast<int64_t>(DTypeSize(engine.kv_cache.dtype));
     engine.kv_cache.num_blocks = std::max<int64_t>(1, (config.kv_cache_mb << 20) / bytes_per_block);
   }
   engine.scheduler.max_num_seqs = config.max_num_seqs;

@@ -6,6 +6,9 @@
 //     greedy, EOS ignored, --decode-tokens generated per request; batch 1 is llama-bench's tg),
 //     as generated tokens per second of decode time.
 // Each figure is measured --repeats times after one warm-up and reported as min/median/max.
+// --shape=llama3-8b|iquest-40b builds a model of that shape with random weights made on the
+// backend itself (--device=cuda: on the GPU; DESIGN.md section 12), instead of loading --model;
+// the batch-1 figure is then also given as weight bytes read per second.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -22,6 +25,7 @@
 #include "kernels/backend_flags.h"
 #include "model/batch_inputs.h"
 #include "model/kv_cache.h"
+#include "model/llama.h"
 
 namespace iquest {
 namespace {
@@ -92,6 +96,7 @@ class CountingSink : public TokenSink {
 absl::StatusOr<double> DecodeTokensPerSecond(LlamaModel& model, int batch, int max_tokens) {
   EngineConfig config;
   config.kv_cache.block_size = 16;
+  config.kv_cache.dtype = model.backend().preferred_kv_dtype();
   config.kv_cache.num_blocks = batch * ((16 + max_tokens) / 16 + 2);
   config.scheduler.max_num_seqs = batch;
   config.scheduler.max_num_batched_tokens = std::max(2048, 16 * batch);
@@ -127,6 +132,7 @@ absl::StatusOr<double> PrefillTokensPerSecond(LlamaModel& model, Backend& backen
   constexpr int64_t kBlockSize = 16;
   KvCacheConfig cache_config;
   cache_config.block_size = kBlockSize;
+  cache_config.dtype = backend.preferred_kv_dtype();
   cache_config.num_blocks = (num_tokens + kBlockSize - 1) / kBlockSize;
   auto cache = KvCache::Create(backend, model.config(), cache_config);
   if (!cache.ok()) return cache.status();
@@ -145,6 +151,58 @@ absl::StatusOr<double> PrefillTokensPerSecond(LlamaModel& model, Backend& backen
   if (!status.ok()) return status;
   return static_cast<double>(num_tokens) /
          Seconds(std::chrono::steady_clock::now() - start).count();
+}
+
+// Model shapes for --shape, with random weights (LlamaModel::CreateRandom).
+absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
+  ModelConfig c;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 500000.0;
+  c.head_dim = 128;
+  c.eos_token_ids = {2};
+  if (name == "llama3-8b") {  // Meta-Llama-3-8B's config.json
+    c.architecture_name = "LlamaForCausalLM";
+    c.hidden_size = 4096;
+    c.intermediate_size = 14336;
+    c.num_layers = 32;
+    c.num_heads = 32;
+    c.num_kv_heads = 8;
+    c.vocab_size = 128256;
+    c.max_context_len = 8192;
+  } else if (name == "iquest-40b") {  // IQuest-Coder-V1-40B's config.json
+    c.architecture_name = "IQuestCoderForCausalLM";
+    c.hidden_size = 5120;
+    c.intermediate_size = 27648;
+    c.num_layers = 80;
+    c.num_heads = 40;
+    c.num_kv_heads = 8;
+    c.vocab_size = 76800;
+    c.max_context_len = 131072;
+  } else if (name == "tiny") {  // For tests of this tool.
+    c.architecture_name = "LlamaForCausalLM";
+    c.hidden_size = 64;
+    c.intermediate_size = 128;
+    c.num_layers = 2;
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.head_dim = 16;
+    c.vocab_size = 300;
+    c.max_context_len = 2048;
+  } else {
+    return absl::InvalidArgumentError("--shape must be llama3-8b, iquest-40b or tiny, got " + name);
+  }
+  return c;
+}
+
+// Bytes of the weights one decode step reads: every matrix once (lm_head included; the
+// embedding rows a step gathers are negligible).
+double WeightBytesPerToken(const ModelConfig& c, size_t element_bytes) {
+  const double h = static_cast<double>(c.hidden_size);
+  const double q = static_cast<double>(c.num_heads * c.head_dim);
+  const double kv = static_cast<double>(c.num_kv_heads * c.head_dim);
+  const double layer = h * q * 2 + h * kv * 2 + 3 * h * static_cast<double>(c.intermediate_size);
+  return (layer * static_cast<double>(c.num_layers) + h * static_cast<double>(c.vocab_size)) *
+         static_cast<double>(element_bytes);
 }
 
 struct Spread {
@@ -187,10 +245,16 @@ int main(int argc, char** argv) {
   int64_t repeats = 3;
   int64_t overhead_requests = 256;
   bool json = false;
+  std::string device = "cpu";
+  std::string shape;
   iquest::BackendOptions backend_options;
   iquest::FlagParser flags("iquest-bench-engine",
                            "Engine step overhead, prefill and decode throughput of one model.");
   flags.AddString("model", &model_dir, "HF checkpoint folder");
+  flags.AddString("device", &device, "cpu or cuda");
+  flags.AddString("shape", &shape,
+                  "llama3-8b, iquest-40b or tiny: random bf16 weights made on the device, "
+                  "instead of --model");
   flags.AddString("batches", &batches, "comma-separated decode batch sizes");
   flags.AddInt("decode-tokens", &decode_tokens, "tokens generated per request", 2, 4096);
   flags.AddInt("prefill-tokens", &prefill_tokens, "prompt tokens of the prefill figure; 0 = skip",
@@ -211,9 +275,23 @@ int main(int argc, char** argv) {
 
   double overhead = 0;
   if (overhead_requests > 0) overhead = iquest::StepOverheadMicros(overhead_requests, 200);
-  auto backend = iquest::MakeBackend(iquest::Device::kCpu, backend_options);
+  if (device != "cpu" && device != "cuda") {
+    return fail(absl::InvalidArgumentError("--device must be cpu or cuda, got " + device));
+  }
+  auto backend = iquest::MakeBackend(
+      device == "cuda" ? iquest::Device::kCuda : iquest::Device::kCpu, backend_options);
   if (!backend.ok()) return fail(backend.status());
-  auto model = iquest::LlamaModel::Load(model_dir, **backend);
+  absl::StatusOr<std::unique_ptr<iquest::LlamaModel>> model;
+  double weight_bytes = 0;
+  if (shape.empty()) {
+    model = iquest::LlamaModel::Load(model_dir, **backend);
+  } else {
+    auto config = iquest::ShapeConfig(shape);
+    if (!config.ok()) return fail(config.status());
+    model = iquest::LlamaModel::CreateRandom(*config, iquest::DType::kBF16, 1, **backend);
+    model_dir = "random " + shape;
+    weight_bytes = iquest::WeightBytesPerToken(*config, 2);
+  }
   if (!model.ok()) return fail(model.status());
 
   iquest::Spread prefill;
@@ -245,7 +323,12 @@ int main(int argc, char** argv) {
       std::printf("%s\n  {\"batch\": %d, \"tok_s\": %s}", i == 0 ? "" : ",", batch_sizes[i],
                   iquest::SpreadJson(decode[i]).c_str());
     }
-    std::printf("]}\n");
+    std::printf("]");
+    if (weight_bytes > 0) {
+      std::printf(",\n \"weight_bytes\": %.0f, \"batch1_weight_gb_s\": %.1f", weight_bytes,
+                  weight_bytes * decode[0].median / 1e9);
+    }
+    std::printf("}\n");
     return 0;
   }
   std::printf("model %s, backend %s, %ld repeats after a warm-up (min / median / max)\n",
@@ -263,6 +346,11 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < decode.size(); ++i) {
     std::printf("%-8d %8.1f / %8.1f / %8.1f   %.2fx\n", batch_sizes[i], decode[i].min,
                 decode[i].median, decode[i].max, decode[i].median / decode[0].median);
+  }
+  if (weight_bytes > 0) {
+    // Batch-1 decode reads every weight once per token: its bound is memory bandwidth.
+    std::printf("weights %.2f GB/token; batch %d median reads them at %.1f GB/s\n",
+                weight_bytes / 1e9, batch_sizes[0], weight_bytes * decode[0].median / 1e9);
   }
   return 0;
 }

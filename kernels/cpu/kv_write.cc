@@ -15,6 +15,7 @@ void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvV
   const int32_t* slots = slot_mapping.as<int32_t>();
   const int64_t num_slots = kv.num_blocks * kv.block_size;
   for (int64_t t = 0; t < num_tokens; ++t) {
+    if (slots[t] == kPaddingSlot) continue;
     CHECK(slots[t] >= 0 && slots[t] < num_slots) << "slot " << slots[t] << " of " << num_slots;
     for (int64_t h = 0; h < kv.num_kv_heads; ++h) {
       for (int64_t d = 0; d < kv.head_dim; ++d) {

@@ -19,6 +19,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/fast/thread_pool.h"
 #include "model/llama.h"
+#include "tests/testing/greedy.h"
 #include "tests/testing/random_tensor.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -34,6 +35,7 @@ namespace {
 using cpu::CpuIsa;
 using cpu::FastCpuBackend;
 using testing::Encode;
+using testing::Greedy;
 using testing::MaxRelativeError;
 using testing::RandomFloats;
 
@@ -282,36 +284,6 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FastAttentionTest,
 INSTANTIATE_TEST_SUITE_P(Isas, FastElementwiseTest,
                          ::testing::Combine(::testing::ValuesIn(AvailableIsas()),
                                             ::testing::Values(1, 3)));
-
-// Greedy continuation of `prompt` for `num_tokens` tokens, one sequence.
-std::vector<int32_t> Greedy(const std::string& dir, Backend& backend, std::vector<int32_t> prompt,
-                            int num_tokens) {
-  auto model = LlamaModel::Load(dir, backend);
-  CHECK(model.ok()) << model.status();
-  const int64_t block_size = 16;
-  const int64_t total = static_cast<int64_t>(prompt.size()) + num_tokens;
-  KvCacheConfig cache_config{(total + block_size - 1) / block_size, block_size, DType::kF32};
-  auto cache = KvCache::Create(backend, (*model)->config(), cache_config);
-  CHECK(cache.ok()) << cache.status();
-  std::vector<int32_t> table(static_cast<size_t>(cache_config.num_blocks));
-  std::iota(table.begin(), table.end(), 0);
-  std::vector<int32_t> out;
-  std::vector<int32_t> pending = prompt;
-  int64_t computed = 0;
-  std::vector<float> logits;
-  const int64_t vocab = (*model)->config().vocab_size;
-  for (int i = 0; i < num_tokens; ++i) {
-    BatchBuilder builder(block_size);
-    builder.AddSequence(pending, computed, table, LogitsWanted::kLast);
-    CHECK((*model)->Forward(builder.Build(), **cache, logits).ok());
-    computed += static_cast<int64_t>(pending.size());
-    const int32_t next = static_cast<int32_t>(
-        std::max_element(logits.begin(), logits.begin() + vocab) - logits.begin());
-    out.push_back(next);
-    pending = {next};
-  }
-  return out;
-}
 
 class FastGreedyTest
     : public ::testing::TestWithParam<std::tuple<std::string, std::string, std::string>> {};

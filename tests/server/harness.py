@@ -20,6 +20,10 @@ sys.path.insert(0, os.path.join(BUILD, "python"))
 from iquest.serve.v1 import generation_pb2 as pb  # noqa: E402
 from iquest.serve.v1 import generation_pb2_grpc as rpc  # noqa: E402
 
+# IQUEST_E2E_DEVICE=cuda runs every e2e server on the CUDA backend (on a machine with a GPU and
+# this build's toolchain): the end-to-end suite is the same for both devices.
+DEVICE = os.environ.get("IQUEST_E2E_DEVICE", "cpu")
+
 READINESS = "iquest.serve.v1.Generation"
 SERVING, NOT_SERVING = 1, 2
 
@@ -79,7 +83,7 @@ class Server:
                 # leaks) and their timing was set against these single-threaded ops; on a 2-core
                 # CI machine shared with other tests, a spinning kernel pool beside gRPC's threads
                 # made them flaky. The fast kernels are tested in kernels_test and forward_parity*.
-                "--cpu-kernels", "reference", *flags]
+                "--cpu-kernels", "reference", "--device", DEVICE, *flags]
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.port, self.health_port, self.metrics_port = self._wait_for_ports()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")

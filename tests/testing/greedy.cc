@@ -1,0 +1,41 @@
+#include "tests/testing/greedy.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "model/batch_inputs.h"
+#include "model/kv_cache.h"
+#include "model/llama.h"
+
+namespace iquest::testing {
+
+std::vector<int32_t> Greedy(const std::string& dir, Backend& backend, std::vector<int32_t> prompt,
+                            int num_tokens, DType kv_dtype) {
+  auto model = LlamaModel::Load(dir, backend);
+  CHECK(model.ok()) << model.status();
+  const int64_t block_size = 16;
+  const int64_t total = static_cast<int64_t>(prompt.size()) + num_tokens;
+  KvCacheConfig cache_config{(total + block_size - 1) / block_size, block_size, kv_dtype};
+  auto cache = KvCache::Create(backend, (*model)->config(), cache_config);
+  CHECK(cache.ok()) << cache.status();
+  std::vector<int32_t> table(static_cast<size_t>(cache_config.num_blocks));
+  std::iota(table.begin(), table.end(), 0);
+  std::vector<int32_t> out;
+  std::vector<int32_t> pending = std::move(prompt);
+  int64_t computed = 0;
+  std::vector<float> logits;
+  const int64_t vocab = (*model)->config().vocab_size;
+  for (int i = 0; i < num_tokens; ++i) {
+    BatchBuilder builder(block_size);
+    builder.AddSequence(pending, computed, table, LogitsWanted::kLast);
+    CHECK((*model)->Forward(builder.Build(), **cache, logits).ok());
+    computed += static_cast<int64_t>(pending.size());
+    const int32_t next = static_cast<int32_t>(
+        std::max_element(logits.begin(), logits.begin() + vocab) - logits.begin());
+    out.push_back(next);
+    pending = {next};
+  }
+  return out;
+}
+
+}  // namespace iquest::testing
