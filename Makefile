@@ -12,7 +12,7 @@ PORT ?= 50051
 # `make docker` builds deploy/docker/Dockerfile.$(FLAVOR) (cpu or cuda) as iquest-serve:$(FLAVOR).
 FLAVOR ?= cpu
 
-.PHONY: all deps configure build run test eval bench docker format clean
+.PHONY: all deps configure build run test eval bench gpu-check docker format clean
 
 all: build
 
@@ -39,6 +39,11 @@ eval: build
 
 bench: build
 	$(BUILD_DIR)/bin/iquest-bench-engine --model $(BENCH_MODEL)
+
+# On a GPU machine (DESIGN.md section 13): builds the CUDA kernels and their check with nvcc alone,
+# runs the `gpu` tests carried in gpu-bundle/ if any, and prints the kernels' table.
+gpu-check:
+	bash scripts/gpu-check.sh
 
 # Needs a Docker engine with BuildKit (not needed for anything else here).
 docker:

@@ -1,0 +1,79 @@
+// Argmax over each row of logits: one CTA per row, each thread scans a strided slice keeping
+// (value, index), then a warp and a block reduction. Ties and NaN follow the CPU reference:
+// the lowest index wins ties, and NaN never compares greater, so it never wins.
+#include <cfloat>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace iquest::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+
+// Whether (value_a, index_a) beats (value_b, index_b).
+__device__ __forceinline__ bool Better(float value_a, int32_t index_a, float value_b,
+                                       int32_t index_b) {
+  return value_a > value_b || (value_a == value_b && index_a < index_b) ||
+         (index_b < 0 && index_a >= 0);
+}
+
+__global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* out) {
+  __shared__ float best_values[32];
+  __shared__ int32_t best_indices[32];
+  const float* row = logits + blockIdx.x * vocab;
+  float best = -FLT_MAX;
+  int32_t best_index = -1;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+    const float value = row[v];
+    // A strided scan sees increasing indices, so ">" keeps the lowest on ties.
+    if (best_index < 0 ? !(value != value) : value > best) {
+      best = value;
+      best_index = static_cast<int32_t>(v);
+    }
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float other = __shfl_xor_sync(0xffffffffu, best, offset);
+    const int32_t other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
+    if (Better(other, other_index, best, best_index)) {
+      best = other;
+      best_index = other_index;
+    }
+  }
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  if (lane == 0) {
+    best_values[warp] = best;
+    best_indices[warp] = best_index;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int num_warps = static_cast<int>(blockDim.x) / 32;
+    best = lane < num_warps ? best_values[lane] : -FLT_MAX;
+    best_index = lane < num_warps ? best_indices[lane] : -1;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float other = __shfl_xor_sync(0xffffffffu, best, offset);
+      const int32_t other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
+      if (Better(other, other_index, best, best_index)) {
+        best = other;
+        best_index = other_index;
+      }
+    }
+    // A row of NaN only: index 0, as the CPU reference's scan gives.
+    if (lane == 0) out[blockIdx.x] = best_index < 0 ? 0 : best_index;
+  }
+}
+
+}  // namespace
+
+void Argmax(const float* logits, int64_t num_rows, int64_t vocab, int32_t* out,
+            cudaStream_t stream) {
+  if (num_rows == 0) return;
+  CHECK_GT(vocab, 0);
+  ArgmaxKernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(logits, vocab, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace iquest::cuda

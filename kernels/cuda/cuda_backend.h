@@ -1,0 +1,98 @@
+// CudaBackend: the Backend interface over the hand-written CUDA kernels (cuda_ops.h).
+//
+// - Memory: cudaMalloc'd buffers; weights are uploaded once (UploadWeight), GEMM weights as
+//   16-bit (f32 checkpoints are rounded to bf16), 1-D weights (norms, biases) as f32.
+// - Activations stay f32 on the device, as the Backend contract says; a 16-bit GEMM rounds its
+//   A operand to the weight's type in a scratch buffer first (one small kernel).
+// - One stream carries every op, in order; nothing waits for the device except CopyToHost,
+//   Synchronize, and a PagedAttention call whose AttentionArgs lack the host-side bounds.
+// - Scratch buffers (the 16-bit A, the split-K and attention workspaces) grow to the largest
+//   step seen and are reused: no device or host allocation in a step of a size seen before.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace iquest::cuda {
+
+class CublasGemm;  // cuBLAS through dlopen (cublas_gemm.cc), for --gemm=cublas.
+
+class CudaBackend final : public Backend {
+ public:
+  // kUnavailable when no CUDA device is usable (no driver, no device); kInvalidArgument for an
+  // unknown --gemm or one this device cannot run (wgmma off sm_90a).
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const BackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string_view name() const override { return name_; }
+  cudaStream_t stream() const { return stream_; }
+  GemmPath gemm_path() const { return gemm_path_; }
+
+  absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t num_bytes) override;
+  void CopyToDevice(const void* host, void* device, size_t num_bytes) override;
+  void CopyToHost(const void* device, void* host, size_t num_bytes) override;
+  absl::StatusOr<TensorView> UploadWeight(TensorView host) override;
+  void FillRandom(TensorView t, uint64_t seed, float scale) override;
+
+  void Embed(TensorView token_ids, TensorView table, TensorView out) override;
+  void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) override;
+  void RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps,
+               TensorView out) override;
+  void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) override;
+  void SiluMul(TensorView gate, TensorView up, TensorView out) override;
+  void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv) override;
+  void RopeWriteKv(TensorView q, TensorView k, TensorView v, TensorView positions,
+                   TensorView inv_freq, TensorView slot_mapping, const PagedKvView& kv) override;
+  void CopyKvBlocks(TensorView pairs, const PagedKvView& kv) override;
+  void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
+                      TensorView out) override;
+  void Argmax(TensorView logits, TensorView out) override;
+  DType preferred_kv_dtype() const override { return DType::kBF16; }
+  void Synchronize() override;
+
+  // CUDA graphs: stream capture of the ops in between, instantiated once, replayed with one
+  // cudaGraphLaunch. Scratch cannot grow while capturing (that would free memory the graph
+  // names): the caller runs the same step once uncaptured first, which sizes it.
+  bool SupportsGraphs() const override { return true; }
+  void BeginCapture() override;
+  std::unique_ptr<StepGraph> EndCapture() override;
+  uint64_t scratch_epoch() const override { return scratch_epoch_; }
+
+  // One token per row of `logits` (f32 [rows, vocab], device), drawn as cuda::SampleTokens
+  // defines; `params` and `out` are host arrays of `rows` entries. Synchronizes.
+  void SampleTokens(TensorView logits, const std::vector<SamplingRowParams>& params,
+                    std::vector<int32_t>& out);
+
+ private:
+  CudaBackend(int device, cudaStream_t stream, GemmPath gemm_path, std::string name);
+
+  // Device scratch of at least `num_bytes`, grown geometrically; growing waits for queued work
+  // that may still read the old buffer.
+  struct Scratch {
+    void* data = nullptr;
+    size_t num_bytes = 0;
+  };
+  void* EnsureScratch(Scratch& scratch, size_t num_bytes);
+
+  const int device_;
+  cudaStream_t stream_;
+  const GemmPath gemm_path_;
+  const std::string name_;
+  std::unique_ptr<CublasGemm> cublas_;
+  std::vector<void*> weights_;  // Uploaded weights, freed with the backend.
+  Scratch a16_;                 // The GEMM's A operand rounded to 16 bits.
+  Scratch gemm_workspace_;      // Split-K partial sums.
+  Scratch attention_workspace_;
+  Scratch sampling_;            // Params in, tokens out, and the kernel's workspace.
+  uint64_t scratch_epoch_ = 0;  // Bumped whenever a scratch buffer moves.
+  bool capturing_ = false;
+};
+
+}  // namespace iquest::cuda

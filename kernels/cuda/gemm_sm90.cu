@@ -1,0 +1,743 @@
+// Hopper (sm_90a) GEMM: out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n]), a and w bf16 or f16
+// (both K-contiguous, the "TN" GEMM), f32 accumulate, f32 out. The generic fallbacks live in
+// gemm.cu; this file is only the wgmma + TMA fast path behind Sm90GemmAvailable/Supports.
+//
+// Formulation. The kernel computes a generic D[p, q] = sum_k P[p, k] * Q[q, k] where P feeds
+// wgmma's A operand (64 rows per warpgroup instruction) and Q feeds its B operand (N = the
+// tile width kTileQ). Both operands are K-major in shared memory, which is what wgmma reads
+// without a transpose (imm-trans-a = imm-trans-b = 0).
+//   * Prefill (m >= 128): P = a (rows m), Q = w (rows n), D[p, q] -> out[p, q].
+//   * Decode (m < 128), "swap-AB": P = w (rows n), Q = a (rows m), D[p, q] -> out[q, p]. The
+//     weight rows fill wgmma's fixed 64-row M dimension and the few tokens become its N
+//     (padded to 32/64/128 rather than to a 128-row M tile), and one Q tile covers all the
+//     tokens, so the weight stream, which bounds decode, is read exactly once.
+//
+// CTA tile: 128 rows of P x kTileQ columns of Q x 64 of K per pipeline stage. kTileQ is 256 or
+// 128 for prefill (256 where there are enough tiles to fill the GPU, else 128 to double the
+// CTA count) and 32/64/128 for swap-AB (the token count rounded up). 64 K elements of a 16-bit
+// type are exactly one 128-byte row, the width of the 128B swizzle, so each stage of each
+// operand is a [rows][64] tile whose 8-row x 128-byte atoms TMA writes swizzled
+// (CU_TENSOR_MAP_SWIZZLE_128B) and wgmma reads with the matching descriptor swizzle mode; the
+// swizzle makes wgmma's shared-memory reads bank-conflict free.
+//
+// Warp roles (384 threads, 1 CTA per SM by shared memory):
+//   * warpgroups 0 and 1 (consumers): warpgroup g owns P rows [64 g, 64 g + 64) of the tile
+//     and keeps a 64 x kTileQ f32 accumulator in registers (kTileQ / 2 floats per thread).
+//     Per stage it issues 4 wgmma m64nNk16 (K = 16 each), commits them as one group, and waits
+//     with wait_group 1, so the tensor core always has the next group queued while the
+//     previous stage is released to the producer.
+//   * warpgroup 2 (producer): one thread issues the TMA loads for both operands into a ring
+//     of kStages stages (4 to 8, whatever fits in ~200 KB) and never touches registers of
+//     the math path. No setmaxnreg: the widest variant (kTileQ 256, 128 accumulator floats)
+//     needs 158 registers, under the 168 that 384 threads at 1 CTA/SM get anyway.
+// Synchronisation is two mbarriers per stage: full[s] (count 1; the producer's
+// arrive.expect_tx plus the TMA's complete_tx bytes complete it) and empty[s] (count 8: lane 0
+// of each consumer warp arrives once its wgmma reads of the stage are done). The n-th
+// completion of a barrier has parity n & 1; a stage's u-th fill waits on empty's (u - 1)-th
+// completion and the consumers wait on full's u-th.
+//
+// Edges: TMA zero-fills every element of a box outside [0, rows) x [0, k), so partial M/N
+// tiles and the K tail need no special case in the main loop (zeros add nothing); the
+// epilogue bounds-checks its stores. Stores go straight from the accumulator registers:
+// each quad of lanes writes 8 consecutive floats of an out row (float2 each), or, swapped,
+// the 8 lanes of a quad column write 8 consecutive n of one token: 32-byte full sectors.
+//
+// Split-K: where the output tiles cannot fill the SMs (decode, small prefill) and the caller
+// gave a workspace, K is cut into ranges; each split writes f32 partial sums into
+// workspace[split, m, n] and a small kernel sums the splits in a fixed order (deterministic)
+// and adds the bias.
+//
+// Tensor maps are encoded on the host per call through the driver entry point
+// cuTensorMapEncodeTiled (a pure host-side function, ~1 us; libcuda is not linked, so the
+// binary loads without a driver) and passed as __grid_constant__ kernel parameters. A cache
+// keyed by pointer+shape would save that microsecond but needs a lock and an eviction rule;
+// per-call encoding is stateless and thread-safe.
+//
+// Scheduling: persistent, one CTA per SM; work units (tile x split) are handed out round-robin
+// and rasterised in groups of 8 P-tiles for L2 reuse. The ring runs on across units, so the
+// next unit's loads overlap the current unit's epilogue. No thread-block clusters / TMA
+// multicast (each CTA loads its own operands; L2 absorbs the reuse).
+
+#include <cuda.h>          // CUtensorMap and its enums (types only; libcuda is not linked)
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled_v12000
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "common/check.h"
+#include "common/dtype.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace iquest::cuda {
+namespace {
+
+constexpr int kTileP = 128;              // P rows per CTA: 2 consumer warpgroups x 64
+constexpr int kTileK = 64;               // K per stage: one 128-byte swizzle row of 16-bit
+constexpr int kRowBytes = kTileK * 2;    // 128: bytes of one tile row in shared memory
+constexpr int kSwizzleAtomBytes = 1024;  // 8 rows x 128 B: the 128B-swizzle repeat unit
+constexpr int kConsumerWarpgroups = 2;
+constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);  // + 1 producer warpgroup
+constexpr int kRingBudgetBytes = 200 * 1024;  // of the 227 KB an H100/H200 CTA may have
+constexpr int kMaxStages = 8;
+constexpr int kMaxSplits = 8;
+
+template <int kTileQ>
+struct TileConfig {
+  static_assert(kTileQ % 32 == 0 && kTileQ >= 32 && kTileQ <= 256, "wgmma N of this file");
+  static constexpr int kPBytes = kTileP * kRowBytes;
+  static constexpr int kQBytes = kTileQ * kRowBytes;
+  static constexpr int kStageBytes = kPBytes + kQBytes;
+  static constexpr int kStages = std::min(kMaxStages, kRingBudgetBytes / kStageBytes);
+  // Ring, then full[] and empty[] mbarriers (8 bytes each), plus slack to align the ring to
+  // the 1024-byte swizzle atom (the runtime only guarantees 16-byte alignment).
+  static constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + kSwizzleAtomBytes;
+  // Every stage base and every 64-row warpgroup slice must stay swizzle-atom aligned.
+  static_assert(kPBytes % kSwizzleAtomBytes == 0 && kQBytes % kSwizzleAtomBytes == 0);
+  static_assert(kStages >= 2);
+};
+
+struct KernelParams {
+  float* out;            // out, or the split-K workspace when splits > 1
+  const float* bias;     // [n] or null (null for split partials: the reduction adds it)
+  int64_t split_stride;  // elements between the splits' [m, n] slices of `out`
+  int rows_p;            // rows of P: m, or n when swapped
+  int rows_q;            // rows of Q: n, or m when swapped
+  int ld_out;            // n: the row stride of out[m, n]
+  int tiles_p;           // ceil(rows_p / kTileP)
+  int tiles_q;           // ceil(rows_q / kTileQ)
+  int k_tiles;           // ceil(k / kTileK)
+  int k_tiles_per_split;
+  int splits;  // K splits (gridDim is independent: the kernel is persistent)
+  int vec2;    // nonzero: out rows allow 8-byte float2 stores (n even, out aligned)
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// sm_90a device code. Only the sm_90a pass sees wgmma/TMA/mbarrier PTX; the sm_80 pass gets a
+// kernel that traps (Sm90GemmAvailable keeps it from ever being launched there).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+namespace {
+namespace sm90 {
+
+constexpr int kWgmmaK = 16;  // K of one wgmma m64nNk16
+constexpr int kConsumerWarps = kConsumerWarpgroups * 4;
+constexpr int kRasterGroup = 8;  // P-tiles per raster group
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* ptr) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(ptr));
+}
+
+__device__ __forceinline__ void BarrierInit(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+// Arms the barrier's current phase with the bytes the TMA loads will deliver (and counts the
+// producer's one arrival).
+__device__ __forceinline__ void BarrierArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void BarrierArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+// Returns once the phase with parity `parity` has completed.
+__device__ __forceinline__ void BarrierWait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (done == 0);
+}
+
+// 2-D TMA load of one box at (k_elem, row) into shared memory; completes `bar`'s transaction
+// bytes. A CTA-local shared address is a valid shared::cluster address (cluster of one).
+__device__ __forceinline__ void TmaLoad2d(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                          int k_elem, int row) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(k_elem), "r"(row), "r"(bar)
+      : "memory");
+}
+
+__device__ __forceinline__ void PrefetchTensorMap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+// wgmma shared-memory matrix descriptor of a K-major tile written by TMA with 128B swizzle:
+// rows of 128 bytes (64 K elements), 8-row atoms of 1024 bytes.
+//   bits  0-13: start address >> 4 (the shared window is < 256 KB, so 18 address bits)
+//   bits 16-29: leading byte offset >> 4; unused for swizzled K-major layouts (the K extent
+//               of one wgmma, 32 bytes, stays inside the 128-byte swizzle row); set to 1
+//   bits 32-45: stride byte offset >> 4 = 1024 >> 4: from one 8-row atom to the next
+//   bits 49-51: base offset = 0 (every tile base is 1024-byte aligned)
+//   bits 62-63: swizzle mode, 1 = 128B
+// Stepping K by 16 elements inside the 128-byte row adds 32 bytes to the start address; the
+// hardware applies the XOR swizzle to the final address bits, which is why the tile bases
+// must be atom aligned.
+__device__ __forceinline__ uint64_t MakeSmemDesc(uint32_t smem_addr) {
+  uint64_t desc = static_cast<uint64_t>((smem_addr & 0x3FFFFu) >> 4);
+  desc |= uint64_t{1} << 16;
+  desc |= uint64_t{kSwizzleAtomBytes >> 4} << 32;
+  desc |= uint64_t{1} << 62;
+  return desc;
+}
+
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
+}
+
+// Keeps the compiler from moving accumulator reads/writes across the asynchronous wgmma
+// window (it does not know the asm writes them later).
+template <int kN>
+__device__ __forceinline__ void FenceAccumulators(float (&acc)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+}
+
+// wgmma.mma_async m64nNk16, D (f32, registers) += A (smem desc) * B (smem desc), both K-major.
+// Operands: scale-d = 1 (accumulate; the accumulators start at zero), scale-a = scale-b = 1,
+// trans-a = trans-b = 0. Fragment of D: thread t of the warpgroup, warp w = t / 32, lane l;
+// register i holds row 16 w + l / 4 + 8 ((i / 2) % 2), column 8 (i / 4) + 2 (l % 4) + i % 2.
+template <int kN>
+struct Wgmma;
+
+#define IQ_ACC8(d, i)                                                                             \
+  "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+      "+f"(d[i + 6]), "+f"(d[i + 7])
+#define IQ_WGMMA_REGS_32                               \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, " \
+  "%12, %13, %14, %15"
+#define IQ_WGMMA_ACC_32(d) IQ_ACC8(d, 0), IQ_ACC8(d, 8)
+#define IQ_WGMMA_REGS_64                                         \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "           \
+  "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31"
+#define IQ_WGMMA_ACC_64(d) IQ_ACC8(d, 0), IQ_ACC8(d, 8), IQ_ACC8(d, 16), IQ_ACC8(d, 24)
+#define IQ_WGMMA_REGS_128                                        \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "           \
+  "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, " \
+  "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, " \
+  "%60, %61, %62, %63"
+#define IQ_WGMMA_ACC_128(d)                                                                     \
+  IQ_ACC8(d, 0), IQ_ACC8(d, 8), IQ_ACC8(d, 16), IQ_ACC8(d, 24), IQ_ACC8(d, 32), IQ_ACC8(d, 40), \
+      IQ_ACC8(d, 48), IQ_ACC8(d, 56)
+#define IQ_WGMMA_REGS_256                                                    \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, "                       \
+  "%12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "             \
+  "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, "             \
+  "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, "             \
+  "%60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, "             \
+  "%72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, "             \
+  "%84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "             \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, "     \
+  "%108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, " \
+  "%120, %121, %122, %123, %124, %125, %126, %127"
+#define IQ_WGMMA_ACC_256(d)                                                                     \
+  IQ_ACC8(d, 0), IQ_ACC8(d, 8), IQ_ACC8(d, 16), IQ_ACC8(d, 24), IQ_ACC8(d, 32), IQ_ACC8(d, 40), \
+      IQ_ACC8(d, 48), IQ_ACC8(d, 56), IQ_ACC8(d, 64), IQ_ACC8(d, 72), IQ_ACC8(d, 80),           \
+      IQ_ACC8(d, 88), IQ_ACC8(d, 96), IQ_ACC8(d, 104), IQ_ACC8(d, 112), IQ_ACC8(d, 120)
+
+// kN: wgmma N; kR = kN / 2 accumulator registers; kR1 = kR + 1 (the B descriptor's operand).
+#define IQ_DEFINE_WGMMA(kN, kR, kR1)                                                               \
+  template <>                                                                                      \
+  struct Wgmma<kN> {                                                                               \
+    template <bool kBf16>                                                                          \
+    static __device__ __forceinline__ void Run(float (&d)[kR], uint64_t desc_a, uint64_t desc_b) { \
+      if constexpr (kBf16) {                                                                       \
+        asm volatile("wgmma.mma_async.sync.aligned.m64n" #kN                                       \
+                     "k16.f32.bf16.bf16 {" IQ_WGMMA_REGS_##kN "}, %" #kR ", %" #kR1                \
+                                                              ", 1, 1, 1, 0, 0;"                   \
+                     : IQ_WGMMA_ACC_##kN(d)                                                        \
+                     : "l"(desc_a), "l"(desc_b)                                                    \
+                     : "memory");                                                                  \
+      } else {                                                                                     \
+        asm volatile("wgmma.mma_async.sync.aligned.m64n" #kN                                       \
+                     "k16.f32.f16.f16 {" IQ_WGMMA_REGS_##kN "}, %" #kR ", %" #kR1                  \
+                                                            ", 1, 1, 1, 0, 0;"                     \
+                     : IQ_WGMMA_ACC_##kN(d)                                                        \
+                     : "l"(desc_a), "l"(desc_b)                                                    \
+                     : "memory");                                                                  \
+      }                                                                                            \
+    }                                                                                              \
+  };
+
+IQ_DEFINE_WGMMA(32, 16, 17)
+IQ_DEFINE_WGMMA(64, 32, 33)
+IQ_DEFINE_WGMMA(128, 64, 65)
+IQ_DEFINE_WGMMA(256, 128, 129)
+
+#undef IQ_DEFINE_WGMMA
+#undef IQ_WGMMA_REGS_32
+#undef IQ_WGMMA_REGS_64
+#undef IQ_WGMMA_REGS_128
+#undef IQ_WGMMA_REGS_256
+#undef IQ_WGMMA_ACC_32
+#undef IQ_WGMMA_ACC_64
+#undef IQ_WGMMA_ACC_128
+#undef IQ_WGMMA_ACC_256
+#undef IQ_ACC8
+
+// Stores D[p, q] and D[p, q + 1] (out[p, q..q+1], or out[q..q+1, p] when swapped), adding the
+// bias and dropping what falls outside [0, rows_p) x [0, rows_q).
+template <bool kSwapAB>
+__device__ __forceinline__ void StorePair(float* dst, const KernelParams& params, int p, int q,
+                                          float v0, float v1) {
+  if (p >= params.rows_p) return;
+  const bool has0 = q < params.rows_q;
+  const bool has1 = q + 1 < params.rows_q;
+  if constexpr (kSwapAB) {
+    // p indexes n, q indexes m. The 8 lanes sharing lane % 4 write 8 consecutive n of one
+    // token: 32-byte sectors.
+    const float b = params.bias != nullptr ? __ldg(params.bias + p) : 0.0f;
+    if (has0) dst[static_cast<int64_t>(q) * params.ld_out + p] = v0 + b;
+    if (has1) dst[static_cast<int64_t>(q + 1) * params.ld_out + p] = v1 + b;
+  } else {
+    if (params.bias != nullptr) {
+      if (has0) v0 += __ldg(params.bias + q);
+      if (has1) v1 += __ldg(params.bias + q + 1);
+    }
+    float* row = dst + static_cast<int64_t>(p) * params.ld_out;
+    if (params.vec2 != 0 && has1) {
+      *reinterpret_cast<float2*>(row + q) = make_float2(v0, v1);
+    } else {
+      if (has0) row[q] = v0;
+      if (has1) row[q + 1] = v1;
+    }
+  }
+}
+
+// A unit of work is one kTileP x kTileQ tile of D over the K range of one split. Work units
+// are numbered split-major, w = split * tiles + tile, and the grid is persistent: CTA b takes
+// units b, b + gridDim.x, ... The ring's stage/phase counters run on across units, so the
+// producer fills the next unit's stages while the consumers still run the epilogue of the
+// current one. Preconditions (host): every split's K range is non-empty; the tensor maps use
+// boxes {64, kTileP} (P) and {64, kTileQ} (Q) with the 128B swizzle.
+struct WorkUnit {
+  int tile_p;
+  int tile_q;
+  int split;
+  int k_tile_begin;
+  int k_tile_count;
+};
+
+__device__ __forceinline__ WorkUnit DecodeWork(const KernelParams& params, int work) {
+  const int tiles = params.tiles_p * params.tiles_q;
+  WorkUnit unit;
+  unit.split = work / tiles;
+  const int tile = work - unit.split * tiles;
+  // Grouped rasterisation: runs of kRasterGroup P-tiles share each Q tile, so the CTAs in
+  // flight together reuse both operands from L2.
+  const int tiles_per_group = kRasterGroup * params.tiles_q;
+  const int first_p = (tile / tiles_per_group) * kRasterGroup;
+  const int group_rows = min(params.tiles_p - first_p, kRasterGroup);
+  const int in_group = tile % tiles_per_group;
+  unit.tile_p = first_p + in_group % group_rows;
+  unit.tile_q = in_group / group_rows;
+  unit.k_tile_begin = unit.split * params.k_tiles_per_split;
+  unit.k_tile_count = min(params.k_tiles - unit.k_tile_begin, params.k_tiles_per_split);
+  return unit;
+}
+
+}  // namespace sm90
+}  // namespace
+#endif  // __CUDA_ARCH__ && __CUDA_ARCH_FEAT_SM90_ALL
+
+namespace {
+
+template <int kTileQ, bool kSwapAB, bool kBf16>
+__global__ void __launch_bounds__(kThreads, 1)
+    GemmSm90Kernel(const __grid_constant__ CUtensorMap map_p,
+                   const __grid_constant__ CUtensorMap map_q, const KernelParams params) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Cfg = TileConfig<kTileQ>;
+  constexpr int kStages = Cfg::kStages;
+
+  extern __shared__ uint8_t smem_raw[];
+  // Stage s: P tile at ring + s * kStageBytes, Q tile kPBytes after it; then the barriers.
+  const uint32_t ring =
+      (sm90::SmemAddr(smem_raw) + kSwizzleAtomBytes - 1) & ~uint32_t{kSwizzleAtomBytes - 1};
+  const uint32_t full_bars = ring + kStages * Cfg::kStageBytes;
+  const uint32_t empty_bars = full_bars + kStages * 8;
+  const int num_work = params.tiles_p * params.tiles_q * params.splits;
+
+  const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      sm90::BarrierInit(full_bars + 8 * s, 1);
+      sm90::BarrierInit(empty_bars + 8 * s, sm90::kConsumerWarps);
+    }
+    // Make the initialised barriers visible to the async proxy (TMA complete_tx).
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warpgroup == kConsumerWarpgroups) {
+    // Producer: one thread streams every unit's K range through the ring.
+    if (threadIdx.x == kConsumerWarpgroups * 128) {
+      sm90::PrefetchTensorMap(&map_p);
+      sm90::PrefetchTensorMap(&map_q);
+      int stage = 0;
+      int pass = 0;  // completed trips around the ring, over all units
+      for (int work = static_cast<int>(blockIdx.x); work < num_work;
+           work += static_cast<int>(gridDim.x)) {
+        const sm90::WorkUnit unit = sm90::DecodeWork(params, work);
+        const int row_p = unit.tile_p * kTileP;
+        const int row_q = unit.tile_q * kTileQ;
+        for (int i = 0; i < unit.k_tile_count; ++i) {
+          // The first pass finds every stage free. Fill number `pass` of a stage waits for
+          // the consumers' release number pass - 1 of it: the empty[] phase of that parity.
+          if (pass > 0) sm90::BarrierWait(empty_bars + 8 * stage, (pass - 1) & 1);
+          const uint32_t full_bar = full_bars + 8 * stage;
+          const uint32_t dst_p = ring + stage * Cfg::kStageBytes;
+          const int k_elem = (unit.k_tile_begin + i) * kTileK;
+          // Out-of-bounds box elements are zero-filled and still counted, so the byte count
+          // is always the full stage.
+          sm90::BarrierArriveExpectTx(full_bar, Cfg::kStageBytes);
+          sm90::TmaLoad2d(dst_p, &map_p, full_bar, k_elem, row_p);
+          sm90::TmaLoad2d(dst_p + Cfg::kPBytes, &map_q, full_bar, k_elem, row_q);
+          if (++stage == kStages) {
+            stage = 0;
+            ++pass;
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers.
+  constexpr int kAccFloats = kTileQ / 2;  // per consumer thread: 64 x kTileQ / 128
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  // Warpgroup g reads P rows [64 g, 64 g + 64): 64 rows x 128 B = 8 KB into the P tile.
+  const uint64_t desc_p0 = sm90::MakeSmemDesc(ring + warpgroup * 64 * kRowBytes);
+  const uint64_t desc_q0 = sm90::MakeSmemDesc(ring + Cfg::kPBytes);
+
+  int stage = 0;
+  uint32_t full_parity = 0;  // parity of the full[] phase the current trip waits for
+  for (int work = static_cast<int>(blockIdx.x); work < num_work;
+       work += static_cast<int>(gridDim.x)) {
+    const sm90::WorkUnit unit = sm90::DecodeWork(params, work);
+    float acc[kAccFloats];
+#pragma unroll
+    for (int i = 0; i < kAccFloats; ++i) acc[i] = 0.0f;
+
+    int prev_stage = 0;
+    for (int i = 0; i < unit.k_tile_count; ++i) {
+      sm90::BarrierWait(full_bars + 8 * stage, full_parity);
+      const uint64_t stage_offset = static_cast<uint64_t>(stage * Cfg::kStageBytes) >> 4;
+      sm90::FenceAccumulators(acc);
+      sm90::WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kTileK / sm90::kWgmmaK; ++kk) {
+        // +32 bytes (>> 4 = 2) per 16-element K step inside the 128-byte swizzled row.
+        const uint64_t k_offset = static_cast<uint64_t>(kk * sm90::kWgmmaK * 2) >> 4;
+        sm90::Wgmma<kTileQ>::template Run<kBf16>(acc, desc_p0 + stage_offset + k_offset,
+                                                 desc_q0 + stage_offset + k_offset);
+      }
+      sm90::WgmmaCommit();
+      // At most this stage's group is still in flight: the previous stage's wgmmas have
+      // finished reading shared memory, so that stage goes back to the producer.
+      sm90::WgmmaWait<1>();
+      sm90::FenceAccumulators(acc);
+      if (i > 0 && lane == 0) sm90::BarrierArrive(empty_bars + 8 * prev_stage);
+      prev_stage = stage;
+      if (++stage == kStages) {
+        stage = 0;
+        full_parity ^= 1;
+      }
+    }
+    sm90::WgmmaWait<0>();
+    sm90::FenceAccumulators(acc);
+    // The unit's last stage is free too; the producer may need it for the next unit.
+    if (unit.k_tile_count > 0 && lane == 0) sm90::BarrierArrive(empty_bars + 8 * prev_stage);
+
+    // Epilogue: straight from registers (see the fragment layout at Wgmma).
+    float* dst = params.out + static_cast<int64_t>(unit.split) * params.split_stride;
+    const int warp_in_group = warp % 4;
+    const int p_base = unit.tile_p * kTileP + warpgroup * 64 + warp_in_group * 16 + lane / 4;
+    const int q_base = unit.tile_q * kTileQ + 2 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < kTileQ / 8; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        sm90::StorePair<kSwapAB>(dst, params, p_base + 8 * h, q_base + 8 * j, acc[4 * j + 2 * h],
+                                 acc[4 * j + 2 * h + 1]);
+      }
+    }
+  }
+#else
+  __trap();  // Never launched: Sm90GemmAvailable is false without the sm_90a cubin.
+#endif
+}
+
+// out[i] = sum over splits of workspace[split, i] (in split order) + bias[i % n].
+__global__ void SplitKReduceKernel(const float* __restrict__ workspace, int splits, int64_t count,
+                                   int64_t n, const float* __restrict__ bias,
+                                   float* __restrict__ out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += stride) {
+    float sum = 0.0f;
+    for (int s = 0; s < splits; ++s) sum += workspace[s * count + i];
+    if (bias != nullptr) sum += bias[i % n];
+    out[i] = sum;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side.
+
+PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
+  // The runtime resolves the driver symbol; nothing links libcuda. Thread-safe static init.
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult query = cudaDriverEntryPointSymbolNotFound;
+    CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                cudaEnableDefault, &query));
+    CHECK(query == cudaDriverEntryPointSuccess && fn != nullptr)
+        << "cuTensorMapEncodeTiled is not available from the driver";
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// Tensor map of a row-major [rows, k] 16-bit matrix read in boxes of 64 (k) x box_rows, with
+// the 128B swizzle the wgmma descriptors assume; out-of-bounds elements read as zero.
+CUtensorMap MakeOperandMap(const void* base, int64_t rows, int64_t k, int box_rows, DType dtype) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides_bytes[1] = {static_cast<cuuint64_t>(k) * 2};  // of dim 1
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(kTileK), static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult result = TensorMapEncoder()(
+      &map,
+      dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
+      const_cast<void*>(base), dims, strides_bytes, box, element_strides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  CHECK(result == CUDA_SUCCESS) << "cuTensorMapEncodeTiled failed (" << static_cast<int>(result)
+                                << ") rows=" << rows << " k=" << k << " box_rows=" << box_rows;
+  return map;
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Plan {
+  bool swap_ab = false;
+  int tile_q = 128;
+  int64_t rows_p = 0;
+  int64_t rows_q = 0;
+  int64_t tiles_p = 0;
+  int64_t tiles_q = 0;
+  int64_t k_tiles = 0;
+  int64_t k_tiles_per_split = 0;
+  int64_t splits = 1;
+  int num_sms = 1;
+};
+
+Plan ChoosePlan(const GemmArgs& args, int num_sms) {
+  Plan plan;
+  plan.swap_ab = args.m < kTileP;
+  if (plan.swap_ab) {
+    // Tokens become wgmma's N: the smallest tile width that covers them.
+    plan.tile_q = args.m <= 32 ? 32 : (args.m <= 64 ? 64 : 128);
+    plan.rows_p = args.n;
+    plan.rows_q = args.m;
+  } else {
+    // 128 x 256 tiles halve the operand traffic per flop of 128 x 128 ones, but give half as
+    // many tiles. Pick the width with the shorter estimated time: waves of tiles, each wave
+    // costing its tile's time, a 128 x 128 tile taking ~0.55 of a 128 x 256 one (it does
+    // half the flops at a lower efficiency).
+    const int64_t tiles_p = CeilDiv(args.m, kTileP);
+    const int64_t waves_wide = CeilDiv(tiles_p * CeilDiv(args.n, 256), num_sms);
+    const int64_t waves_narrow = CeilDiv(tiles_p * CeilDiv(args.n, 128), num_sms);
+    plan.tile_q = 100 * waves_wide <= 55 * waves_narrow ? 256 : 128;
+    plan.rows_p = args.m;
+    plan.rows_q = args.n;
+  }
+  plan.tiles_p = CeilDiv(plan.rows_p, kTileP);
+  plan.tiles_q = CeilDiv(plan.rows_q, plan.tile_q);
+  plan.k_tiles = CeilDiv(args.k, kTileK);
+
+  // Split K when the tiles leave at least half the SMs idle, keeping >= 4 K tiles per split
+  // (the pipeline needs a few to reach steady state) and within the caller's workspace.
+  const int64_t tiles = plan.tiles_p * plan.tiles_q;
+  int64_t splits = 1;
+  if (args.workspace != nullptr && 2 * tiles <= num_sms) {
+    splits = std::min<int64_t>({num_sms / tiles, plan.k_tiles / 4, kMaxSplits});
+    const size_t slice_bytes = static_cast<size_t>(args.m) * args.n * sizeof(float);
+    while (splits > 1 && static_cast<size_t>(splits) * slice_bytes > args.workspace_bytes) {
+      --splits;
+    }
+    splits = std::max<int64_t>(splits, 1);
+  }
+  plan.k_tiles_per_split = CeilDiv(plan.k_tiles, splits);
+  plan.splits = CeilDiv(plan.k_tiles, plan.k_tiles_per_split);  // no empty split
+  plan.num_sms = num_sms;
+  return plan;
+}
+
+template <int kTileQ, bool kSwapAB, bool kBf16>
+void Launch(const GemmArgs& args, const Plan& plan, cudaStream_t stream) {
+  using Cfg = TileConfig<kTileQ>;
+  const void* p_base = kSwapAB ? args.w : args.a;
+  const void* q_base = kSwapAB ? args.a : args.w;
+  const CUtensorMap map_p = MakeOperandMap(p_base, plan.rows_p, args.k, kTileP, args.dtype);
+  const CUtensorMap map_q = MakeOperandMap(q_base, plan.rows_q, args.k, kTileQ, args.dtype);
+
+  const bool split = plan.splits > 1;
+  KernelParams params;
+  params.out = split ? args.workspace : args.out;
+  params.bias = split ? nullptr : args.bias;
+  params.split_stride = args.m * args.n;
+  params.rows_p = static_cast<int>(plan.rows_p);
+  params.rows_q = static_cast<int>(plan.rows_q);
+  params.ld_out = static_cast<int>(args.n);
+  params.tiles_p = static_cast<int>(plan.tiles_p);
+  params.tiles_q = static_cast<int>(plan.tiles_q);
+  params.k_tiles = static_cast<int>(plan.k_tiles);
+  params.k_tiles_per_split = static_cast<int>(plan.k_tiles_per_split);
+  params.splits = static_cast<int>(plan.splits);
+  params.vec2 = (args.n % 2 == 0 && reinterpret_cast<uintptr_t>(params.out) % 8 == 0) ? 1 : 0;
+
+  const auto kernel = GemmSm90Kernel<kTileQ, kSwapAB, kBf16>;
+  // The shared-memory opt-in is per device and sticks: set it on first use of each device
+  // (so not again inside a stream capture of later steps). Racing first calls set it twice,
+  // which is harmless.
+  static std::atomic<uint64_t> configured_devices{0};
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t device_bit = device < 64 ? uint64_t{1} << device : 0;
+  if (device_bit == 0 || (configured_devices.load(std::memory_order_acquire) & device_bit) == 0) {
+    CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
+    configured_devices.fetch_or(device_bit, std::memory_order_release);
+  }
+  // Persistent: at most one CTA per SM (shared memory allows no more), looping over units.
+  const int64_t num_work = plan.tiles_p * plan.tiles_q * plan.splits;
+  CHECK(num_work <= INT32_MAX) << "too many tiles: " << num_work;
+  const int64_t ctas = std::min<int64_t>(num_work, plan.num_sms);
+  kernel<<<static_cast<unsigned>(ctas), kThreads, Cfg::kSmemBytes, stream>>>(map_p, map_q, params);
+  CUDA_CHECK_LAUNCH();
+
+  if (split) {
+    const int64_t count = args.m * args.n;
+    constexpr int kReduceThreads = 256;
+    const int64_t blocks = std::min<int64_t>(CeilDiv(count, kReduceThreads), 4096);
+    SplitKReduceKernel<<<static_cast<unsigned>(blocks), kReduceThreads, 0, stream>>>(
+        args.workspace, static_cast<int>(plan.splits), count, args.n, args.bias, args.out);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+template <bool kBf16>
+void Dispatch(const GemmArgs& args, const Plan& plan, cudaStream_t stream) {
+  if (plan.swap_ab) {
+    switch (plan.tile_q) {
+      case 32:
+        return Launch<32, true, kBf16>(args, plan, stream);
+      case 64:
+        return Launch<64, true, kBf16>(args, plan, stream);
+      default:
+        return Launch<128, true, kBf16>(args, plan, stream);
+    }
+  }
+  if (plan.tile_q == 256) return Launch<256, false, kBf16>(args, plan, stream);
+  return Launch<128, false, kBf16>(args, plan, stream);
+}
+
+constexpr int kMaxCachedDevices = 64;
+// Per device: 0 = not yet known, 1 = available, 2 = not available.
+std::atomic<int> g_available[kMaxCachedDevices];
+
+}  // namespace
+
+bool Sm90GemmAvailable(int device) {
+  if (device < 0) return false;
+  if (device < kMaxCachedDevices) {
+    const int cached = g_available[device].load(std::memory_order_relaxed);
+    if (cached != 0) return cached == 1;
+  }
+  int major = 0;
+  int minor = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  // sm_90a code runs on compute capability 9.0 only.
+  if (major != 9 || minor != 0) {
+    if (device < kMaxCachedDevices) g_available[device].store(2, std::memory_order_relaxed);
+    return false;
+  }
+  // The device is 9.0; is the sm_90a cubin in this binary? The runtime picks the best cubin
+  // for the current device: binaryVersion 90 means the sm_90a one, 80 the sm_80 fallback
+  // whose kernel traps. Only the current device can be asked without switching devices, so
+  // another device gets a conservative, uncached "no" (Gemm always asks about the current).
+  int current = -1;
+  CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device) return false;
+  cudaFuncAttributes attributes;
+  CUDA_CHECK(cudaFuncGetAttributes(&attributes, GemmSm90Kernel<128, false, true>));
+  const bool available = attributes.binaryVersion >= 90;
+  if (device < kMaxCachedDevices) {
+    g_available[device].store(available ? 1 : 2, std::memory_order_relaxed);
+  }
+  return available;
+}
+
+bool Sm90GemmSupports(const GemmArgs& args) {
+  if (args.dtype != DType::kBF16 && args.dtype != DType::kF16) return false;
+  if (args.a == nullptr || args.w == nullptr || args.out == nullptr) return false;
+  if (args.m < 1 || args.n < 1 || args.k < 1) return false;
+  // TMA: the row stride (k * 2 bytes) must be a multiple of 16 and the base 16-byte aligned.
+  if (args.k % 8 != 0) return false;
+  if (reinterpret_cast<uintptr_t>(args.a) % 16 != 0) return false;
+  if (reinterpret_cast<uintptr_t>(args.w) % 16 != 0) return false;
+  if (reinterpret_cast<uintptr_t>(args.out) % alignof(float) != 0) return false;
+  // Coordinates (plus a tile of slack) are 32-bit in the kernel and in the TMA instruction.
+  constexpr int64_t kMaxExtent = int64_t{1} << 30;
+  if (args.m > kMaxExtent || args.n > kMaxExtent || args.k > kMaxExtent) return false;
+  // Keeps the tile count (gridDim.x) far below 2^31.
+  if (args.m * args.n > (int64_t{1} << 40)) return false;
+  return true;
+}
+
+void GemmSm90(const GemmArgs& args, cudaStream_t stream) {
+  CHECK(Sm90GemmSupports(args)) << "m=" << args.m << " n=" << args.n << " k=" << args.k;
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  int num_sms = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
+  const Plan plan = ChoosePlan(args, std::max(num_sms, 1));
+  if (args.dtype == DType::kBF16) {
+    Dispatch<true>(args, plan, stream);
+  } else {
+    Dispatch<false>(args, plan, stream);
+  }
+}
+
+}  // namespace iquest::cuda

@@ -1,0 +1,432 @@
+// The CUDA backend against the CPU reference ops, through the Backend interface, on odd shapes
+// (tile edges +-1, block boundaries +-1, seq_len 1, GQA ratios 1/5/8), with outputs poisoned
+// before each run; and end to end, the greedy output of tiny bf16 models for 64 tokens equal to
+// the CPU reference's. Labelled `gpu`: every test skips where MakeBackend(kCuda) finds no device.
+//
+// Tolerances (normwise relative): 1e-5 where the GPU computes in f32 (norms, RoPE, SiLU, the
+// SIMT GEMM on f32 weights); 1e-2 where an operand is rounded to 16 bits (the tensor-core GEMMs
+// round A to the weights' type; attention over a bf16 cache).
+#include "kernels/cuda/cuda_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/sampling_reference.h"
+#include "tests/testing/greedy.h"
+#include "tests/testing/random_tensor.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tools/tiny_model.h"
+
+namespace iquest {
+namespace {
+
+using cuda::CudaBackend;
+using testing::Encode;
+using testing::MaxRelativeError;
+using testing::RandomFloats;
+
+constexpr double kF32Tolerance = 1e-5;
+constexpr double k16BitTolerance = 1e-2;
+
+// The CUDA backend with `gemm`, or null (the test skips) when there is no device.
+std::unique_ptr<CudaBackend> MakeCuda(const std::string& gemm = "auto") {
+  BackendOptions options;
+  options.gemm = gemm;
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create(options);
+  if (!backend.ok()) return nullptr;
+  return std::move(*backend);
+}
+
+#define SKIP_WITHOUT_GPU(backend) \
+  if ((backend) == nullptr) GTEST_SKIP() << "no CUDA device"
+
+// A device copy of host bytes, viewed with `shape`; freed with the object.
+struct DeviceTensor {
+  std::unique_ptr<DeviceBuffer> buffer;
+  TensorView view;
+};
+
+DeviceTensor ToDevice(Backend& backend, const void* host, DType dtype,
+                      std::initializer_list<int64_t> shape) {
+  const TensorView probe(nullptr, dtype, shape);
+  auto buffer = backend.Allocate(probe.num_bytes());
+  CHECK(buffer.ok()) << buffer.status();
+  backend.CopyToDevice(host, (*buffer)->data(), probe.num_bytes());
+  DeviceTensor t{std::move(*buffer), TensorView()};
+  t.view = TensorView(t.buffer->data(), dtype, shape);
+  return t;
+}
+
+// An f32 device tensor poisoned with NaN.
+DeviceTensor Poisoned(Backend& backend, std::initializer_list<int64_t> shape) {
+  const TensorView probe(nullptr, DType::kF32, shape);
+  std::vector<float> nan(static_cast<size_t>(probe.numel()), NAN);
+  return ToDevice(backend, nan.data(), DType::kF32, shape);
+}
+
+template <typename T>
+std::vector<T> ToHost(Backend& backend, const DeviceTensor& t) {
+  std::vector<T> host(t.view.num_bytes() / sizeof(T));
+  backend.CopyToHost(t.view.data(), host.data(), t.view.num_bytes());
+  return host;
+}
+
+// (gemm path, weight dtype, m); every n at tile edges, k with and without K-tile tails.
+using GemmParam = std::tuple<std::string, DType, int>;
+class CudaGemmTest : public ::testing::TestWithParam<GemmParam> {};
+
+TEST_P(CudaGemmTest, MatchesReference) {
+  const auto [gemm, dtype, m] = GetParam();
+  auto cuda = MakeCuda(gemm);
+  SKIP_WITHOUT_GPU(cuda);
+  CpuBackend reference;
+  for (int n : {1, 127, 129, 1000}) {
+    for (int k : {64, 72, 100, 4104}) {
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "n=" << n << " k=" << k << " bias=" << with_bias);
+        const std::vector<float> a = RandomFloats(static_cast<size_t>(m) * k, 1);
+        const std::vector<uint8_t> w = Encode(RandomFloats(static_cast<size_t>(n) * k, 2), dtype);
+        const std::vector<float> bias = RandomFloats(n, 3);
+        std::vector<float> expected(static_cast<size_t>(m) * n, NAN);
+        const TensorView w_host(const_cast<uint8_t*>(w.data()), dtype, {n, k});
+        reference.Gemm(TensorView(const_cast<float*>(a.data()), DType::kF32, {m, k}), w_host,
+                       with_bias ? TensorView(const_cast<float*>(bias.data()), DType::kF32, {n})
+                                 : TensorView(),
+                       TensorView(expected.data(), DType::kF32, {m, n}));
+        DeviceTensor a_dev = ToDevice(*cuda, a.data(), DType::kF32, {m, k});
+        DeviceTensor w_dev = ToDevice(*cuda, w.data(), dtype, {n, k});
+        DeviceTensor bias_dev = ToDevice(*cuda, bias.data(), DType::kF32, {n});
+        DeviceTensor out = Poisoned(*cuda, {m, n});
+        cuda->Gemm(a_dev.view, w_dev.view, with_bias ? bias_dev.view : TensorView(), out.view);
+        const double tolerance =
+            dtype == DType::kF32 || gemm == "simt" ? kF32Tolerance : k16BitTolerance;
+        EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, out), expected), tolerance);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, CudaGemmTest,
+                         ::testing::Combine(::testing::Values("auto", "mma", "simt"),
+                                            ::testing::Values(DType::kBF16, DType::kF16,
+                                                              DType::kF32),
+                                            ::testing::Values(1, 15, 17, 64, 65, 129, 300)));
+
+TEST(CudaElementwiseTest, MatchesReference) {
+  auto cuda = MakeCuda();
+  SKIP_WITHOUT_GPU(cuda);
+  CpuBackend reference;
+  const int64_t t = 7, hidden = 96, heads = 4, kv_heads = 2, head_dim = 24, inter = 1101;
+  // RmsNorm with and without the fused residual; hidden 96 (float4 rows) and 97 (scalar).
+  for (int64_t h : {hidden, hidden + 1}) {
+    for (bool fused : {false, true}) {
+      std::vector<float> x = RandomFloats(t * h, 5), res = RandomFloats(t * h, 6);
+      const std::vector<float> weight = RandomFloats(h, 7);
+      std::vector<float> expected(t * h, NAN), res_expected = res;
+      const TensorView w_host(const_cast<float*>(weight.data()), DType::kF32, {h});
+      reference.RmsNorm(TensorView(x.data(), DType::kF32, {t, h}),
+                        fused ? TensorView(res_expected.data(), DType::kF32, {t, h}) : TensorView(),
+                        w_host, 1e-5f, TensorView(expected.data(), DType::kF32, {t, h}));
+      DeviceTensor x_dev = ToDevice(*cuda, x.data(), DType::kF32, {t, h});
+      DeviceTensor res_dev = ToDevice(*cuda, res.data(), DType::kF32, {t, h});
+      ASSERT_OK_AND_ASSIGN(TensorView w_dev, cuda->UploadWeight(w_host));
+      DeviceTensor out = Poisoned(*cuda, {t, h});
+      cuda->RmsNorm(x_dev.view, fused ? res_dev.view : TensorView(), w_dev, 1e-5f, out.view);
+      EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, out), expected), kF32Tolerance);
+      if (fused) {
+        EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, res_dev), res_expected), kF32Tolerance);
+      }
+    }
+  }
+  // Rope.
+  {
+    std::vector<float> q = RandomFloats(t * heads * head_dim, 8),
+                       k = RandomFloats(t * kv_heads * head_dim, 9);
+    std::vector<int32_t> positions = {0, 1, 5, 17, 300, 4095, 131071};
+    std::vector<float> inv_freq(head_dim / 2);
+    for (int64_t d = 0; d < head_dim / 2; ++d) {
+      inv_freq[d] = std::pow(10000.0f, -2.0f * d / head_dim);
+    }
+    DeviceTensor q_dev = ToDevice(*cuda, q.data(), DType::kF32, {t, heads, head_dim});
+    DeviceTensor k_dev = ToDevice(*cuda, k.data(), DType::kF32, {t, kv_heads, head_dim});
+    DeviceTensor pos_dev = ToDevice(*cuda, positions.data(), DType::kI32, {t});
+    DeviceTensor freq_dev = ToDevice(*cuda, inv_freq.data(), DType::kF32, {head_dim / 2});
+    reference.Rope(TensorView(q.data(), DType::kF32, {t, heads, head_dim}),
+                   TensorView(k.data(), DType::kF32, {t, kv_heads, head_dim}),
+                   TensorView(positions.data(), DType::kI32, {t}),
+                   TensorView(inv_freq.data(), DType::kF32, {head_dim / 2}));
+    cuda->Rope(q_dev.view, k_dev.view, pos_dev.view, freq_dev.view);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, q_dev), q), kF32Tolerance);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, k_dev), k), kF32Tolerance);
+  }
+  // SiluMul over a length that is not a multiple of 4.
+  {
+    const std::vector<float> gate = RandomFloats(t * inter, 10, 8.0f),
+                             up = RandomFloats(t * inter, 11);
+    std::vector<float> expected(t * inter, NAN);
+    reference.SiluMul(TensorView(const_cast<float*>(gate.data()), DType::kF32, {t, inter}),
+                      TensorView(const_cast<float*>(up.data()), DType::kF32, {t, inter}),
+                      TensorView(expected.data(), DType::kF32, {t, inter}));
+    DeviceTensor g = ToDevice(*cuda, gate.data(), DType::kF32, {t, inter});
+    DeviceTensor u = ToDevice(*cuda, up.data(), DType::kF32, {t, inter});
+    DeviceTensor out = Poisoned(*cuda, {t, inter});
+    cuda->SiluMul(g.view, u.view, out.view);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, out), expected), kF32Tolerance);
+  }
+  // Argmax with a tie (the lowest index wins); Embed from a bf16 table.
+  {
+    std::vector<float> logits = RandomFloats(t * 1000, 12);
+    logits[3 * 1000 + 10] = 5.0f;
+    logits[3 * 1000 + 900] = 5.0f;
+    std::vector<int32_t> expected(t, -1);
+    reference.Argmax(TensorView(logits.data(), DType::kF32, {t, 1000}),
+                     TensorView(expected.data(), DType::kI32, {t}));
+    DeviceTensor in = ToDevice(*cuda, logits.data(), DType::kF32, {t, 1000});
+    std::vector<int32_t> poison(t, -7);
+    DeviceTensor out = ToDevice(*cuda, poison.data(), DType::kI32, {t});
+    cuda->Argmax(in.view, out.view);
+    EXPECT_EQ(ToHost<int32_t>(*cuda, out), expected);
+  }
+  {
+    const int64_t vocab = 50;
+    const std::vector<uint8_t> table = Encode(RandomFloats(vocab * hidden, 13), DType::kBF16);
+    std::vector<int32_t> ids = {0, 49, 7, 7, 1, 30, 2};
+    std::vector<float> expected(t * hidden, NAN);
+    const TensorView table_host(const_cast<uint8_t*>(table.data()), DType::kBF16, {vocab, hidden});
+    reference.Embed(TensorView(ids.data(), DType::kI32, {t}), table_host,
+                    TensorView(expected.data(), DType::kF32, {t, hidden}));
+    ASSERT_OK_AND_ASSIGN(TensorView table_dev, cuda->UploadWeight(table_host));
+    DeviceTensor ids_dev = ToDevice(*cuda, ids.data(), DType::kI32, {t});
+    DeviceTensor out = Poisoned(*cuda, {t, hidden});
+    cuda->Embed(ids_dev.view, table_dev, out.view);
+    EXPECT_EQ(ToHost<float>(*cuda, out), expected);
+  }
+}
+
+// A paged cache on the host and its device copy, with shuffled physical blocks.
+struct CacheFixture {
+  std::vector<uint8_t> k_host, v_host;
+  DeviceTensor k_dev, v_dev;
+  PagedKvView host, device;
+};
+
+CacheFixture MakeCache(Backend& cuda, DType dtype, int64_t num_blocks, int64_t block_size,
+                       int64_t kv_heads, int64_t head_dim, uint32_t seed) {
+  CacheFixture c;
+  const int64_t elems = num_blocks * block_size * kv_heads * head_dim;
+  c.k_host = Encode(RandomFloats(elems, seed), dtype);
+  c.v_host = Encode(RandomFloats(elems, seed + 1), dtype);
+  c.k_dev = ToDevice(cuda, c.k_host.data(), dtype, {elems});
+  c.v_dev = ToDevice(cuda, c.v_host.data(), dtype, {elems});
+  c.host = PagedKvView{c.k_host.data(), c.v_host.data(), dtype,   num_blocks,
+                       block_size,      kv_heads,        head_dim};
+  c.device = c.host;
+  c.device.k = c.k_dev.view.data();
+  c.device.v = c.v_dev.view.data();
+  return c;
+}
+
+TEST(CudaKvTest, RopeWriteKvAndCopyBlocksMatchReference) {
+  auto cuda = MakeCuda();
+  SKIP_WITHOUT_GPU(cuda);
+  CpuBackend reference;
+  const int64_t t = 5, heads = 4, kv_heads = 2, head_dim = 64, block_size = 16, blocks = 6;
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    CacheFixture c = MakeCache(*cuda, dtype, blocks, block_size, kv_heads, head_dim, 30);
+    std::vector<float> q = RandomFloats(t * heads * head_dim, 31),
+                       k = RandomFloats(t * kv_heads * head_dim, 32),
+                       v = RandomFloats(t * kv_heads * head_dim, 33);
+    std::vector<int32_t> positions = {3, 15, 16, 17, 90}, slots = {3, 15, 16, -1, 90};
+    std::vector<float> inv_freq(head_dim / 2);
+    for (int64_t d = 0; d < head_dim / 2; ++d) {
+      inv_freq[d] = std::pow(10000.0f, -2.0f * d / head_dim);
+    }
+    DeviceTensor q_dev = ToDevice(*cuda, q.data(), DType::kF32, {t, heads, head_dim});
+    DeviceTensor k_dev = ToDevice(*cuda, k.data(), DType::kF32, {t, kv_heads, head_dim});
+    DeviceTensor v_dev = ToDevice(*cuda, v.data(), DType::kF32, {t, kv_heads, head_dim});
+    DeviceTensor pos_dev = ToDevice(*cuda, positions.data(), DType::kI32, {t});
+    DeviceTensor slot_dev = ToDevice(*cuda, slots.data(), DType::kI32, {t});
+    DeviceTensor freq_dev = ToDevice(*cuda, inv_freq.data(), DType::kF32, {head_dim / 2});
+    reference.RopeWriteKv(TensorView(q.data(), DType::kF32, {t, heads, head_dim}),
+                          TensorView(k.data(), DType::kF32, {t, kv_heads, head_dim}),
+                          TensorView(v.data(), DType::kF32, {t, kv_heads, head_dim}),
+                          TensorView(positions.data(), DType::kI32, {t}),
+                          TensorView(inv_freq.data(), DType::kF32, {head_dim / 2}),
+                          TensorView(slots.data(), DType::kI32, {t}), c.host);
+    cuda->RopeWriteKv(q_dev.view, k_dev.view, v_dev.view, pos_dev.view, freq_dev.view,
+                      slot_dev.view, c.device);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, q_dev), q), kF32Tolerance);
+    // The caches hold the same values (bf16 rounding of values within 1e-5 of each other can
+    // differ by one bf16 ulp).
+    auto widen = [&](const std::vector<uint8_t>& bytes) {
+      std::vector<float> out(bytes.size() / DTypeSize(dtype));
+      for (size_t i = 0; i < out.size(); ++i) out[i] = LoadAsFloat(bytes.data(), dtype, i);
+      return out;
+    };
+    const double tolerance = dtype == DType::kF32 ? kF32Tolerance : k16BitTolerance;
+    EXPECT_LE(MaxRelativeError(widen(ToHost<uint8_t>(*cuda, c.k_dev)), widen(c.k_host)), tolerance);
+    EXPECT_LE(MaxRelativeError(widen(ToHost<uint8_t>(*cuda, c.v_dev)), widen(c.v_host)), tolerance);
+    // Copy-on-write of two blocks.
+    std::vector<int32_t> pairs = {0, 4, 5, 2};
+    DeviceTensor pairs_dev = ToDevice(*cuda, pairs.data(), DType::kI32, {2, 2});
+    reference.CopyKvBlocks(TensorView(pairs.data(), DType::kI32, {2, 2}), c.host);
+    cuda->CopyKvBlocks(pairs_dev.view, c.device);
+    EXPECT_EQ(widen(ToHost<uint8_t>(*cuda, c.k_dev)), widen(c.k_host));
+    EXPECT_EQ(widen(ToHost<uint8_t>(*cuda, c.v_dev)), widen(c.v_host));
+  }
+}
+
+// (kv dtype, block_size, heads, kv_heads, head_dim)
+using AttentionParam = std::tuple<DType, int, int, int, int>;
+class CudaAttentionTest : public ::testing::TestWithParam<AttentionParam> {};
+
+TEST_P(CudaAttentionTest, MixedBatchMatchesReference) {
+  const auto [dtype, block_size, heads, kv_heads, head_dim] = GetParam();
+  auto cuda = MakeCuda();
+  SKIP_WITHOUT_GPU(cuda);
+  // (context after this step, new tokens): seq_len 1, block boundaries +-1, decodes, prefill
+  // chunks over a cached prefix, a long decode (split along the context) and a long chunk.
+  const std::vector<std::pair<int, int>> seqs = {{1, 1},
+                                                 {block_size - 1, 1},
+                                                 {block_size, block_size},
+                                                 {block_size + 1, 1},
+                                                 {2 * block_size + 1, 3},
+                                                 {70, 40},
+                                                 {4100, 1},
+                                                 {1500, 130}};
+  int total_blocks = 0, max_blocks = 0;
+  for (auto [len, nq] : seqs) {
+    const int b = (len + block_size - 1) / block_size;
+    total_blocks += b;
+    max_blocks = std::max(max_blocks, b);
+  }
+  const int num_blocks = total_blocks + 5;
+  std::vector<int32_t> pool(num_blocks);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), std::mt19937(7));
+  std::vector<int32_t> tables(seqs.size() * max_blocks, 0), query_start = {0}, seq_lens;
+  int next = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int b = 0; b < (seqs[s].first + block_size - 1) / block_size; ++b) {
+      tables[s * max_blocks + b] = pool[next++];
+    }
+    seq_lens.push_back(seqs[s].first);
+    query_start.push_back(query_start.back() + seqs[s].second);
+  }
+  CacheFixture c = MakeCache(*cuda, dtype, num_blocks, block_size, kv_heads, head_dim, 20);
+  const int64_t t = query_start.back();
+  const int64_t num_seqs = static_cast<int64_t>(seqs.size());
+  std::vector<float> q = RandomFloats(t * heads * head_dim, 22);
+  AttentionArgs host_args;
+  host_args.query_start_loc = TensorView(query_start.data(), DType::kI32, {num_seqs + 1});
+  host_args.seq_lens = TensorView(seq_lens.data(), DType::kI32, {num_seqs});
+  host_args.block_tables = TensorView(tables.data(), DType::kI32, {num_seqs, max_blocks});
+  host_args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  std::vector<float> expected(q.size(), NAN);
+  CpuBackend().PagedAttention(TensorView(q.data(), DType::kF32, {t, heads, head_dim}), c.host,
+                              host_args,
+                              TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
+  DeviceTensor q_dev = ToDevice(*cuda, q.data(), DType::kF32, {t, heads, head_dim});
+  DeviceTensor starts = ToDevice(*cuda, query_start.data(), DType::kI32, {num_seqs + 1});
+  DeviceTensor lens = ToDevice(*cuda, seq_lens.data(), DType::kI32, {num_seqs});
+  DeviceTensor tab = ToDevice(*cuda, tables.data(), DType::kI32, {num_seqs, max_blocks});
+  // Without and with the host-side bounds (the model passes them; the backend can do without).
+  for (bool bounds : {false, true}) {
+    AttentionArgs args = host_args;
+    args.query_start_loc = starts.view;
+    args.seq_lens = lens.view;
+    args.block_tables = tab.view;
+    if (bounds) {
+      args.max_query_len = 130;
+      args.max_seq_len = 4100;
+    }
+    DeviceTensor out = Poisoned(*cuda, {t, heads, head_dim});
+    cuda->PagedAttention(q_dev.view, c.device, args, out.view);
+    const double tolerance = dtype == DType::kF32 ? 1e-4 : k16BitTolerance;
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, out), expected), tolerance)
+        << "bounds=" << bounds;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttentionTest,
+                         ::testing::Values(AttentionParam{DType::kF32, 16, 8, 8, 64},
+                                           AttentionParam{DType::kBF16, 16, 8, 8, 64},
+                                           AttentionParam{DType::kBF16, 8, 40, 8, 128},
+                                           AttentionParam{DType::kBF16, 32, 8, 1, 128},
+                                           AttentionParam{DType::kBF16, 16, 32, 8, 128},
+                                           AttentionParam{DType::kF16, 16, 4, 4, 128},
+                                           AttentionParam{DType::kF32, 32, 40, 8, 128}));
+
+TEST(CudaSamplingTest, MatchesTheReferenceRowByRow) {
+  auto cuda = MakeCuda();
+  SKIP_WITHOUT_GPU(cuda);
+  const int64_t rows = 64, vocab = 5003;
+  const std::vector<float> logits = RandomFloats(rows * vocab, 40, 6.0f);
+  std::mt19937 rng(41);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::vector<cuda::SamplingRowParams> params(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    cuda::SamplingRowParams& p = params[static_cast<size_t>(r)];
+    p.temperature = 0.3f + unit(rng);
+    p.top_k = r % 4 == 0 ? 0 : static_cast<int32_t>(1 + r * 13 % 200);
+    p.top_p = r % 3 == 0 ? 1.0f : 0.5f + 0.5f * unit(rng);
+    p.min_p = r % 5 == 0 ? 0.05f * unit(rng) : 0.0f;
+    p.uniform = unit(rng);
+  }
+  DeviceTensor in = ToDevice(*cuda, logits.data(), DType::kF32, {rows, vocab});
+  std::vector<int32_t> tokens;
+  cuda->SampleTokens(in.view, params, tokens);
+  int mismatches = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const cuda::SamplingRowParams& p = params[static_cast<size_t>(r)];
+    const cpu::SamplingRow row{p.temperature, p.top_k, p.top_p, p.min_p, p.uniform};
+    const int32_t expected = cpu::SampleTokenReference(
+        std::span<const float>(logits.data() + r * vocab, static_cast<size_t>(vocab)), row);
+    if (tokens[static_cast<size_t>(r)] != expected) ++mismatches;
+  }
+  // A draw within f32 rounding of a bucket edge may fall either side; on random uniforms that
+  // is rare enough that one row in 64 is already suspicious.
+  EXPECT_LE(mismatches, 1);
+}
+
+// (arch, kv cache dtype): tiny bf16 models, the engine's greedy path, 64 tokens.
+class CudaGreedyTest : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+
+TEST_P(CudaGreedyTest, SameTokensAsReferenceFor64Steps) {
+  const auto [arch, kv_dtype] = GetParam();
+  auto cuda = MakeCuda();
+  SKIP_WITHOUT_GPU(cuda);
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.arch = arch;
+  options.dtype = "bf16";
+  options.hidden_size = 128;
+  options.num_heads = 8;
+  options.num_kv_heads = 2;
+  options.intermediate_size = 344;
+  options.vocab_size = 1000;
+  options.tie_word_embeddings = arch == "llama";
+  ASSERT_OK(WriteTinyModel(dir.path(), options));
+  std::vector<int32_t> prompt(20);
+  for (int i = 0; i < 20; ++i) prompt[i] = (i * 37 + 11) % 1000;
+  CpuBackend reference;
+  const std::vector<int32_t> expected = testing::Greedy(dir.path(), reference, prompt, 64);
+  EXPECT_EQ(testing::Greedy(dir.path(), *cuda, prompt, 64, kv_dtype), expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CudaGreedyTest,
+                         ::testing::Combine(::testing::Values("llama", "qwen2"),
+                                            ::testing::Values(DType::kF32, DType::kBF16)));
+
+}  // namespace
+}  // namespace iquest
