@@ -12,7 +12,7 @@ rm -rf gpu-bundle
 mkdir -p gpu-bundle/tests gpu-bundle/bin gpu-bundle/lib
 cp "$BUILD_DIR/tests/cuda_backend_test" gpu-bundle/tests/
 cp "$BUILD_DIR/bin/iquest-bench-engine" gpu-bundle/bin/
-SKIP='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libutil|libgcc_s|libcuda|libnvidia-)[.-]'
+SKIP='^(linux-vdso|ld-linux|libc|libm|libmvec|libdl|libpthread|librt|libresolv|libutil|libgcc_s|libcuda|libnvidia-)[.-]'
 for file in gpu-bundle/tests/* gpu-bundle/bin/*; do
   ldd "$file" | awk '$2 == "=>" && $3 ~ /^\// {print $3}'
 done | sort -u | while read -r lib; do

@@ -50,7 +50,7 @@ if [ "$build_failed" -ne 0 ]; then echo "gpu-check: build failed" >&2; exit 1; f
   || { echo "gpu-check: link failed" >&2; exit 1; }
 cat "$BUILD"/obj/*.log > "$LOG_DIR/ptxas.log"
 echo "gpu-check: built in $(( $(date +%s) - start )) s; ptxas report in $LOG_DIR/ptxas.log" >&2
-if grep -E "bytes spill (stores|loads)" "$LOG_DIR/ptxas.log" | grep -vq "^ *0 bytes"; then
+if grep -Eq "[1-9][0-9]* bytes spill (stores|loads)" "$LOG_DIR/ptxas.log"; then
   echo "gpu-check: WARNING: a kernel spills registers (see ptxas.log)" >&2
 fi
 
