@@ -18,6 +18,19 @@ __device__ __forceinline__ bool Better(float value_a, int32_t index_a, float val
          (index_b < 0 && index_a >= 0);
 }
 
+// The warp's best (value, index) in every lane.
+__device__ __forceinline__ void WarpArgmax(float& best, int32_t& best_index) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float other = __shfl_xor_sync(0xffffffffu, best, offset);
+    const int32_t other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
+    if (Better(other, other_index, best, best_index)) {
+      best = other;
+      best_index = other_index;
+    }
+  }
+}
+
 __global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* out) {
   __shared__ float best_values[32];
   __shared__ int32_t best_indices[32];
@@ -32,15 +45,7 @@ __global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* out) {
       best_index = static_cast<int32_t>(v);
     }
   }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const float other = __shfl_xor_sync(0xffffffffu, best, offset);
-    const int32_t other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
-    if (Better(other, other_index, best, best_index)) {
-      best = other;
-      best_index = other_index;
-    }
-  }
+  WarpArgmax(best, best_index);
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   if (lane == 0) {
@@ -52,15 +57,7 @@ __global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* out) {
     const int num_warps = static_cast<int>(blockDim.x) / 32;
     best = lane < num_warps ? best_values[lane] : -FLT_MAX;
     best_index = lane < num_warps ? best_indices[lane] : -1;
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) {
-      const float other = __shfl_xor_sync(0xffffffffu, best, offset);
-      const int32_t other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
-      if (Better(other, other_index, best, best_index)) {
-        best = other;
-        best_index = other_index;
-      }
-    }
+    WarpArgmax(best, best_index);
     // A row of NaN only: index 0, as the CPU reference's scan gives.
     if (lane == 0) out[blockIdx.x] = best_index < 0 ? 0 : best_index;
   }

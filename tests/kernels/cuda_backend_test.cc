@@ -22,6 +22,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/sampling_reference.h"
 #include "tests/testing/greedy.h"
+#include "tests/testing/paged_batch.h"
 #include "tests/testing/random_tensor.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -304,25 +305,11 @@ TEST_P(CudaAttentionTest, MixedBatchMatchesReference) {
                                                  {70, 40},
                                                  {4100, 1},
                                                  {1500, 130}};
-  int total_blocks = 0, max_blocks = 0;
-  for (auto [len, nq] : seqs) {
-    const int b = (len + block_size - 1) / block_size;
-    total_blocks += b;
-    max_blocks = std::max(max_blocks, b);
-  }
-  const int num_blocks = total_blocks + 5;
-  std::vector<int32_t> pool(num_blocks);
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), std::mt19937(7));
-  std::vector<int32_t> tables(seqs.size() * max_blocks, 0), query_start = {0}, seq_lens;
-  int next = 0;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int b = 0; b < (seqs[s].first + block_size - 1) / block_size; ++b) {
-      tables[s * max_blocks + b] = pool[next++];
-    }
-    seq_lens.push_back(seqs[s].first);
-    query_start.push_back(query_start.back() + seqs[s].second);
-  }
+  testing::PagedBatch batch = testing::LayOutPagedBatch(seqs, block_size, 5, 7);
+  const int64_t num_blocks = batch.num_blocks, max_blocks = batch.max_blocks;
+  std::vector<int32_t>& tables = batch.block_tables;
+  std::vector<int32_t>& query_start = batch.query_start_loc;
+  std::vector<int32_t>& seq_lens = batch.seq_lens;
   CacheFixture c = MakeCache(*cuda, dtype, num_blocks, block_size, kv_heads, head_dim, 20);
   const int64_t t = query_start.back();
   const int64_t num_seqs = static_cast<int64_t>(seqs.size());

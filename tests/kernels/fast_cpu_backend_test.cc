@@ -20,6 +20,7 @@
 #include "kernels/cpu/fast/thread_pool.h"
 #include "model/llama.h"
 #include "tests/testing/greedy.h"
+#include "tests/testing/paged_batch.h"
 #include "tests/testing/random_tensor.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -235,25 +236,13 @@ TEST_P(FastAttentionTest, MixedBatchMatchesReference) {
                                                  {2 * block_size + 1, 3},
                                                  {70, 40},
                                                  {75, 13}};
-  int total_blocks = 0, max_blocks = 0;
-  for (auto [len, nq] : seqs) {
-    const int b = (len + block_size - 1) / block_size;
-    total_blocks += b;
-    max_blocks = std::max(max_blocks, b);
-  }
-  const int num_blocks = 2 * total_blocks;
-  std::vector<int32_t> pool(num_blocks);
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), std::mt19937(7));
-  std::vector<int32_t> tables(seqs.size() * max_blocks, 0), query_start = {0}, seq_lens;
-  int next = 0;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int b = 0; b < (seqs[s].first + block_size - 1) / block_size; ++b) {
-      tables[s * max_blocks + b] = pool[next++];
-    }
-    seq_lens.push_back(seqs[s].first);
-    query_start.push_back(query_start.back() + seqs[s].second);
-  }
+  testing::PagedBatch batch = testing::LayOutPagedBatch(seqs, block_size, /*spare_blocks=*/0, 7);
+  // Twice the blocks in use, as spare room in the pool.
+  const int num_blocks = static_cast<int>(2 * batch.num_blocks);
+  const int64_t max_blocks = batch.max_blocks;
+  std::vector<int32_t>& tables = batch.block_tables;
+  std::vector<int32_t>& query_start = batch.query_start_loc;
+  std::vector<int32_t>& seq_lens = batch.seq_lens;
   const int64_t pool_elems = static_cast<int64_t>(num_blocks) * block_size * kv_heads * head_dim;
   std::vector<float> k_pool = RandomFloats(pool_elems, 20), v_pool = RandomFloats(pool_elems, 21);
   PagedKvView kv{k_pool.data(), v_pool.data(), DType::kF32, num_blocks,
