@@ -52,11 +52,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 
 #include "common/check.h"
 #include "common/dtype.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/mma_util.cuh"
 #include "kernels/kv_layout.h"
 
 namespace iquest::cuda {
@@ -85,12 +87,12 @@ struct AttentionParams {
   int num_kv_heads = 0;
   int group_size = 0;  // num_heads / num_kv_heads
   int head_dim = 0;
-  int block_size = 0;  // Tokens per cache block.
+  int block_size = 0;   // Tokens per cache block.
   int block_shift = 0;  // log2(block_size) when it is a power of two.
   int max_blocks_per_seq = 0;
-  int num_partitions = 1;            // Partitions of this launch (1: no split).
-  int partition_tokens = 1 << 30;    // Tokens per partition.
-  float scale_log2 = 0.0f;           // softmax scale * log2(e)
+  int num_partitions = 1;          // Partitions of this launch (1: no split).
+  int partition_tokens = 1 << 30;  // Tokens per partition.
+  float scale_log2 = 0.0f;         // softmax scale * log2(e)
 };
 
 // Which sequences a launch covers.
@@ -105,43 +107,6 @@ __device__ __forceinline__ bool Covers(int num_queries) {
 
 // ------------------------------------------------------------------------------------------
 // PTX wrappers (sm_80+).
-
-__device__ __forceinline__ uint32_t SmemAddress(const void* pointer) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// 16 bytes global -> shared; zero-filled when !valid (the source is then not read).
-__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// c += a * b: a 16x16 bf16 (row), b 16x8 bf16 (col), c 16x8 f32.
-__device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                        uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Two floats as a bf16x2 word, `lo` in the low half.
 __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
@@ -171,7 +136,7 @@ struct MmaConfig {
   // The q tile passes through the last stage before the first load into it.
   static_assert(kQBytes <= kStageBytes, "the q tile must fit in a stage");
   static constexpr int kSmemBytes =
-      kStages * kStageBytes > kMergeBytes ? kStages * kStageBytes : kMergeBytes;
+      kStages * kStageBytes > kMergeBytes ? kStages* kStageBytes : kMergeBytes;
 };
 
 // Grid (row_tiles * num_partitions, num_kv_heads, num_seqs), block kThreads; dynamic smem
@@ -226,11 +191,10 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
   const int matrix = lane / 8;  // Which 8x8 matrix of an ldmatrix.x4 this lane addresses.
 
   // K/V tile loader: tile rows are token positions [tile_key0, tile_key0 + 64).
-  const int32_t* block_table =
-      p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+  const int32_t* block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
   const __nv_bfloat16* k_cache = static_cast<const __nv_bfloat16*>(p.k_cache);
   const __nv_bfloat16* v_cache = static_cast<const __nv_bfloat16*>(p.v_cache);
-  const uint32_t kv_smem_address = SmemAddress(kv_smem);
+  const uint32_t kv_smem_address = SharedAddress(kv_smem);
   auto load_tile = [&](int tile_key0, int stage) {
 #pragma unroll
     for (int i = 0; i < kTileKeys * kChunks / kThreads; ++i) {
@@ -242,8 +206,9 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
       int64_t offset = 0;
       if (valid) {
         const int64_t block = block_table[pos >> p.block_shift];
-        offset = ((block * p.num_kv_heads + kv_head) * p.block_size +
-                  (pos & (p.block_size - 1))) * kHeadDim + chunk * 8;
+        offset = ((block * p.num_kv_heads + kv_head) * p.block_size + (pos & (p.block_size - 1))) *
+                     kHeadDim +
+                 chunk * 8;
       }
       const uint32_t k_dst =
           kv_smem_address + (stage * 2 * kTileKeys * kChunks + Swizzle<kChunks>(key, chunk)) * 16;
@@ -282,7 +247,7 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
   __syncthreads();
 
   // Q fragments (A operand), kept in registers for the whole key loop.
-  const uint32_t q_smem_address = SmemAddress(q_smem);
+  const uint32_t q_smem_address = SharedAddress(q_smem);
   uint32_t q_frag[kKSteps][4];
 #pragma unroll
   for (int ks = 0; ks < kKSteps; ++ks) {
@@ -332,8 +297,8 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
         uint32_t k_frag[4];
         const int key = warp_key0 + nt * 8 + (matrix / 2) * 8 + lane % 8;
         LdMatrixX4(k_frag, k_address + Swizzle<kChunks>(key, ks * 2 + matrix % 2) * 16);
-        MmaBf16(s[nt], q_frag[ks], k_frag[0], k_frag[1]);
-        MmaBf16(s[nt + 1], q_frag[ks], k_frag[2], k_frag[3]);
+        Mma16816(s[nt], q_frag[ks], k_frag[0], k_frag[1]);
+        Mma16816(s[nt + 1], q_frag[ks], k_frag[2], k_frag[3]);
       }
     }
 
@@ -388,17 +353,17 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
     // O += P V: P straight from the S accumulators (bf16), V through ldmatrix.trans.
 #pragma unroll
     for (int kk = 0; kk < kScoreTiles / 2; ++kk) {
-      const uint32_t p_frag[4] = {
-          PackBf16(s[2 * kk][0], s[2 * kk][1]), PackBf16(s[2 * kk][2], s[2 * kk][3]),
-          PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-          PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const uint32_t p_frag[4] = {PackBf16(s[2 * kk][0], s[2 * kk][1]),
+                                  PackBf16(s[2 * kk][2], s[2 * kk][3]),
+                                  PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                  PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
       for (int dt = 0; dt < kDimTiles; dt += 2) {
         uint32_t v_frag[4];
         const int key = warp_key0 + kk * 16 + (matrix % 2) * 8 + lane % 8;
         LdMatrixX4Trans(v_frag, v_address + Swizzle<kChunks>(key, dt + matrix / 2) * 16);
-        MmaBf16(o[dt], p_frag, v_frag[0], v_frag[1]);
-        MmaBf16(o[dt + 1], p_frag, v_frag[2], v_frag[3]);
+        Mma16816(o[dt], p_frag, v_frag[0], v_frag[1]);
+        Mma16816(o[dt + 1], p_frag, v_frag[2], v_frag[3]);
       }
     }
     __syncthreads();  // The stage is refilled by the next iteration's load.
@@ -476,8 +441,8 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
 constexpr int kMaxReduceThreads = 256;
 
 template <Kind kKind>
-__global__ void __launch_bounds__(kMaxReduceThreads) ReducePartitionsKernel(
-    const AttentionParams p) {
+__global__ void __launch_bounds__(kMaxReduceThreads)
+    ReducePartitionsKernel(const AttentionParams p) {
   __shared__ float2 chunk_ml[kMaxReduceThreads];
   const int seq = static_cast<int>(blockIdx.z);
   const int head = static_cast<int>(blockIdx.y);
@@ -548,8 +513,7 @@ __global__ void __launch_bounds__(32 * kSimtWarps) AttentionSimtKernel(const Att
   const int last_pos = seq_len - num_queries + i;
   const int token = q_begin + i;
   const int head_dim = p.head_dim;
-  const int32_t* block_table =
-      p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+  const int32_t* block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
   const T* k_cache = static_cast<const T*>(p.k_cache);
   const T* v_cache = static_cast<const T*>(p.v_cache);
 
@@ -571,8 +535,7 @@ __global__ void __launch_bounds__(32 * kSimtWarps) AttentionSimtKernel(const Att
     for (int u = 0; u < kSimtKeys; ++u) {
       const int pos = min(key0 + u, last_pos);  // Clamped keys are masked below.
       const int64_t block = block_table[pos / p.block_size];
-      base[u] = ((block * p.num_kv_heads + kv_head) * p.block_size + pos % p.block_size) *
-                head_dim;
+      base[u] = ((block * p.num_kv_heads + kv_head) * p.block_size + pos % p.block_size) * head_dim;
       float dot = 0.0f;
 #pragma unroll
       for (int j = 0; j < kDimsPerLane; ++j) {
@@ -660,8 +623,13 @@ void LaunchMma(const PagedAttentionArgs& args, AttentionParams params, int64_t p
   const int64_t grid_x = row_tiles * params.num_partitions;
   CHECK_LE(grid_x, int64_t{0x7fffffff});
   auto kernel = AttentionMmaKernel<kHeadDim, kWarpsM, kWarpsN, kStages, kKind>;
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  Config::kSmemBytes));
+  // Once per kernel: the limit sticks, and a decode step captured into a CUDA graph then
+  // issues nothing but launches.
+  static std::once_flag raised;
+  std::call_once(raised, [&] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    Config::kSmemBytes));
+  });
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(params.num_kv_heads),
                   static_cast<unsigned>(args.num_seqs));
   kernel<<<grid, Config::kThreads, Config::kSmemBytes, stream>>>(params);
@@ -681,8 +649,7 @@ void LaunchMmaPair(const PagedAttentionArgs& args, const AttentionParams& params
   // Decode partials are indexed by sequence, prefill partials by query row.
   LaunchMma<kHeadDim, 1, 4, 3, Kind::kDecode>(args, params, args.num_seqs, entries, stream);
   if (args.max_query_len > 1) {
-    LaunchMma<kHeadDim, 4, 1, 2, Kind::kPrefill>(args, params, args.num_tokens, entries,
-                                                  stream);
+    LaunchMma<kHeadDim, 4, 1, 2, Kind::kPrefill>(args, params, args.num_tokens, entries, stream);
   }
 }
 
@@ -711,9 +678,8 @@ size_t PagedAttentionWorkspaceBytes(int64_t max_num_tokens, int64_t num_heads, i
   if (partitions < 2 || max_num_tokens <= 0 || num_heads <= 0) return 0;
   // Room for every row of the largest batch split into 512-token partitions, capped at
   // kMaxPartials entries (but always at least two partitions of one row of every head).
-  const int64_t entries = std::max(std::min(max_num_tokens * num_heads * partitions,
-                                            kMaxPartials),
-                                   2 * num_heads);
+  const int64_t entries =
+      std::max(std::min(max_num_tokens * num_heads * partitions, kMaxPartials), 2 * num_heads);
   return static_cast<size_t>(entries) * static_cast<size_t>(head_dim + 2) * sizeof(float);
 }
 

@@ -32,6 +32,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/mma_util.cuh"
 
 namespace iquest::cuda {
 namespace {
@@ -51,47 +52,6 @@ struct MmaParams {
   int m, n, k;
   int k_tiles_per_split;
 };
-
-__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// Copies 16 bytes global -> shared; the bytes past src_bytes (0 or 16) are zero-filled.
-__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-__device__ __forceinline__ void LdMatrixX4(uint32_t address, uint32_t& r0, uint32_t& r1,
-                                           uint32_t& r2, uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(address));
-}
-
-// c += a * b for one m16n8k16 tile. a: 4 registers (8 values), b: 2 registers (4 values).
-template <bool kBf16>
-__device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  if constexpr (kBf16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
 
 // Byte offset of 16-byte chunk `chunk` of tile row `row` (see the swizzle in the file comment).
 __device__ __forceinline__ uint32_t SwizzledOffset(int row, int chunk) {
@@ -115,7 +75,7 @@ __device__ __forceinline__ void LoadTile(uint32_t tile, const uint16_t* src, int
     const int global_k = k_tile * kBK + chunk * 8;
     const bool inside = global_row < num_rows && global_k < k;
     const uint16_t* from = inside ? src + static_cast<int64_t>(global_row) * k + global_k : src;
-    CpAsync16(tile + SwizzledOffset(row, chunk), from, inside ? 16 : 0);
+    CpAsync16(tile + SwizzledOffset(row, chunk), from, inside);
   }
 }
 
@@ -187,8 +147,7 @@ __global__ void __launch_bounds__(kWarpsM* kWarpsN * 32) MmaGemmKernel(const Mma
 #pragma unroll
       for (int i = 0; i < kMmaM; ++i) {
         const int row = warp_m * kWarpM + i * 16 + lane % 16;
-        LdMatrixX4(a_tile + SwizzledOffset(row, ks * 2 + lane / 16), a_frag[i][0], a_frag[i][1],
-                   a_frag[i][2], a_frag[i][3]);
+        LdMatrixX4(a_frag[i], a_tile + SwizzledOffset(row, ks * 2 + lane / 16));
       }
       // B fragments for two n8 tiles per ldmatrix.x4: matrix q = lane / 8 covers n rows
       // (q / 2) * 8 .. +7 at k chunk 2ks + q % 2, giving b0, b1 of tile 2j and of tile 2j + 1.
@@ -197,8 +156,12 @@ __global__ void __launch_bounds__(kWarpsM* kWarpsN * 32) MmaGemmKernel(const Mma
       for (int j = 0; j < kMmaN / 2; ++j) {
         const int q = lane / 8;
         const int row = warp_n * kWarpN + j * 16 + (q / 2) * 8 + lane % 8;
-        LdMatrixX4(w_tile + SwizzledOffset(row, ks * 2 + q % 2), b_frag[2 * j][0], b_frag[2 * j][1],
-                   b_frag[2 * j + 1][0], b_frag[2 * j + 1][1]);
+        uint32_t b[4];
+        LdMatrixX4(b, w_tile + SwizzledOffset(row, ks * 2 + q % 2));
+        b_frag[2 * j][0] = b[0];
+        b_frag[2 * j][1] = b[1];
+        b_frag[2 * j + 1][0] = b[2];
+        b_frag[2 * j + 1][1] = b[3];
       }
 #pragma unroll
       for (int i = 0; i < kMmaM; ++i) {

@@ -36,10 +36,10 @@ struct Case {
   int64_t head_dim = 128;
   int64_t block_size = 16;
   DType dtype = DType::kBF16;
-  std::vector<int> seq_lens;    // Context length per sequence (queries included).
-  std::vector<int> query_lens;  // Query tokens per sequence: the last ones of its context.
-  int rows_per_seq = 12;        // Query rows checked per sequence (all when fewer).
-  int heads_checked = 0;        // Heads checked per row (0: all).
+  std::vector<int> seq_lens;     // Context length per sequence (queries included).
+  std::vector<int> query_lens;   // Query tokens per sequence: the last ones of its context.
+  int rows_per_seq = 12;         // Query rows checked per sequence (all when fewer).
+  int heads_checked = 0;         // Heads checked per row (0: all).
   int64_t workspace_limit = -1;  // Bytes of workspace handed over (-1: the full size).
 };
 
@@ -135,8 +135,8 @@ void BuildBatch(const Case& c, std::mt19937_64& rng, bool fill_random, Batch& b)
   b.table_dev = DeviceArray(b.block_table.size() * sizeof(int32_t));
   b.table_dev.Upload(b.block_table.data());
 
-  size_t ws_bytes = cuda::PagedAttentionWorkspaceBytes(b.num_tokens, c.num_heads, c.head_dim,
-                                                       b.max_seq_len);
+  size_t ws_bytes =
+      cuda::PagedAttentionWorkspaceBytes(b.num_tokens, c.num_heads, c.head_dim, b.max_seq_len);
   if (c.workspace_limit >= 0) ws_bytes = std::min(ws_bytes, static_cast<size_t>(c.workspace_limit));
   if (ws_bytes > 0) {
     b.ws_dev = DeviceArray(ws_bytes);
@@ -250,8 +250,8 @@ void CheckCase(Context& ctx, const Case& c) {
             " D=" + std::to_string(c.head_dim) + " bs=" + std::to_string(c.block_size) +
             " ctx=" + Join(c.seq_lens) + " q=" + Join(c.query_lens);
   if (r.shape.size() > 90) r.shape = r.shape.substr(0, 87) + "...";
-  r.max_rel_err = all_written ? MaxRelativeError(ours, ref)
-                              : std::numeric_limits<double>::infinity();
+  r.max_rel_err =
+      all_written ? MaxRelativeError(ours, ref) : std::numeric_limits<double>::infinity();
   r.err_limit = c.dtype == DType::kBF16 && (c.head_dim == 64 || c.head_dim == 128) ? 1e-2 : 1e-4;
   r.ref_name = "f64 ref";
   ctx.report.Add(r);
@@ -275,8 +275,8 @@ void TimeCase(Context& ctx, const Case& c, bool decode) {
             " D=" + std::to_string(c.head_dim) + " bs=" + std::to_string(c.block_size);
   r.max_rel_err = MaxRelativeError(out, ref);
   r.err_limit = 1e-2;
-  r.ours_us = MedianMicros([&] { cuda::PagedAttention(b.args, b.kv, ctx.stream); }, ctx.stream,
-                           3, ctx.quick ? 5 : 20);
+  r.ours_us = MedianMicros([&] { cuda::PagedAttention(b.args, b.kv, ctx.stream); }, ctx.stream, 3,
+                           ctx.quick ? 5 : 20);
   if (decode) {
     r.op = "attention decode bf16";
     // K and V of every context token, once per KV head.
@@ -310,8 +310,7 @@ void TimeCase(Context& ctx, const Case& c, bool decode) {
 }
 
 Case Make(const std::string& name, int64_t heads, int64_t kv_heads, int64_t head_dim,
-          int64_t block_size, DType dtype, std::vector<int> seq_lens,
-          std::vector<int> query_lens) {
+          int64_t block_size, DType dtype, std::vector<int> seq_lens, std::vector<int> query_lens) {
   Case c;
   c.name = name;
   c.num_heads = heads;
@@ -334,17 +333,17 @@ void CheckAttention(Context& ctx) {
   cases.push_back(Make("seq_len 1", 8, 8, 128, 16, bf16, {1}, {1}));
   cases.push_back(Make("block edges bs16", 32, 8, 128, 16, bf16, {15, 16, 17, 31, 32, 33, 17, 16},
                        {1, 1, 1, 1, 1, 1, 17, 16}));
-  cases.push_back(Make("block edges bs8 G5", 40, 8, 64, 8, bf16, {7, 8, 9, 1, 9, 24},
-                       {1, 1, 1, 1, 9, 8}));
-  cases.push_back(Make("block edges bs32 G8", 64, 8, 128, 32, bf16, {31, 32, 33, 95, 33},
-                       {1, 1, 1, 1, 33}));
+  cases.push_back(
+      Make("block edges bs8 G5", 40, 8, 64, 8, bf16, {7, 8, 9, 1, 9, 24}, {1, 1, 1, 1, 9, 8}));
+  cases.push_back(
+      Make("block edges bs32 G8", 64, 8, 128, 32, bf16, {31, 32, 33, 95, 33}, {1, 1, 1, 1, 33}));
   // One call mixing prefill chunks over a cached prefix, full prefills, decodes, a sequence
   // with no queries and a two-token chunk. The context splits into 2 partitions of 512: the
   // first chunk's rows sit on both sides of that edge (one partition or two to merge).
   cases.push_back(Make("mixed batch", 32, 8, 128, 16, bf16, {612, 70, 1000, 513, 2, 300, 130},
                        {200, 70, 1, 1, 1, 0, 2}));
-  cases.push_back(Make("mixed batch G1 D64", 16, 16, 64, 32, bf16, {2000, 129, 65, 1},
-                       {1, 64, 65, 1}));
+  cases.push_back(
+      Make("mixed batch G1 D64", 16, 16, 64, 32, bf16, {2000, 129, 65, 1}, {1, 64, 65, 1}));
   cases.push_back(Make("mixed batch G32", 32, 1, 128, 16, bf16, {700, 90}, {1, 20}));
   // 4k contexts, the 40B head shape: decodes and a prefill chunk at the end.
   Case long4k = Make("4k", 40, 8, 128, 16, bf16, {4096, 4095, 4097, 4096}, {1, 1, 1, 64});
