@@ -12,7 +12,7 @@ inline void RegisterBackendFlags(FlagParser& flags, BackendOptions* options) {
   flags.AddString("cpu-kernels", &options->cpu_kernels,
                   "CPU kernels: auto, avx2, avx512, avx512-bf16 or reference");
   flags.AddString("gemm", &options->gemm,
-                  "CUDA GEMM: auto (wgmma on sm_90a, else mma.sync), mma, simt, or cublas");
+                  "CUDA GEMM: auto (wgmma on sm_90a, else mma.sync), mma, wgmma, simt, or cublas");
 }
 
 }  // namespace iquest
