@@ -179,7 +179,9 @@ __global__ void __launch_bounds__(kWarpsM* kWarpsN * 32) MmaGemmKernel(const Mma
   float* dst =
       p.partial != nullptr ? p.partial + static_cast<int64_t>(blockIdx.z) * p.m * p.n : p.out;
   const float* bias = p.partial != nullptr ? nullptr : p.bias;
-  const bool pairs_aligned = (p.n % 2) == 0;
+  // float2 stores need an even row length and an 8-byte aligned base (a view may start at an
+  // odd float).
+  const bool pairs_aligned = (p.n % 2) == 0 && reinterpret_cast<uintptr_t>(dst) % 8 == 0;
 #pragma unroll
   for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
@@ -286,7 +288,9 @@ void LaunchMma(const GemmArgs& args, cudaStream_t stream) {
   const int k = static_cast<int>(args.k);
   const int tiles_m = (m + kBM - 1) / kBM;
   const int tiles_n = (n + kBN - 1) / kBN;
-  const int num_k_tiles = (k + kBK - 1) / kBK;
+  // At least one K tile, so that k == 0 (out = bias) launches one split instead of dividing by
+  // zero below; its CTAs find no K tiles of their own and write the bias.
+  const int num_k_tiles = std::max(1, (k + kBK - 1) / kBK);
   // Split K while the tiles cover fewer than two waves of CTAs and each split keeps enough K
   // tiles to fill the pipeline; the workspace bounds the split too.
   int splits = 1;
@@ -380,8 +384,9 @@ const char* GemmPathName(GemmPath path) {
 }
 
 size_t GemmWorkspaceBytes(int64_t max_m, int64_t max_n) {
-  // Only the decode shapes (m <= 64) split, and at most into kMaxSplits; past 64 MiB the split
-  // count is cut instead (LaunchMma checks the bytes it is given).
+  // Sized for the decode shapes (m <= 64), which split most, into at most kMaxSplits; capped at
+  // 64 MiB. Larger tiles split too when there are few of them, but only as far as the bytes
+  // LaunchMma is given allow.
   const size_t wanted = static_cast<size_t>(std::min<int64_t>(max_m, 64)) *
                         static_cast<size_t>(max_n) * sizeof(float) * kMaxSplits;
   return std::min<size_t>(wanted, size_t{64} << 20);
