@@ -6,8 +6,9 @@
 #   2. when gpu-bundle/ is present (scripts/gpu-bundle.sh builds it on a development machine and
 #      the device tool carries it), runs its `gpu` gtest binaries: CudaBackend against the CPU
 #      reference through the Backend interface, and greedy parity on tiny models;
-#   3. runs iquest-gpu-check, whose table (op, shape, ours, reference, ratio, max relative
-#      error) comes last, followed by the gtest summary line.
+#   3. runs the engine benchmark of the bundle (8B- and 40B-shaped random models);
+#   4. runs iquest-gpu-check section by section, each under its own time limit; their tables
+#      (op, shape, ours, reference, ratio, max relative error) come last, then the gtest line.
 # Usage: scripts/gpu-check.sh [--quick] [--only=gemm,elementwise,attention,sampling]
 # Exit status: 0 all passed; 1 a row or a test failed; 77 no CUDA device.
 set -uo pipefail
@@ -85,10 +86,29 @@ if [ -x gpu-bundle/bin/iquest-bench-engine ]; then
   done
 fi
 
-# 4. The kernels' check and benchmarks; the table comes last.
-"$BUILD/iquest-gpu-check" "$@" 2>"$LOG_DIR/gpu-check.log"
-status=$?
-copy_gbs="$(grep -o 'copy bandwidth [0-9]*' "$LOG_DIR/gpu-check.log" | grep -o '[0-9]*$')"
+# 4. The kernels' check and benchmarks, one process per section with its own time limit, so that
+#    a kernel that hangs (a lost mbarrier phase, say) costs its section, not the whole check. The
+#    sections' tables come last.
+only=""
+args=()
+for arg in "$@"; do
+  case "$arg" in --only=*) only="${arg#--only=}" ;; *) args+=("$arg") ;; esac
+done
+status=0
+for section in elementwise gemm attention sampling; do
+  case ",${only:-$section}," in *",$section,"*) ;; *) continue ;; esac
+  timeout 200 "$BUILD/iquest-gpu-check" --only="$section" "${args[@]}" \
+    >"$LOG_DIR/table-$section.txt" 2>"$LOG_DIR/gpu-check-$section.log"
+  rc=$?
+  if [ "$rc" -eq 124 ]; then
+    echo "gpu-check: section $section timed out after 200 s; its last lines:" >&2
+    tail -3 "$LOG_DIR/gpu-check-$section.log" >&2
+  fi
+  if [ "$rc" -eq 77 ]; then status=77; break; fi
+  if [ "$rc" -ne 0 ]; then status=1; fi
+done
+cat "$LOG_DIR"/gpu-check-*.log > "$LOG_DIR/gpu-check.log" 2>/dev/null
+copy_gbs="$(grep -o 'copy bandwidth [0-9]*' "$LOG_DIR/gpu-check.log" | head -1 | grep -o '[0-9]*$')"
 for line in "${bench_summary[@]}"; do
   echo "engine $line"
   # Batch-1 decode against the weight-bandwidth bound (target >= 0.85 of the copy bandwidth).
@@ -96,6 +116,9 @@ for line in "${bench_summary[@]}"; do
   if [ -n "$gbs" ] && [ -n "$copy_gbs" ]; then
     echo "  batch-1 decode reads weights at $gbs GB/s = $(awk "BEGIN {printf \"%.2f\", $gbs / $copy_gbs}") of the copy bandwidth ($copy_gbs GB/s; target 0.85)"
   fi
+done
+for section in elementwise gemm attention sampling; do
+  [ -s "$LOG_DIR/table-$section.txt" ] && cat "$LOG_DIR/table-$section.txt"
 done
 echo "$gtest_summary"
 if [ "$status" -eq 0 ] && [ "$gtest_failed" -ne 0 ]; then status=1; fi
