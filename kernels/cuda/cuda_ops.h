@@ -50,6 +50,11 @@ void Gemm(const GemmArgs& args, GemmPath path, cudaStream_t stream);
 // of a model with these dimensions.
 size_t GemmWorkspaceBytes(int64_t max_m, int64_t max_n);
 
+// out[m, n] = sum over s of partial[s, m, n], added in split order (deterministic), + bias[n]
+// (bias may be null): the last step of both GEMM kernels' split-K.
+void SplitKReduce(const float* partial, int splits, int64_t m, int64_t n, const float* bias,
+                  float* out, cudaStream_t stream);
+
 // wgmma + TMA (gemm_sm90.cu). Available: compiled for sm_90a and `device` is compute 9.0.
 bool Sm90GemmAvailable(int device);
 // Shape and alignment rules of that kernel (e.g. k a multiple of its K tile).

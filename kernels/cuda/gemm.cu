@@ -315,13 +315,7 @@ void LaunchMma(const GemmArgs& args, cudaStream_t stream) {
   kernel<<<grid, kWarpsM * kWarpsN * 32, kSharedBytes, stream>>>(p);
   CUDA_CHECK_LAUNCH();
   if (splits > 1) {
-    const int64_t num_elements = static_cast<int64_t>(m) * n;
-    const int threads = 256;
-    const int blocks =
-        static_cast<int>(std::min<int64_t>((num_elements + threads - 1) / threads, 4 * SmCount()));
-    SplitKReduceKernel<<<blocks, threads, 0, stream>>>(args.workspace, args.bias, args.out,
-                                                       num_elements, n, splits);
-    CUDA_CHECK_LAUNCH();
+    SplitKReduce(args.workspace, splits, m, n, args.bias, args.out, stream);
   }
 }
 
@@ -381,6 +375,18 @@ const char* GemmPathName(GemmPath path) {
       return "wgmma";
   }
   return "?";
+}
+
+void SplitKReduce(const float* partial, int splits, int64_t m, int64_t n, const float* bias,
+                  float* out, cudaStream_t stream) {
+  const int64_t num_elements = m * n;
+  if (num_elements == 0) return;
+  const int threads = 256;
+  const int blocks =
+      static_cast<int>(std::min<int64_t>((num_elements + threads - 1) / threads, 4 * SmCount()));
+  SplitKReduceKernel<<<blocks, threads, 0, stream>>>(partial, bias, out, num_elements,
+                                                     static_cast<int>(n), splits);
+  CUDA_CHECK_LAUNCH();
 }
 
 size_t GemmWorkspaceBytes(int64_t max_m, int64_t max_n) {
