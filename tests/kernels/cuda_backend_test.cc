@@ -26,7 +26,6 @@
 #include "tests/testing/random_tensor.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
-#include "tools/tiny_model.h"
 
 namespace iquest {
 namespace {
@@ -394,18 +393,8 @@ TEST_P(CudaGreedyTest, SameTokensAsReferenceFor64Steps) {
   auto cuda = MakeCuda();
   SKIP_WITHOUT_GPU(cuda);
   testing::TempDir dir;
-  TinyModelOptions options;
-  options.arch = arch;
-  options.dtype = "bf16";
-  options.hidden_size = 128;
-  options.num_heads = 8;
-  options.num_kv_heads = 2;
-  options.intermediate_size = 344;
-  options.vocab_size = 1000;
-  options.tie_word_embeddings = arch == "llama";
-  ASSERT_OK(WriteTinyModel(dir.path(), options));
-  std::vector<int32_t> prompt(20);
-  for (int i = 0; i < 20; ++i) prompt[i] = (i * 37 + 11) % 1000;
+  ASSERT_OK(testing::WriteParityModel(dir.path(), arch, "bf16"));
+  const std::vector<int32_t> prompt = testing::ParityPrompt();
   CpuBackend reference;
   const std::vector<int32_t> expected = testing::Greedy(dir.path(), reference, prompt, 64);
   EXPECT_EQ(testing::Greedy(dir.path(), *cuda, prompt, 64, kv_dtype), expected);

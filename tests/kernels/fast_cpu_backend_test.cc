@@ -24,7 +24,6 @@
 #include "tests/testing/random_tensor.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
-#include "tools/tiny_model.h"
 
 namespace iquest {
 
@@ -280,19 +279,8 @@ class FastGreedyTest
 TEST_P(FastGreedyTest, SameTokensAsReferenceFor64Steps) {
   const auto [isa, arch, dtype] = GetParam();
   testing::TempDir dir;
-  TinyModelOptions options;
-  options.arch = arch;
-  options.dtype = dtype;
-  options.hidden_size = 128;
-  options.num_heads = 8;
-  options.num_kv_heads = 2;
-  options.intermediate_size = 344;
-  options.vocab_size = 1000;
-  options.tie_word_embeddings = arch == "llama";
-  ASSERT_OK(WriteTinyModel(dir.path(), options));
-  // A 20-token prompt: past the bf16-dot threshold, so prefill takes that path where it exists.
-  std::vector<int32_t> prompt(20);
-  for (int i = 0; i < 20; ++i) prompt[i] = (i * 37 + 11) % 1000;
+  ASSERT_OK(testing::WriteParityModel(dir.path(), arch, dtype));
+  const std::vector<int32_t> prompt = testing::ParityPrompt();
   CpuBackend reference;
   const std::vector<int32_t> expected = Greedy(dir.path(), reference, prompt, 64);
   auto fast = MakeFast(isa, 2);

@@ -6,6 +6,7 @@
 #include "model/batch_inputs.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
+#include "tools/tiny_model.h"
 
 namespace iquest::testing {
 
@@ -36,6 +37,26 @@ std::vector<int32_t> Greedy(const std::string& dir, Backend& backend, std::vecto
     pending = {next};
   }
   return out;
+}
+
+absl::Status WriteParityModel(const std::string& dir, const std::string& arch,
+                              const std::string& dtype) {
+  TinyModelOptions options;
+  options.arch = arch;
+  options.dtype = dtype;
+  options.hidden_size = 128;
+  options.num_heads = 8;
+  options.num_kv_heads = 2;
+  options.intermediate_size = 344;
+  options.vocab_size = 1000;
+  options.tie_word_embeddings = arch == "llama";
+  return WriteTinyModel(dir, options);
+}
+
+std::vector<int32_t> ParityPrompt() {
+  std::vector<int32_t> prompt(20);
+  for (int i = 0; i < 20; ++i) prompt[i] = (i * 37 + 11) % 1000;
+  return prompt;
 }
 
 }  // namespace iquest::testing
