@@ -1,6 +1,7 @@
 // What the paged-attention kernels share (attention.cu: the tensor-core kernels and the
-// dispatch; attention_simt.cu: the f32 fallback): the launch parameters, which sequences a
-// launch covers, and the fallback's launcher.
+// dispatch; attention_partitions.cu: flash-decoding's split and merge; attention_simt.cu: the
+// f32 fallback): the launch parameters, which sequences a launch covers, and the launchers
+// each file offers the others.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -51,7 +52,22 @@ __device__ __forceinline__ bool Covers(int num_queries) {
   return num_queries > 0;
 }
 
+inline constexpr int kTileKeys = 64;  // Keys per K/V tile of the tensor-core kernel.
+
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Flash-decoding (attention_partitions.cu). Entries ((row, head, partition) partials) the
+// workspace of `args` holds.
+int64_t WorkspaceEntries(const PagedAttentionArgs& args, int64_t head_dim);
+// Cuts a launch's contexts into partitions (params.num_partitions, params.partition_tokens):
+// ~512 tokens each, fewer and longer when the workspace is short, 1 when splitting would not
+// help or fit. `partial_rows`: the rows its partials are indexed by (sequences or query rows).
+void ChoosePartitions(int64_t partial_rows, int64_t num_heads, int64_t max_seq_len,
+                      int64_t workspace_entries, AttentionParams& params);
+// Merges the partials of every (query row, head) of the sequences a split launch of `kind`
+// covered into params.out. grid: (max query length, num_heads, num_seqs).
+void LaunchReducePartitions(Kind kind, const AttentionParams& params, dim3 grid,
+                            cudaStream_t stream);
 
 // The SIMT fallback (attention_simt.cu) for caches of `kv_dtype` (bf16, f16 or f32), any
 // head_dim <= 256 and any block size: one warp per (query row, head), all in f32. Slow.
