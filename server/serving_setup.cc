@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
+#include "kernels/make_backend.h"
 #include "model/manifest.h"
 #include "model/model_files.h"
 

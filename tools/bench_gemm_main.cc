@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "kernels/backend.h"
 #include "kernels/backend_flags.h"
+#include "kernels/make_backend.h"
 
 namespace iquest {
 namespace {

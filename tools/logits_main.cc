@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "kernels/backend.h"
 #include "kernels/backend_flags.h"
+#include "kernels/make_backend.h"
 #include "model/llama.h"
 
 namespace iquest {

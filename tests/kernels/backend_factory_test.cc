@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/backend.h"
+#include "kernels/make_backend.h"
 
 namespace iquest {
 namespace {

@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "kernels/backend.h"
 #include "kernels/backend_flags.h"
+#include "kernels/make_backend.h"
 #include "model/json_util.h"
 #include "model/llama.h"
 #include "model/manifest.h"
