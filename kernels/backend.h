@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -18,8 +19,6 @@
 #include "kernels/kv_layout.h"
 
 namespace iquest {
-
-enum class Device { kCpu, kCuda };
 
 // Memory owned by a backend; freed on destruction.
 class DeviceBuffer {
@@ -60,6 +59,22 @@ struct AttentionArgs {
 // A captured sequence of device work that replays as one launch (a CUDA graph). It reads and
 // writes exactly the memory its ops named at capture time, so the caller keeps those buffers
 // (and their addresses) alive and refills them before each Replay.
+// One row for Backend::SampleTokens: which row of the logits, and how to draw from it.
+struct SampleRow {
+  int64_t logits_row = 0;    // Row of `logits`.
+  float temperature = 0.0f;  // <= 0: greedy (the first maximum).
+  int32_t top_k = 0;         // 0: off.
+  float top_p = 1.0f;        // 1: off.
+  float min_p = 0.0f;        // 0: off.
+  double uniform = 0.0;      // The draw's random number, in [0, 1).
+};
+
+// What comes back to the host for a row sampled on the backend: 8 bytes, not the row.
+struct SampledId {
+  int32_t token = 0;
+  float logprob = 0.0f;  // Of `token`, under log_softmax of the raw logits row.
+};
+
 class StepGraph {
  public:
   virtual ~StepGraph() = default;
@@ -142,6 +157,14 @@ class Backend {
   //   logits: f32 [T, vocab]; out: i32 [T]
   virtual void Argmax(TensorView logits, TensorView out) = 0;
 
+  // Samples rows where the logits are: out[i] is the token drawn for rows[i] (a row may be listed
+  // more than once, e.g. for the n samples of a forking prompt) and its logprob, on the host when
+  // this returns. The CPU backends draw by kernels/cpu/sampling.h's rule, the CUDA backend by
+  // kernels/cpu/sampling_reference.h's (greedy is the first maximum on both).
+  //   logits: f32 [N, vocab]; rows: [R] (host); out: [R] (host)
+  virtual void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                            std::span<SampledId> out) = 0;
+
   // The KV cache element type this backend serves best: f32 on the CPU (exact, and memory is
   // plentiful), bf16 on a GPU (half the bytes that decode attention streams).
   virtual DType preferred_kv_dtype() const { return DType::kF32; }
@@ -171,10 +194,5 @@ struct BackendOptions {
   // "simt" (plain FMA), or "cublas" (cuBLAS through dlopen, for comparison only).
   std::string gemm = "auto";
 };
-
-// The backend for `device`; kUnavailable when this build or machine has no such device,
-// InvalidArgument / FailedPrecondition for options this machine cannot honour.
-absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(Device device,
-                                                     const BackendOptions& options = {});
 
 }  // namespace iquest

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kernels/backend.h"
+#include "kernels/cpu/sampling.h"
 
 namespace iquest {
 
@@ -25,6 +26,13 @@ class CpuBackend final : public Backend {
   void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                       TensorView out) override;
   void Argmax(TensorView logits, TensorView out) override;
+  void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                    std::span<SampledId> out) override {
+    cpu::SampleRows(logits, rows, out, drawer_);
+  }
+
+ private:
+  cpu::TokenDrawer drawer_;
 };
 
 }  // namespace iquest

@@ -1,6 +1,9 @@
-// Argmax over each row of logits: one CTA per row, each thread scans a strided slice keeping
-// (value, index), then a warp and a block reduction. Ties and NaN follow the CPU reference:
-// the lowest index wins ties, and NaN never compares greater, so it never wins.
+// Row reductions of the logits, one CTA per row.
+// Argmax: each thread scans a strided slice keeping (value, index), then a warp and a block
+// reduction. Ties and NaN follow the CPU reference: the lowest index wins ties, and NaN never
+// compares greater, so it never wins.
+// TokenLogprobs: logits[token] - logsumexp(row), the sampled token's logprob, as the CPU's
+// LogSumExp computes it (max first; float exponentials of x - max, summed in double).
 #include <cfloat>
 
 #include "kernels/cuda/cuda_check.h"
@@ -63,7 +66,56 @@ __global__ void ArgmaxKernel(const float* logits, int64_t vocab, int32_t* out) {
   }
 }
 
+// Block-wide reduction of one value per thread; every thread gets the result.
+template <typename T, typename Op>
+__device__ T BlockReduce(T value, Op op, T* shared /* [32] */) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  }
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int num_warps = static_cast<int>(blockDim.x) / 32;
+  __syncthreads();  // `shared` may still be read from a previous call.
+  if (lane == 0) shared[warp] = value;
+  __syncthreads();
+  value = shared[0];
+  for (int w = 1; w < num_warps; ++w) value = op(value, shared[w]);
+  return value;
+}
+
+__global__ void TokenLogprobsKernel(const float* logits, int64_t vocab, const int32_t* tokens,
+                                    float* out) {
+  __shared__ float max_shared[32];
+  __shared__ double sum_shared[32];
+  const float* row = logits + blockIdx.x * vocab;
+  float max_value = -INFINITY;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) max_value = fmaxf(max_value, row[v]);
+  max_value = BlockReduce(
+      max_value, [](float a, float b) { return fmaxf(a, b); }, max_shared);
+  double sum = 0.0;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+    // Below -87, exp is under float's normal range and adds nothing beside the maximum's 1.
+    sum += static_cast<double>(__expf(fmaxf(row[v] - max_value, -87.0f)));
+  }
+  sum = BlockReduce(
+      sum, [](double a, double b) { return a + b; }, sum_shared);
+  if (threadIdx.x == 0) {
+    const double log_total = static_cast<double>(max_value) + log(sum);
+    out[blockIdx.x] = static_cast<float>(static_cast<double>(row[tokens[blockIdx.x]]) - log_total);
+  }
+}
+
 }  // namespace
+
+void TokenLogprobs(const float* logits, int64_t num_rows, int64_t vocab, const int32_t* tokens,
+                   float* out, cudaStream_t stream) {
+  if (num_rows == 0) return;
+  CHECK_GT(vocab, 0);
+  TokenLogprobsKernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(logits, vocab,
+                                                                                tokens, out);
+  CUDA_CHECK_LAUNCH();
+}
 
 void Argmax(const float* logits, int64_t num_rows, int64_t vocab, int32_t* out,
             cudaStream_t stream) {

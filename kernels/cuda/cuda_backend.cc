@@ -305,8 +305,61 @@ void CudaBackend::Argmax(TensorView logits, TensorView out) {
   cuda::Argmax(F32(logits), logits.dim(0), logits.dim(1), I32(out), stream_);
 }
 
-void CudaBackend::SampleTokens(TensorView logits, const std::vector<SamplingRowParams>& params,
-                               std::vector<int32_t>& out) {
+void CudaBackend::SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                               std::span<SampledId> out) {
+  CHECK_EQ(rows.size(), out.size());
+  const int64_t num_rows = static_cast<int64_t>(rows.size()), vocab = logits.dim(1);
+  if (num_rows == 0) return;
+  // Greedy rows first, then drawn ones; order[j] is the rows[] entry of gathered row j.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].temperature <= 0.0f) order.push_back(i);
+  }
+  const int64_t num_greedy = static_cast<int64_t>(order.size());
+  std::vector<SamplingRowParams> params;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].temperature <= 0.0f) continue;
+    order.push_back(i);
+    // The kernel takes a float draw in [0, 1): rounding must not reach 1.
+    const float uniform = std::min(static_cast<float>(rows[i].uniform), 0x1.fffffep-1f);
+    params.push_back({rows[i].temperature, rows[i].top_k, rows[i].top_p, rows[i].min_p, uniform});
+  }
+  std::vector<int32_t> indices(order.size());
+  for (size_t j = 0; j < order.size(); ++j) {
+    CHECK(rows[order[j]].logits_row >= 0 && rows[order[j]].logits_row < logits.dim(0));
+    indices[j] = static_cast<int32_t>(rows[order[j]].logits_row);
+  }
+  // One scratch: [indices | gathered rows | tokens | logprobs], each 256-byte aligned.
+  auto align = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+  const size_t index_bytes = align(indices.size() * sizeof(int32_t));
+  const size_t rows_bytes = align(static_cast<size_t>(num_rows * vocab) * sizeof(float));
+  const size_t token_bytes = align(static_cast<size_t>(num_rows) * sizeof(int32_t));
+  uint8_t* base = static_cast<uint8_t*>(EnsureScratch(
+      sampled_rows_, index_bytes + rows_bytes + token_bytes + num_rows * sizeof(float)));
+  auto* device_indices = reinterpret_cast<int32_t*>(base);
+  auto* gathered = reinterpret_cast<float*>(base + index_bytes);
+  auto* device_tokens = reinterpret_cast<int32_t*>(base + index_bytes + rows_bytes);
+  auto* device_logprobs = reinterpret_cast<float*>(base + index_bytes + rows_bytes + token_bytes);
+  CopyToDevice(indices.data(), device_indices, indices.size() * sizeof(int32_t));
+  const TensorView gathered_view(gathered, DType::kF32, {num_rows, vocab});
+  Embed(TensorView(device_indices, DType::kI32, {num_rows}), logits, gathered_view);
+  cuda::Argmax(gathered, num_greedy, vocab, device_tokens, stream_);
+  if (num_greedy < num_rows) {
+    std::vector<int32_t> drawn;
+    DrawRows(gathered_view.Rows(num_greedy, num_rows - num_greedy), params, drawn);
+    CopyToDevice(drawn.data(), device_tokens + num_greedy, drawn.size() * sizeof(int32_t));
+  }
+  cuda::TokenLogprobs(gathered, num_rows, vocab, device_tokens, device_logprobs, stream_);
+  std::vector<int32_t> tokens(static_cast<size_t>(num_rows));
+  std::vector<float> logprobs(static_cast<size_t>(num_rows));
+  CopyToHost(device_tokens, tokens.data(), tokens.size() * sizeof(int32_t));
+  CopyToHost(device_logprobs, logprobs.data(), logprobs.size() * sizeof(float));
+  Synchronize();
+  for (size_t j = 0; j < order.size(); ++j) out[order[j]] = {tokens[j], logprobs[j]};
+}
+
+void CudaBackend::DrawRows(TensorView logits, const std::vector<SamplingRowParams>& params,
+                           std::vector<int32_t>& out) {
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
   CHECK_EQ(static_cast<int64_t>(params.size()), rows);
   out.assign(static_cast<size_t>(rows), -1);

@@ -65,10 +65,15 @@ class CudaBackend final : public Backend {
   std::unique_ptr<StepGraph> EndCapture() override;
   uint64_t scratch_epoch() const override { return scratch_epoch_; }
 
+  // Rows are gathered into one block (greedy rows first), greedy rows take Argmax, the others
+  // cuda::SampleTokens (sampling_reference.h's rule), then TokenLogprobs; 8 bytes a row come
+  // back. Synchronizes.
+  void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                    std::span<SampledId> out) override;
   // One token per row of `logits` (f32 [rows, vocab], device), drawn as cuda::SampleTokens
   // defines; `params` and `out` are host arrays of `rows` entries. Synchronizes.
-  void SampleTokens(TensorView logits, const std::vector<SamplingRowParams>& params,
-                    std::vector<int32_t>& out);
+  void DrawRows(TensorView logits, const std::vector<SamplingRowParams>& params,
+                std::vector<int32_t>& out);
 
  private:
   CudaBackend(int device, cudaStream_t stream, GemmPath gemm_path, std::string name);
@@ -91,6 +96,7 @@ class CudaBackend final : public Backend {
   Scratch gemm_workspace_;      // Split-K partial sums.
   Scratch attention_workspace_;
   Scratch sampling_;            // Params in, tokens out, and the kernel's workspace.
+  Scratch sampled_rows_;        // SampleTokens: row indices, gathered rows, tokens, logprobs.
   uint64_t scratch_epoch_ = 0;  // Bumped whenever a scratch buffer moves.
   bool capturing_ = false;
 };

@@ -119,6 +119,11 @@ void CopyKvBlocks(const int32_t* pairs, int64_t num_pairs, const PagedKvView& kv
 void Argmax(const float* logits, int64_t num_rows, int64_t vocab, int32_t* out,
             cudaStream_t stream);
 
+// out[r] = logits[r, tokens[r]] - log(sum_v exp(logits[r, v])): the token's logprob.
+//   logits: f32 [num_rows, vocab]; tokens: i32 [num_rows]; out: f32 [num_rows]
+void TokenLogprobs(const float* logits, int64_t num_rows, int64_t vocab, const int32_t* tokens,
+                   float* out, cudaStream_t stream);
+
 // ---------------------------------------------------------------------------------------------
 // Sampling on the device (sampling.cu)
 struct SamplingRowParams {

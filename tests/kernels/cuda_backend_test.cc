@@ -371,7 +371,7 @@ TEST(CudaSamplingTest, MatchesTheReferenceRowByRow) {
   }
   DeviceTensor in = ToDevice(*cuda, logits.data(), DType::kF32, {rows, vocab});
   std::vector<int32_t> tokens;
-  cuda->SampleTokens(in.view, params, tokens);
+  cuda->DrawRows(in.view, params, tokens);
   int mismatches = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const cuda::SamplingRowParams& p = params[static_cast<size_t>(r)];

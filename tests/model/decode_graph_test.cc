@@ -66,6 +66,11 @@ class RecordingBackend final : public Backend {
   void Argmax(TensorView logits, TensorView out) override {
     Do([=, this] { cpu_.Argmax(logits, out); });
   }
+  void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                    std::span<SampledId> out) override {
+    EXPECT_FALSE(recording_) << "sampling reads back: never inside a graph";
+    cpu_.SampleTokens(logits, rows, out);
+  }
 
   bool SupportsGraphs() const override { return true; }
   void BeginCapture() override {

@@ -203,4 +203,14 @@ void FastCpuBackend::Argmax(TensorView logits, TensorView out) {
   });
 }
 
+void FastCpuBackend::SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                                  std::span<SampledId> out) {
+  CHECK_EQ(rows.size(), out.size());
+  pool_.ParallelFor(static_cast<int64_t>(rows.size()), [&](int64_t begin, int64_t end) {
+    thread_local TokenDrawer drawer;  // Vocabulary-sized scratch, kept per pool thread.
+    const auto first = static_cast<size_t>(begin), count = static_cast<size_t>(end - begin);
+    SampleRows(logits, rows.subspan(first, count), out.subspan(first, count), drawer);
+  });
+}
+
 }  // namespace iquest::cpu

@@ -55,6 +55,9 @@ class FastCpuBackend final : public Backend {
   void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                       TensorView out) override;
   void Argmax(TensorView logits, TensorView out) override;
+  // Rows split over the pool; each thread draws with its own scratch.
+  void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
+                    std::span<SampledId> out) override;
 
  private:
   // A packed weight and what identifies its source: address, shape, dtype and the first and
