@@ -25,7 +25,7 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 FinishReason AppendToken(Request& request, int32_t token, int64_t max_model_len) {
-  request.output_token_ids.push_back(token);
+  request.token_ids.push_back(token);
   const SamplingParams& params = request.sampling;
   const bool past_min_tokens = request.num_output_tokens() >= params.min_tokens;
   auto contains = [token](const std::vector<int32_t>& ids) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,8 +58,10 @@ struct Request {
   uint64_t id = 0;           // Engine-assigned, unique.
   std::string request_id;    // The client's name for it.
   int32_t sample_index = 0;  // Which of the n samples of request_id this is.
-  std::vector<int32_t> prompt_token_ids;
-  std::vector<int32_t> output_token_ids;
+  // The prompt, then the output tokens, in one vector: a step's chunk is a span of it. The
+  // first `prompt_len` entries are the prompt, fixed once the request is submitted.
+  std::vector<int32_t> token_ids;
+  int64_t prompt_len = 0;
   SamplingParams sampling;
   int32_t priority = 0;  // Lower values are scheduled first (as in vLLM).
   std::string tenant;
@@ -78,12 +81,20 @@ struct Request {
   // Set when the request is created by a fork (n > 1): its siblings share the prompt's blocks.
   bool forked = false;
 
-  int64_t num_prompt_tokens() const { return static_cast<int64_t>(prompt_token_ids.size()); }
-  int64_t num_output_tokens() const { return static_cast<int64_t>(output_token_ids.size()); }
-  int64_t num_tokens() const { return num_prompt_tokens() + num_output_tokens(); }
-  int32_t token(int64_t i) const {
-    return i < num_prompt_tokens() ? prompt_token_ids[static_cast<size_t>(i)]
-                                   : output_token_ids[static_cast<size_t>(i - num_prompt_tokens())];
+  int64_t num_prompt_tokens() const { return prompt_len; }
+  int64_t num_output_tokens() const { return num_tokens() - prompt_len; }
+  int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
+  int32_t token(int64_t i) const { return token_ids[static_cast<size_t>(i)]; }
+  std::span<const int32_t> prompt_token_ids() const {
+    return std::span<const int32_t>(token_ids).first(static_cast<size_t>(prompt_len));
+  }
+  std::span<const int32_t> output_token_ids() const {
+    return std::span<const int32_t>(token_ids).subspan(static_cast<size_t>(prompt_len));
+  }
+  // Replaces the tokens with `prompt` (before the request is submitted).
+  void SetPrompt(std::vector<int32_t> prompt) {
+    token_ids = std::move(prompt);
+    prompt_len = num_tokens();
   }
   bool is_finished() const { return state == RequestState::kFinished; }
 };

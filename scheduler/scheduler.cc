@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/status.h"
 
 namespace iquest {
 
@@ -21,25 +22,17 @@ absl::Status SchedulerConfig::Validate() const {
   return absl::OkStatus();
 }
 
-Scheduler::Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t block_size)
-    : config_(config), blocks_(num_blocks, block_size, config.enable_prefix_caching) {
+Scheduler::Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t block_size,
+                     int64_t vocab_size)
+    : config_(config),
+      fit_limits_{vocab_size, config.max_model_len, num_blocks, block_size},
+      blocks_(num_blocks, block_size, config.enable_prefix_caching) {
   CHECK(config.Validate().ok()) << config.Validate();
 }
 
 absl::StatusOr<uint64_t> Scheduler::AddRequest(std::unique_ptr<Request> request) {
-  const int64_t prompt_len = request->num_prompt_tokens();
-  const int64_t total = prompt_len + request->sampling.max_tokens;
-  if (prompt_len == 0) return absl::InvalidArgumentError("prompt must be non-empty");
-  if (total > config_.max_model_len) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", prompt_len, " tokens) + max_tokens (", request->sampling.max_tokens,
-        ") exceeds the maximum context length of ", config_.max_model_len));
-  }
-  const int64_t blocks_needed = (total + blocks_.block_size() - 1) / blocks_.block_size();
-  if (blocks_needed > blocks_.num_blocks()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "request needs ", blocks_needed, " KV blocks but the cache has ", blocks_.num_blocks()));
-  }
+  RETURN_IF_ERROR(
+      CheckFits(request->prompt_token_ids(), request->sampling.max_tokens, fit_limits_));
   if (num_queued_ >= config_.max_waiting_requests) {
     return absl::ResourceExhaustedError(
         absl::StrCat("waiting queue is full (", config_.max_waiting_requests, " requests)"));
@@ -163,9 +156,10 @@ bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t ten
   return true;
 }
 
-void Scheduler::Update(const ScheduledBatch& batch,
-                       const std::vector<std::vector<int32_t>>& sampled) {
+std::vector<const Request*> Scheduler::Update(const ScheduledBatch& batch,
+                                              const std::vector<std::vector<int32_t>>& sampled) {
   CHECK_EQ(sampled.size(), batch.requests.size());
+  std::vector<const Request*> forks;
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     Request& request = *batch.requests[i].request;
     if (request.is_finished()) continue;  // Finished between Schedule and Update.
@@ -176,13 +170,15 @@ void Scheduler::Update(const ScheduledBatch& batch,
       continue;
     }
     CHECK(!sampled[i].empty()) << "request " << request.id << " finished a step without a token";
-    if (sampled[i].size() > 1) Fork(request, sampled[i]);
+    if (sampled[i].size() > 1) Fork(request, sampled[i], forks);
     const FinishReason reason = AppendToken(request, sampled[i][0], config_.max_model_len);
     if (reason != FinishReason::kNone) Retire(request, reason);
   }
+  return forks;
 }
 
-void Scheduler::Fork(Request& parent, const std::vector<int32_t>& tokens) {
+void Scheduler::Fork(Request& parent, const std::vector<int32_t>& tokens,
+                     std::vector<const Request*>& forks) {
   CHECK_EQ(static_cast<int64_t>(tokens.size()), parent.sampling.n);
   parent.sampling.n = 1;  // Forks once, even if it is later preempted and recomputed.
   for (size_t k = 1; k < tokens.size(); ++k) {
@@ -195,6 +191,7 @@ void Scheduler::Fork(Request& parent, const std::vector<int32_t>& tokens) {
     Request* raw = child.get();
     live_[raw->id] = std::move(child);
     running_.insert(std::upper_bound(running_.begin(), running_.end(), raw, WaitingOrder()), raw);
+    forks.push_back(raw);
     const FinishReason reason = AppendToken(*raw, tokens[k], config_.max_model_len);
     if (reason != FinishReason::kNone) Retire(*raw, reason);
   }

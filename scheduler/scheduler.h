@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -25,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/block_manager.h"
+#include "scheduler/check_fits.h"
 #include "scheduler/request.h"
 
 namespace iquest {
@@ -59,11 +61,12 @@ struct SchedulerCounters {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t block_size);
+  // Token ids of a request must be below `vocab_size` (the model's vocabulary).
+  Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t block_size,
+            int64_t vocab_size = std::numeric_limits<int32_t>::max());
 
-  // Takes a new request and returns its engine id. kResourceExhausted when the waiting queue is
-  // full or the request could never fit in the KV pool (even alone); kInvalidArgument when
-  // prompt + max_tokens exceeds max_model_len or the prompt is empty.
+  // Takes a new request and returns its engine id. CheckFits's errors for a request that can
+  // never run; kResourceExhausted when the waiting queue is full.
   absl::StatusOr<uint64_t> AddRequest(std::unique_ptr<Request> request);
 
   // Picks this step's work. Requests whose deadline is at or before `now` are finished first.
@@ -72,7 +75,9 @@ class Scheduler {
   // Records a step's results. sampled[i] holds the new token(s) of batch.requests[i]: none for a
   // prompt chunk that did not reach the end, one normally, and n for a request with
   // sampling.n == n that finished its prompt (it forks into n samples sharing its blocks).
-  void Update(const ScheduledBatch& batch, const std::vector<std::vector<int32_t>>& sampled);
+  // Returns the samples those forks created (live until TakeFinished hands them back).
+  std::vector<const Request*> Update(const ScheduledBatch& batch,
+                                     const std::vector<std::vector<int32_t>>& sampled);
 
   // Finishes a live request now (cancellation, stop string). False if it is unknown or finished.
   bool Finish(uint64_t id, FinishReason reason);
@@ -91,6 +96,7 @@ class Scheduler {
   const BlockManager& block_manager() const { return blocks_; }
   const SchedulerCounters& counters() const { return counters_; }
   const SchedulerConfig& config() const { return config_; }
+  const FitLimits& fit_limits() const { return fit_limits_; }
 
  private:
   // Waiting order: priority, then arrival, then id.
@@ -112,10 +118,12 @@ class Scheduler {
   // false if `request` itself had to be preempted.
   bool ReserveForRunning(Request& request, int64_t num_new, ScheduledBatch& batch, bool& preempted);
   void Preempt(Request& victim);
-  void Fork(Request& parent, const std::vector<int32_t>& tokens);
+  void Fork(Request& parent, const std::vector<int32_t>& tokens,
+            std::vector<const Request*>& forks);
   void Retire(Request& request, FinishReason reason);
 
   SchedulerConfig config_;
+  FitLimits fit_limits_;
   BlockManager blocks_;
   SchedulerCounters counters_;
   uint64_t next_id_ = 1;

@@ -13,7 +13,7 @@ using Ids = std::vector<int32_t>;
 
 Request MakeRequest(Ids prompt, std::string salt = "") {
   Request r;
-  r.prompt_token_ids = std::move(prompt);
+  r.SetPrompt(std::move(prompt));
   r.cache_salt = std::move(salt);
   return r;
 }

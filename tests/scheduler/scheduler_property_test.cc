@@ -28,8 +28,9 @@ class PropertyHarness {
     // Prompts share prefixes from a small pool so that the prefix cache is exercised.
     const int base = Uniform(0, 2);
     const int len = Uniform(1, 20);
-    for (int i = 0; i < len; ++i)
-      r->prompt_token_ids.push_back(i < 8 ? base * 10 + i : Uniform(0, 50));
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < len; ++i) prompt.push_back(i < 8 ? base * 10 + i : Uniform(0, 50));
+    r->SetPrompt(std::move(prompt));
     r->sampling.max_tokens = Uniform(1, 12);
     r->sampling.n = Uniform(0, 9) == 0 ? 2 : 1;
     r->priority = Uniform(0, 2);

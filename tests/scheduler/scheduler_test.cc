@@ -12,6 +12,9 @@
 namespace iquest {
 namespace {
 
+std::vector<int32_t> Outputs(const Request& r) {
+  return std::vector<int32_t>(r.output_token_ids().begin(), r.output_token_ids().end());
+}
 using StepMap = std::map<uint64_t, int64_t>;
 
 class SchedulerTest : public ::testing::Test {
@@ -28,7 +31,9 @@ class SchedulerTest : public ::testing::Test {
   uint64_t Add(int prompt_len, int max_tokens, int priority = 0, std::string tenant = "",
                int arrival_ms = 0) {
     auto r = std::make_unique<Request>();
-    for (int i = 0; i < prompt_len; ++i) r->prompt_token_ids.push_back(i + 1);
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < prompt_len; ++i) prompt.push_back(i + 1);
+    r->SetPrompt(std::move(prompt));
     r->sampling.max_tokens = max_tokens;
     r->priority = priority;
     r->tenant = std::move(tenant);
@@ -71,8 +76,8 @@ TEST_F(SchedulerTest, PrefillThenDecodeWithoutPhases) {
   auto finished = scheduler_->TakeFinished();
   ASSERT_EQ(finished.size(), 2u);
   EXPECT_EQ(finished[0]->id, b);
-  EXPECT_EQ(finished[0]->output_token_ids, (std::vector<int32_t>{100, 101}));
-  EXPECT_EQ(finished[1]->output_token_ids, (std::vector<int32_t>{100, 101, 102}));
+  EXPECT_EQ(Outputs(*finished[0]), (std::vector<int32_t>{100, 101}));
+  EXPECT_EQ(Outputs(*finished[1]), (std::vector<int32_t>{100, 101, 102}));
   EXPECT_EQ(finished[1]->finish_reason, FinishReason::kLength);
   EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 0);
 }
@@ -128,7 +133,7 @@ TEST_F(SchedulerTest, DeadlinesExpireWaitingAndRunningRequests) {
   Configure(/*budget=*/16, /*max_seqs=*/1);
   auto make = [&](int64_t deadline_ms) {
     auto r = std::make_unique<Request>();
-    r->prompt_token_ids = {1, 2};
+    r->SetPrompt({1, 2});
     r->sampling.max_tokens = 10;
     r->deadline = Clock::time_point(std::chrono::milliseconds(deadline_ms));
     return *scheduler_->AddRequest(std::move(r));
@@ -162,7 +167,7 @@ TEST_F(SchedulerTest, RejectsWhatCanNeverRunAndBoundsTheQueue) {
   Configure(/*budget=*/16, /*max_seqs=*/8, /*num_blocks=*/4);
   auto add = [&](int prompt, int max_tokens) {
     auto r = std::make_unique<Request>();
-    r->prompt_token_ids.assign(prompt, 1);
+    r->SetPrompt(std::vector<int32_t>(static_cast<size_t>(prompt), 1));
     r->sampling.max_tokens = max_tokens;
     return scheduler_->AddRequest(std::move(r)).status();
   };
@@ -176,7 +181,7 @@ TEST_F(SchedulerTest, RejectsWhatCanNeverRunAndBoundsTheQueue) {
 TEST_F(SchedulerTest, ForkSharesThePromptAndCopiesOnWrite) {
   Configure(/*budget=*/16);
   auto r = std::make_unique<Request>();
-  r->prompt_token_ids = {1, 2, 3, 4, 5, 6};  // |1 2 3 4|5 6 _ _
+  r->SetPrompt({1, 2, 3, 4, 5, 6});  // |1 2 3 4|5 6 _ _
   r->sampling.max_tokens = 3;
   r->sampling.n = 3;
   const uint64_t parent = *scheduler_->AddRequest(std::move(r));
@@ -191,7 +196,7 @@ TEST_F(SchedulerTest, ForkSharesThePromptAndCopiesOnWrite) {
   EXPECT_EQ(batch.block_copies.size(), 2u);
   EXPECT_EQ(scheduler_->block_manager().num_used_blocks(), 4);
   EXPECT_OK(scheduler_->block_manager().CheckInvariants(scheduler_->LiveRequests()));
-  EXPECT_EQ(scheduler_->Find(parent)->output_token_ids, (std::vector<int32_t>{7}));
+  EXPECT_EQ(Outputs(*scheduler_->Find(parent)), (std::vector<int32_t>{7}));
 }
 
 }  // namespace
