@@ -29,23 +29,35 @@ void BatchBuilder::AddSequence(std::span<const int32_t> new_token_ids, int64_t n
   }
   inputs_.query_start_loc.push_back(static_cast<int32_t>(inputs_.num_tokens()));
   inputs_.seq_lens.push_back(static_cast<int32_t>(seq_len));
-  // Only the blocks this step can touch are passed to the kernels.
+  // Only the blocks this step can touch are passed to the kernels; the row is padded with 0.
   const int64_t num_blocks_used = (seq_len + block_size_ - 1) / block_size_;
-  tables_.emplace_back(block_table.begin(), block_table.begin() + num_blocks_used);
+  if (num_blocks_used > inputs_.max_blocks_per_seq) Widen(num_blocks_used);
+  const size_t row = inputs_.block_tables.size();
+  inputs_.block_tables.resize(row + static_cast<size_t>(inputs_.max_blocks_per_seq), 0);
+  std::copy_n(block_table.begin(), num_blocks_used, inputs_.block_tables.begin() + row);
+}
+
+void BatchBuilder::Widen(int64_t max_blocks) {
+  const size_t old_stride = static_cast<size_t>(inputs_.max_blocks_per_seq);
+  const size_t new_stride = static_cast<size_t>(max_blocks);
+  const size_t num_rows = inputs_.block_tables.size() / old_stride;
+  std::vector<int32_t>& table = inputs_.block_tables;
+  table.resize(num_rows * new_stride, 0);
+  // From the last row back, so that no row is overwritten before it has moved.
+  for (size_t r = num_rows; r-- > 0;) {
+    std::copy_backward(table.begin() + r * old_stride, table.begin() + (r + 1) * old_stride,
+                       table.begin() + r * new_stride + old_stride);
+    std::fill(table.begin() + r * new_stride + old_stride, table.begin() + (r + 1) * new_stride, 0);
+  }
+  inputs_.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
 }
 
 BatchInputs BatchBuilder::Build() {
-  size_t max_blocks = 1;
-  for (const auto& table : tables_) max_blocks = std::max(max_blocks, table.size());
-  inputs_.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
-  inputs_.block_tables.assign(tables_.size() * max_blocks, 0);
-  for (size_t s = 0; s < tables_.size(); ++s) {
-    std::copy(tables_[s].begin(), tables_[s].end(), inputs_.block_tables.begin() + s * max_blocks);
-  }
   if (inputs_.query_start_loc.empty()) inputs_.query_start_loc.push_back(0);
+  // An empty batch still has a one-column table (ValidateBatchInputs wants >= 1).
   BatchInputs out = std::move(inputs_);
   inputs_ = BatchInputs();
-  tables_.clear();
+  inputs_.max_blocks_per_seq = 1;
   return out;
 }
 

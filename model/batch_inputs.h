@@ -6,6 +6,7 @@
 // dependency points engine -> model.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -32,7 +33,12 @@ enum class LogitsWanted { kNone, kLast, kAll };
 
 class BatchBuilder {
  public:
-  explicit BatchBuilder(int64_t block_size) : block_size_(block_size) {}
+  // `max_blocks_per_seq`: the widest block table the batch will have, when the caller knows it
+  // (then rows are written once, at their final stride); a wider sequence widens the table.
+  explicit BatchBuilder(int64_t block_size, int64_t max_blocks_per_seq = 1)
+      : block_size_(block_size) {
+    inputs_.max_blocks_per_seq = static_cast<int32_t>(std::max<int64_t>(max_blocks_per_seq, 1));
+  }
 
   // Appends one sequence's chunk: `new_token_ids` follow `num_computed_tokens` tokens whose K/V
   // are already cached. `block_table` maps the sequence's logical blocks to physical ones and
@@ -44,9 +50,11 @@ class BatchBuilder {
   BatchInputs Build();
 
  private:
+  // Re-lays the rows written so far at a stride of `max_blocks` (> the current one).
+  void Widen(int64_t max_blocks);
+
   int64_t block_size_;
   BatchInputs inputs_;
-  std::vector<std::vector<int32_t>> tables_;
 };
 
 // Checks every index in `inputs` against the model and cache sizes, so that a malformed batch is

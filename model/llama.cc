@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
-#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -241,130 +239,50 @@ void LlamaModel::RunDeviceSteps(const StepViews& step, KvCache& cache) {
   backend_.Gemm(step.selected, weights_->lm_head, TensorView(), step.logits);
 }
 
-namespace {
-
-constexpr int64_t kMaxGraphSeqs = 256;
-constexpr int64_t kMinGraphBlocks = 16;
-
-int64_t PowerOfTwoAtLeast(int64_t n, int64_t floor) {
-  int64_t p = floor;
-  while (p < n) p *= 2;
-  return p;
-}
-
-// A step that a decode graph can run: every sequence brings exactly one token and wants its
-// logits, in order.
-bool IsPlainDecode(const BatchInputs& in) {
-  const int64_t s = in.num_seqs();
-  if (s == 0 || s > kMaxGraphSeqs || in.num_tokens() != s) return false;
-  if (static_cast<int64_t>(in.logits_indices.size()) != s) return false;
-  for (int64_t i = 0; i < s; ++i) {
-    if (in.logits_indices[i] != i || in.query_start_loc[i] != i) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-// The captured graphs, keyed by (sequence bucket, block bucket), and the shapes that have had
-// their uncaptured sizing run.
-struct LlamaModel::DecodeGraphs {
-  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<StepGraph>> graphs;
-  std::set<std::pair<int64_t, int64_t>> warmed;
-  // What the graphs point at: when either changes, every graph is stale.
-  const void* workspace_base = nullptr;
-  const void* cache_base = nullptr;
-  uint64_t scratch_epoch = 0;
-  BatchInputs padded;  // Reused host staging.
-};
-
 int64_t LlamaModel::num_decode_graphs() const {
-  return decode_graphs_ == nullptr ? 0 : static_cast<int64_t>(decode_graphs_->graphs.size());
+  return decode_graphs_ == nullptr ? 0 : decode_graphs_->num_graphs();
 }
 
-absl::Status LlamaModel::ForwardDecodeGraph(const BatchInputs& in, KvCache& cache,
-                                            std::vector<float>& logits) {
-  if (decode_graphs_ == nullptr) decode_graphs_ = std::make_shared<DecodeGraphs>();
-  DecodeGraphs& g = *decode_graphs_;
-  const int64_t num_seqs = in.num_seqs();
-  const int64_t seq_bucket = PowerOfTwoAtLeast(num_seqs, 1);
-  const int64_t block_bucket = PowerOfTwoAtLeast(in.max_blocks_per_seq, kMinGraphBlocks);
-  // Size the workspace for the largest decode graph once, so that decode shapes never move it
-  // (a prefill bigger than this still may, and then every graph is recaptured).
-  RETURN_IF_ERROR(EnsureWorkspace(std::max<int64_t>(seq_bucket, kMaxGraphSeqs / 4), seq_bucket,
-                                  block_bucket, seq_bucket));
-  // The padded batch: real rows first, then rows of token 0 at position 0 in a one-token
-  // context whose block table is all block 0, stored nowhere.
-  BatchInputs& p = g.padded;
-  p.token_ids.assign(in.token_ids.begin(), in.token_ids.end());
-  p.positions.assign(in.positions.begin(), in.positions.end());
-  p.slot_mapping.assign(in.slot_mapping.begin(), in.slot_mapping.end());
-  p.seq_lens.assign(in.seq_lens.begin(), in.seq_lens.end());
-  p.token_ids.resize(seq_bucket, 0);
-  p.positions.resize(seq_bucket, 0);
-  p.slot_mapping.resize(seq_bucket, kPaddingSlot);
-  p.seq_lens.resize(seq_bucket, 1);
-  p.query_start_loc.resize(seq_bucket + 1);
-  p.logits_indices.resize(seq_bucket);
-  for (int64_t i = 0; i <= seq_bucket; ++i) p.query_start_loc[i] = static_cast<int32_t>(i);
-  for (int64_t i = 0; i < seq_bucket; ++i) p.logits_indices[i] = static_cast<int32_t>(i);
-  p.max_blocks_per_seq = static_cast<int32_t>(block_bucket);
-  p.block_tables.assign(static_cast<size_t>(seq_bucket * block_bucket), 0);
-  for (int64_t s = 0; s < num_seqs; ++s) {
-    std::copy_n(in.block_tables.begin() + s * in.max_blocks_per_seq, in.max_blocks_per_seq,
-                p.block_tables.begin() + s * block_bucket);
-  }
-  StepViews step = UploadStep(p);
-  // Fixed launch bounds for the bucket, so that the captured grids fit every step in it.
-  step.attention.max_query_len = 1;
-  step.attention.max_seq_len = block_bucket * cache.block_size();
-
-  if (g.workspace_base != workspace_->residual.data() || g.cache_base != cache.Layer(0).k ||
-      g.scratch_epoch != backend_.scratch_epoch()) {
-    g.graphs.clear();
-    g.warmed.clear();
-    g.workspace_base = workspace_->residual.data();
-    g.cache_base = cache.Layer(0).k;
-  }
-  const std::pair<int64_t, int64_t> key{seq_bucket, block_bucket};
-  auto found = g.graphs.find(key);
-  if (found != g.graphs.end()) {
-    found->second->Replay();
-  } else if (!g.warmed.contains(key)) {
-    // First time at this shape: run it plainly; that grows any scratch it needs.
-    RunDeviceSteps(step, cache);
-    g.warmed.insert(key);
-  } else {
-    backend_.BeginCapture();
-    RunDeviceSteps(step, cache);
-    std::unique_ptr<StepGraph> graph = backend_.EndCapture();
-    CHECK(graph != nullptr);
-    graph->Replay();
-    g.graphs.emplace(key, std::move(graph));
-  }
-  // Capture must not have moved scratch (it CHECKs); the sizing run may have.
-  g.scratch_epoch = backend_.scratch_epoch();
-  backend_.CopyToHost(step.logits.data(), logits.data(), logits.size() * sizeof(float));
-  backend_.Synchronize();
-  return absl::OkStatus();
+absl::StatusOr<TensorView> LlamaModel::ForwardDecodeGraph(const BatchInputs& inputs,
+                                                          KvCache& cache) {
+  if (decode_graphs_ == nullptr) decode_graphs_ = std::make_unique<DecodeGraphs>();
+  StepViews step;
+  DecodeGraphHooks hooks;
+  hooks.ensure_workspace = [&](int64_t t, int64_t s, int64_t b, int64_t n) {
+    return EnsureWorkspace(t, s, b, n);
+  };
+  hooks.upload = [&](const BatchInputs& padded, int64_t max_seq_len) {
+    step = UploadStep(padded);
+    step.attention.max_query_len = 1;
+    step.attention.max_seq_len = max_seq_len;
+    return step.logits;
+  };
+  hooks.run_device = [&] { RunDeviceSteps(step, cache); };
+  hooks.workspace_base = [&]() -> const void* { return workspace_->residual.data(); };
+  return decode_graphs_->Run(inputs, cache, backend_, hooks);
 }
 
-absl::Status LlamaModel::Forward(const BatchInputs& inputs, KvCache& cache,
-                                 std::vector<float>& logits) {
+absl::StatusOr<TensorView> LlamaModel::ForwardToDevice(const BatchInputs& inputs, KvCache& cache) {
   RETURN_IF_ERROR(
       ValidateBatchInputs(inputs, config_.vocab_size, cache.num_blocks(), cache.block_size()));
   const int64_t num_logits = static_cast<int64_t>(inputs.logits_indices.size());
-  logits.assign(static_cast<size_t>(num_logits * config_.vocab_size), 0.0f);
-  if (inputs.num_tokens() == 0) return absl::OkStatus();
-  if (decode_graphs_enabled_ && backend_.SupportsGraphs() && IsPlainDecode(inputs)) {
-    return ForwardDecodeGraph(inputs, cache, logits);
+  if (decode_graphs_enabled_ && backend_.SupportsGraphs() && DecodeGraphs::Accepts(inputs)) {
+    return ForwardDecodeGraph(inputs, cache);
   }
+  if (inputs.num_tokens() == 0) return TensorView(nullptr, DType::kF32, {0, config_.vocab_size});
   RETURN_IF_ERROR(EnsureWorkspace(inputs.num_tokens(), inputs.num_seqs(), inputs.max_blocks_per_seq,
                                   num_logits));
   const StepViews step = UploadStep(inputs);
   RunDeviceSteps(step, cache);
-  if (num_logits == 0) return absl::OkStatus();
-  backend_.CopyToHost(step.logits.data(), logits.data(), step.logits.num_bytes());
+  return step.logits;
+}
+
+absl::Status LlamaModel::Forward(const BatchInputs& inputs, KvCache& cache,
+                                 std::vector<float>& logits) {
+  ASSIGN_OR_RETURN(const TensorView device_logits, ForwardToDevice(inputs, cache));
+  logits.assign(static_cast<size_t>(device_logits.numel()), 0.0f);
+  if (logits.empty()) return absl::OkStatus();
+  backend_.CopyToHost(device_logits.data(), logits.data(), device_logits.num_bytes());
   backend_.Synchronize();
   return absl::OkStatus();
 }

@@ -10,6 +10,7 @@
 #include "kernels/backend.h"
 #include "model/batch_inputs.h"
 #include "model/checkpoint.h"
+#include "model/decode_graphs.h"
 #include "model/kv_cache.h"
 #include "model/llama_weights.h"
 #include "model/model_config.h"
@@ -34,15 +35,15 @@ class LlamaModel {
   Backend& backend() const { return backend_; }
 
   // Runs one step over `inputs`, writing this step's K/V into `cache`, and returns the logits
-  // of the rows in inputs.logits_indices: f32 [logits_indices.size(), vocab_size], on the host.
-  // A malformed batch (an index out of range) is kInvalidArgument and touches nothing.
+  // of the rows in inputs.logits_indices: f32 [logits_indices.size(), vocab_size], in the
+  // backend's memory, valid until the next step. A malformed batch (an index out of range) is
+  // kInvalidArgument and touches nothing.
+  absl::StatusOr<TensorView> ForwardToDevice(const BatchInputs& inputs, KvCache& cache);
+  // ForwardToDevice, then every logits row copied to the host.
   absl::Status Forward(const BatchInputs& inputs, KvCache& cache, std::vector<float>& logits);
 
-  // On backends that SupportsGraphs() (CUDA), a decode-only step runs as one captured graph:
-  // the batch is padded to a bucket of sequences (1, 2, 4, ... 256) and its block tables to a
-  // bucket of blocks per sequence (16, 32, 64, ...), and each (sequence bucket, block bucket)
-  // is captured once, after one uncaptured run of that shape has sized every buffer. Padding
-  // rows compute garbage that nothing reads and store nothing (kPaddingSlot). On by default.
+  // On backends that SupportsGraphs() (CUDA), a decode-only step runs as one captured graph
+  // (model/decode_graphs.h). On by default.
   void set_decode_graphs(bool enabled) { decode_graphs_enabled_ = enabled; }
   // Graphs captured so far (for tests and logs).
   int64_t num_decode_graphs() const;
@@ -65,10 +66,7 @@ class LlamaModel {
   // Every device op of a step after the uploads: embeddings, layers, final norm, row
   // selection, lm_head. Exactly what a graph captures.
   void RunDeviceSteps(const StepViews& step, KvCache& cache);
-  absl::Status ForwardDecodeGraph(const BatchInputs& inputs, KvCache& cache,
-                                  std::vector<float>& logits);
-
-  struct DecodeGraphs;
+  absl::StatusOr<TensorView> ForwardDecodeGraph(const BatchInputs& inputs, KvCache& cache);
 
   ModelConfig config_;
   Backend& backend_;
@@ -78,7 +76,7 @@ class LlamaModel {
   TensorView inv_freq_;  // f32 [head_dim / 2]
   std::shared_ptr<Workspace> workspace_;
   bool decode_graphs_enabled_ = true;
-  std::shared_ptr<DecodeGraphs> decode_graphs_;
+  std::unique_ptr<DecodeGraphs> decode_graphs_;
 };
 
 }  // namespace iquest
