@@ -2,28 +2,28 @@
 // manager, KV cache, model runner). Other threads only Submit, Cancel, read Stats and Shutdown;
 // results flow back through each request's TokenSink, called on the engine thread.
 //
-// One step: take new requests and cancellations -> Scheduler::Schedule -> ModelRunner::Execute
-// -> Scheduler::Update -> stop strings -> TokenSink outputs. Cancellation and deadlines are
-// handled at the next step boundary, so a cancelled request's blocks are free within one step.
+// One step: take new requests and cancellations (EngineInbox) -> Scheduler::Schedule ->
+// ModelRunner::Execute -> Scheduler::Update -> RequestOutputs (stop strings, TokenSink outputs).
+// Cancellation and deadlines are handled at the next step boundary, so a cancelled request's
+// blocks are free within one step.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "engine/engine_inbox.h"
 #include "engine/model_runner.h"
+#include "engine/request_outputs.h"
 #include "engine/stop_strings.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
+#include "scheduler/check_fits.h"
 #include "scheduler/scheduler.h"
 
 namespace iquest {
@@ -36,6 +36,9 @@ struct EngineConfig {
   TextStreamFactory text_stream_factory;
   // Called on the engine thread after every model step (for metrics); must not block.
   std::function<void(double step_seconds, int64_t num_batch_tokens)> step_observer;
+  // Rows that need no logit processor are sampled on the backend (ModelRunner); false sends
+  // every row's logits to the host (for comparisons).
+  bool backend_sampling = true;
 };
 
 // What the server hands the engine: parsed, validated and tokenized.
@@ -49,41 +52,6 @@ struct GenerationRequest {
   std::optional<Clock::time_point> deadline;
 };
 
-struct Usage {
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;  // Over all n samples.
-  int64_t cached_tokens = 0;      // Prompt tokens served by the prefix cache.
-};
-
-struct RequestTimings {
-  Clock::time_point arrival{};
-  Clock::time_point first_scheduled{};
-  Clock::time_point first_token{};
-  Clock::time_point finished{};
-};
-
-// One delta of one sample. A sample's last output has `finished` set; the request's very last
-// output (all n samples finished) also has `request_done`, with the usage and timings.
-struct GenerationOutput {
-  int32_t sample_index = 0;
-  std::vector<int32_t> token_ids;
-  std::string text;                    // Delta text (when the engine has a TextStreamFactory).
-  std::vector<SampledToken> logprobs;  // One per token in token_ids.
-  std::vector<PromptLogprob> prompt_logprobs;
-  bool finished = false;
-  FinishReason finish_reason = FinishReason::kNone;
-  bool request_done = false;
-  Usage usage;
-  RequestTimings timings;
-};
-
-class TokenSink {
- public:
-  virtual ~TokenSink() = default;
-  // Called on the engine thread; must not block.
-  virtual void OnOutput(GenerationOutput output) = 0;
-};
-
 struct EngineStats {
   int64_t num_running = 0;
   int64_t num_waiting = 0;  // Including requests not yet handed to the scheduler.
@@ -93,6 +61,9 @@ struct EngineStats {
   int64_t num_cached_blocks = 0;
   int64_t num_free_blocks = 0;
   int64_t num_steps = 0;
+  // Bytes the steps' results cost to bring from the backend to the host, over all steps: rows
+  // sampled on the backend bring back only their token and its logprob (ModelRunner).
+  int64_t bytes_to_host = 0;
   SchedulerCounters counters;
 };
 
@@ -119,7 +90,6 @@ class Engine {
   const EngineConfig& config() const { return config_; }
 
  private:
-  struct Tracked;
   Engine(LlamaModel& model, const EngineConfig& config, std::unique_ptr<KvCache> cache);
 
   void Loop();
@@ -127,37 +97,27 @@ class Engine {
   // the loop must end.
   bool TakeInbox();
   void RunStep(const ScheduledBatch& batch);
-  void EmitStep(const ScheduledBatch& batch, const std::vector<RequestStepOutput>& outputs);
+  // Hands finished requests' final outputs to their sinks.
   void EmitFinished();
-  void EmitSample(Tracked& tracked, const Request& request, int32_t sample_index,
-                  const SampledToken& sample, std::vector<PromptLogprob> prompt_logprobs);
   void PublishStats();
   void CancelAll();
 
   LlamaModel& model_;
   EngineConfig config_;
   std::unique_ptr<KvCache> cache_;
-  Scheduler scheduler_;
-  ModelRunner runner_;
-
-  // Shared with other threads, guarded by mutex_.
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  struct Submission {
-    std::unique_ptr<Request> request;
-    std::shared_ptr<TokenSink> sink;
-  };
-  std::deque<Submission> inbox_;
-  std::vector<std::string> cancels_;
-  std::unordered_map<std::string, bool> live_ids_;  // request_ids submitted and not done.
-  int64_t scheduler_new_waiting_ = 0;               // Published by the engine thread.
-  bool stopping_ = false;
-  Clock::time_point drain_deadline_{};
-  EngineStats stats_;
+  // What CheckFits checks a submission against; immutable, so Submit may read it on any thread.
+  const FitLimits fit_limits_;
+  EngineInbox inbox_;
 
   // Engine thread only.
-  std::unordered_map<std::string, std::unique_ptr<Tracked>> tracked_;
+  Scheduler scheduler_;
+  ModelRunner runner_;
+  RequestOutputs outputs_;
   std::thread thread_;
+
+  // Written by the engine thread, read by Stats().
+  mutable std::mutex stats_mutex_;
+  EngineStats stats_;
 };
 
 }  // namespace iquest

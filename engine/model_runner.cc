@@ -1,5 +1,7 @@
 #include "engine/model_runner.h"
 
+#include <span>
+
 #include "common/status.h"
 
 namespace iquest {
@@ -11,52 +13,94 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(const Schedu
       pairs.emplace_back(copy.src_block, copy.dst_block);
     RETURN_IF_ERROR(cache_.CopyBlocks(pairs));
   }
-  BatchBuilder builder(cache_.block_size());
-  std::vector<int64_t> first_row(batch.requests.size());  // Into the returned logits.
-  std::vector<LogitsWanted> wanted(batch.requests.size());
-  int64_t num_rows = 0;
+  const int64_t block_size = cache_.block_size();
+  int64_t max_blocks = 1;
+  for (const ScheduledRequest& s : batch.requests) {
+    const int64_t seq_len = s.request->num_computed_tokens + s.num_tokens;
+    max_blocks = std::max(max_blocks, (seq_len + block_size - 1) / block_size);
+  }
+  BatchBuilder builder(block_size, max_blocks);
+  plans_.assign(batch.requests.size(), RowPlan());
+  sample_rows_.clear();
+  int64_t num_rows = 0, num_host_rows = 0;
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     const Request& r = *batch.requests[i].request;
+    RowPlan& plan = plans_[i];
     const int64_t start = r.num_computed_tokens;
     const int64_t count = batch.requests[i].num_tokens;
-    chunk_.clear();
-    for (int64_t p = start; p < start + count; ++p) chunk_.push_back(r.token(p));
-    const bool reaches_end = start + count == r.num_tokens();
+    plan.reaches_end = start + count == r.num_tokens();
     const bool scores_prompt = r.sampling.prompt_logprobs > 0 && start < r.num_prompt_tokens();
-    wanted[i] = scores_prompt ? LogitsWanted::kAll
-                              : (reaches_end ? LogitsWanted::kLast : LogitsWanted::kNone);
-    builder.AddSequence(chunk_, start, r.block_ids, wanted[i]);
-    first_row[i] = num_rows;
-    num_rows += wanted[i] == LogitsWanted::kAll ? count : (wanted[i] == LogitsWanted::kLast);
+    plan.wanted = scores_prompt ? LogitsWanted::kAll
+                                : (plan.reaches_end ? LogitsWanted::kLast : LogitsWanted::kNone);
+    builder.AddSequence(std::span<const int32_t>(r.token_ids).subspan(start, count), start,
+                        r.block_ids, plan.wanted);
+    plan.first_row = num_rows;
+    plan.num_rows =
+        plan.wanted == LogitsWanted::kAll ? count : (plan.wanted == LogitsWanted::kLast);
+    num_rows += plan.num_rows;
+    if (plan.wanted == LogitsWanted::kNone) continue;
+    plan.on_host = scores_prompt || !backend_sampling_ || Sampler::NeedsHostLogits(r);
+    if (plan.on_host) {
+      plan.host_row = num_host_rows;
+      num_host_rows += plan.num_rows;
+      continue;
+    }
+    // The backend path: one draw per sample (n for a prompt that forks into n samples).
+    plan.first_sampled = sample_rows_.size();
+    const int64_t row = plan.first_row + plan.num_rows - 1;
+    if (r.sampling.n > 1) {
+      for (int32_t k = 0; k < r.sampling.n; ++k)
+        sample_rows_.push_back(Sampler::BackendRow(r, k, row));
+    } else {
+      sample_rows_.push_back(Sampler::BackendRow(r, r.sample_index, row));
+    }
   }
-  RETURN_IF_ERROR(model_.Forward(builder.Build(), cache_, logits_));
+  ASSIGN_OR_RETURN(const TensorView logits, model_.ForwardToDevice(builder.Build(), cache_));
+  Backend& backend = model_.backend();
+  sampled_ids_.resize(sample_rows_.size());
+  if (!sample_rows_.empty()) backend.SampleTokens(logits, sample_rows_, sampled_ids_);
+  bytes_to_host_ += static_cast<int64_t>(sampled_ids_.size() * sizeof(SampledId));
   const int64_t vocab = model_.config().vocab_size;
-  auto row = [&](int64_t index) {
-    return std::span<const float>(logits_).subspan(static_cast<size_t>(index * vocab),
-                                                   static_cast<size_t>(vocab));
+  host_logits_.resize(static_cast<size_t>(num_host_rows * vocab));
+  for (const RowPlan& plan : plans_) {
+    if (!plan.on_host) continue;
+    const TensorView rows = logits.Rows(plan.first_row, plan.num_rows);
+    backend.CopyToHost(rows.data(), host_logits_.data() + plan.host_row * vocab, rows.num_bytes());
+    bytes_to_host_ += static_cast<int64_t>(rows.num_bytes());
+  }
+  backend.Synchronize();
+  auto host_row = [&](int64_t index) {
+    return std::span<const float>(host_logits_)
+        .subspan(static_cast<size_t>(index * vocab), static_cast<size_t>(vocab));
   };
+
   std::vector<RequestStepOutput> outputs(batch.requests.size());
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     const Request& r = *batch.requests[i].request;
+    const RowPlan& plan = plans_[i];
     const int64_t start = r.num_computed_tokens;
-    const int64_t count = batch.requests[i].num_tokens;
-    if (wanted[i] == LogitsWanted::kNone) continue;
-    if (wanted[i] == LogitsWanted::kAll) {
+    if (plan.wanted == LogitsWanted::kAll) {
       // Row j predicts the token at start + j + 1.
-      for (int64_t j = 0; j < count && start + j + 1 < r.num_prompt_tokens(); ++j) {
+      for (int64_t j = 0; j < plan.num_rows && start + j + 1 < r.num_prompt_tokens(); ++j) {
         const int64_t position = start + j + 1;
         outputs[i].prompt_logprobs.push_back(
-            {position, ComputeLogprobs(row(first_row[i] + j), r.token(position),
-                                       r.sampling.prompt_logprobs)});
+            {position, r.token(position),
+             ComputeLogprobs(host_row(plan.host_row + j), r.token(position),
+                             r.sampling.prompt_logprobs)});
       }
     }
-    if (start + count < r.num_tokens()) continue;  // A prompt chunk short of the end.
-    const int64_t last = first_row[i] + (wanted[i] == LogitsWanted::kAll ? count - 1 : 0);
-    if (r.sampling.n > 1) {
-      for (int32_t k = 0; k < r.sampling.n; ++k)
-        outputs[i].samples.push_back(sampler_.Sample(row(last), r, k));
-    } else {
-      outputs[i].samples.push_back(sampler_.Sample(row(last), r, r.sample_index));
+    if (!plan.reaches_end) continue;  // A prompt chunk short of the end.
+    const int32_t num_samples = r.sampling.n > 1 ? r.sampling.n : 1;
+    std::vector<SampledToken>& samples = outputs[i].samples;
+    for (int32_t k = 0; k < num_samples; ++k) {
+      const int32_t sample_index = r.sampling.n > 1 ? k : r.sample_index;
+      if (plan.on_host) {
+        samples.push_back(
+            sampler_.Sample(host_row(plan.host_row + plan.num_rows - 1), r, sample_index));
+      } else {
+        const SampledId& id = sampled_ids_[plan.first_sampled + static_cast<size_t>(k)];
+        samples.push_back({id.token, id.logprob, {}});
+      }
     }
   }
   return outputs;

@@ -4,13 +4,21 @@
 //
 // Order of processing (as vLLM): logit_bias, repetition/presence/frequency penalties, the
 // min_tokens mask, then greedy (temperature 0) or temperature -> top_k -> top_p -> min_p ->
-// draw. Logprobs are reported from the raw model logits (vLLM's default "raw_logprobs").
+// draw (the CPU sampling rule, kernels/cpu/sampling.h). Logprobs are reported from the raw
+// model logits (vLLM's default "raw_logprobs").
+//
+// A row that needs none of the processors and no top logprobs (NeedsHostLogits false) can be
+// sampled where the logits are, by Backend::SampleTokens with BackendRow's parameters; on the
+// CPU backends that is the same rule on the same numbers, so the token and logprob are the ones
+// Sample would return.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "kernels/backend.h"
+#include "kernels/cpu/sampling.h"
 #include "scheduler/request.h"
 
 namespace iquest {
@@ -33,14 +41,9 @@ struct PositionLogprobs {
 };
 PositionLogprobs ComputeLogprobs(std::span<const float> logits, int32_t token, int32_t k);
 
-// log(sum(exp(logits))), stable (shifted by the maximum); -inf entries add nothing. The terms
-// are float exponentials summed in double: a 128k vocabulary costs ~0.1 ms, not the ~1 ms of a
-// double exp per entry that used to serialize batched decode (tests: against float64).
-double LogSumExp(std::span<const float> logits);
-
-// exp(x) for x <= 0 (x < -87 counts as -87), within a few float ulp, written without calls or
-// branches so that loops over it vectorize.
-float ExpNonPositive(float x);
+// The vectorized log-sum-exp and exp of the CPU sampling rule (kernels/cpu/sampling.h).
+using cpu::ExpNonPositive;
+using cpu::LogSumExp;
 
 class Sampler {
  public:
@@ -48,17 +51,20 @@ class Sampler {
   // random stream (the request's own for n == 1; 0..n-1 when a prompt forks into n samples).
   SampledToken Sample(std::span<const float> logits, const Request& request, int32_t sample_index);
 
+  // True when this step's row of `request` needs the full logits on the host: a logit processor
+  // applies (bias, penalties, the min_tokens mask) or top logprobs are wanted.
+  static bool NeedsHostLogits(const Request& request);
+  // The backend-side equivalent of Sample for a row that does not NeedsHostLogits.
+  static SampleRow BackendRow(const Request& request, int32_t sample_index, int64_t logits_row);
+
   // Uniform in [0, 1) for (seed, sample_index, position). Exposed for tests.
   static double Uniform(uint64_t seed, int32_t sample_index, int64_t position);
 
  private:
   void ApplyLogitProcessors(const Request& request);
-  int32_t Draw(const SamplingParams& params, double uniform);
-  int32_t DrawUnfiltered(const SamplingParams& params, double uniform);
 
+  cpu::TokenDrawer drawer_;
   std::vector<float> scores_;    // Scratch: processed logits [vocab].
-  std::vector<int32_t> order_;   // Scratch: candidate token ids.
-  std::vector<double> probs_;    // Scratch: unnormalised probabilities [vocab].
   std::vector<int32_t> counts_;  // Scratch: output token counts [vocab].
 };
 

@@ -155,7 +155,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const serve::v1::GenerateRequest&
                                                const ServingContext& context) {
   switch (p.input_case()) {
     case serve::v1::GenerateRequest::kTokenIds:
-      RETURN_IF_ERROR(CheckTokenIds(p.token_ids().ids(), context, "token_ids"));
+      // Ids and length are the engine's to check (CheckFits), with the other prompt checks.
       return std::vector<int32_t>(p.token_ids().ids().begin(), p.token_ids().ids().end());
     case serve::v1::GenerateRequest::kText: {
       if (context.tokenizer == nullptr) {
@@ -201,14 +201,9 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateR
   }
   out.cache_salt = p.cache_salt();
   ASSIGN_OR_RETURN(out.sampling, ToSamplingParams(p.sampling(), context));
+  // Whether the prompt fits (non-empty, in the vocabulary, in the context and the KV pool) is
+  // the engine's one check, CheckFits, run by Engine::Submit.
   ASSIGN_OR_RETURN(out.prompt_token_ids, PromptIds(p, context));
-  const int64_t prompt_len = static_cast<int64_t>(out.prompt_token_ids.size());
-  if (prompt_len == 0) return absl::InvalidArgumentError("prompt must be non-empty");
-  if (prompt_len + out.sampling.max_tokens > context.max_model_len) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the maximum context length is ", context.max_model_len, " tokens; the request has ",
-        prompt_len, " prompt tokens and max_tokens ", out.sampling.max_tokens));
-  }
   return out;
 }
 

@@ -1,5 +1,8 @@
 // Parse at the edge: a proto GenerateRequest becomes a validated, tokenized GenerationRequest,
-// or INVALID_ARGUMENT naming the field and its allowed range. Float fields are checked with
+// or INVALID_ARGUMENT naming the field and its allowed range. Only each field's own range is
+// checked here; whether the prompt can ever run (non-empty, ids in the vocabulary, prompt +
+// max_tokens in the context, the KV pool) is scheduler/check_fits.h's, called by Engine::Submit.
+// Float fields are checked with
 // `!(lo <= x && x <= hi)`, which rejects NaN as well.
 #pragma once
 
@@ -32,7 +35,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateR
 absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams& proto,
                                                 const ServingContext& context);
 
-// Token ids in [0, vocab_size), at most max_model_len of them.
+// Token ids in [0, vocab_size), at most max_model_len of them (Detokenize's input).
 absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids,
                            const ServingContext& context, const char* field);
 

@@ -23,6 +23,7 @@
 #include "engine/engine.h"
 #include "kernels/backend.h"
 #include "kernels/backend_flags.h"
+#include "kernels/make_backend.h"
 #include "model/batch_inputs.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
@@ -42,19 +43,19 @@ double StepOverheadMicros(int64_t num_requests, int64_t num_steps) {
   Scheduler scheduler(config, /*num_blocks=*/num_requests * 40, block_size);
   for (int64_t i = 0; i < num_requests; ++i) {
     auto r = std::make_unique<Request>();
-    r->prompt_token_ids.assign(64, static_cast<int32_t>(i % 1000));
-    r->prompt_token_ids[0] = static_cast<int32_t>(i);  // Distinct prompts: no prefix sharing.
+    std::vector<int32_t> prompt(64, static_cast<int32_t>(i % 1000));
+    prompt[0] = static_cast<int32_t>(i);  // Distinct prompts: no prefix sharing.
+    r->SetPrompt(std::move(prompt));
     r->sampling.max_tokens = 512;
     (void)scheduler.AddRequest(std::move(r));
   }
   auto step = [&] {
     const ScheduledBatch batch = scheduler.Schedule(Clock::now());
     BatchBuilder builder(block_size);
-    std::vector<int32_t> chunk;
     for (const ScheduledRequest& s : batch.requests) {
-      chunk.clear();
-      for (int64_t p = 0; p < s.num_tokens; ++p)
-        chunk.push_back(s.request->token(s.request->num_computed_tokens + p));
+      const std::span<const int32_t> chunk =
+          std::span<const int32_t>(s.request->token_ids)
+              .subspan(s.request->num_computed_tokens, s.num_tokens);
       builder.AddSequence(chunk, s.request->num_computed_tokens, s.request->block_ids,
                           LogitsWanted::kLast);
     }
@@ -92,9 +93,16 @@ class CountingSink : public TokenSink {
   std::condition_variable cv_;
 };
 
-// Generated tokens after each request's first token, per second of the decode span.
-absl::StatusOr<double> DecodeTokensPerSecond(LlamaModel& model, int batch, int max_tokens) {
+// What one decode run measured.
+struct DecodeRun {
+  double tok_s = 0;               // Generated tokens after each first token, per decode second.
+  double bytes_to_host_step = 0;  // Results brought to the host per engine step (ModelRunner).
+};
+
+absl::StatusOr<DecodeRun> Decode(LlamaModel& model, int batch, int max_tokens,
+                                 bool backend_sampling) {
   EngineConfig config;
+  config.backend_sampling = backend_sampling;
   config.kv_cache.block_size = 16;
   config.kv_cache.dtype = model.backend().preferred_kv_dtype();
   config.kv_cache.num_blocks = batch * ((16 + max_tokens) / 16 + 2);
@@ -122,7 +130,12 @@ absl::StatusOr<double> DecodeTokensPerSecond(LlamaModel& model, int batch, int m
     last = std::max(last, t.finished);
   }
   const double decode_tokens = static_cast<double>(sink->tokens_ - batch);
-  return decode_tokens / Seconds(last - first).count();
+  const EngineStats stats = (*engine)->Stats();
+  DecodeRun run;
+  run.tok_s = decode_tokens / Seconds(last - first).count();
+  run.bytes_to_host_step = static_cast<double>(stats.bytes_to_host) /
+                           static_cast<double>(std::max<int64_t>(stats.num_steps, 1));
+  return run;
 }
 
 // Prompt tokens per second of one forward pass over `num_tokens` prompt tokens (logits of the
@@ -178,6 +191,16 @@ absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
     c.num_kv_heads = 8;
     c.vocab_size = 76800;
     c.max_context_len = 131072;
+  } else if (name == "tiny-128k") {  // Tiny layers, Llama-3's vocabulary: the logits traffic.
+    c.architecture_name = "LlamaForCausalLM";
+    c.hidden_size = 64;
+    c.intermediate_size = 128;
+    c.num_layers = 2;
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.head_dim = 16;
+    c.vocab_size = 128256;
+    c.max_context_len = 2048;
   } else if (name == "tiny") {  // For tests of this tool.
     c.architecture_name = "LlamaForCausalLM";
     c.hidden_size = 64;
@@ -189,7 +212,8 @@ absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
     c.vocab_size = 300;
     c.max_context_len = 2048;
   } else {
-    return absl::InvalidArgumentError("--shape must be llama3-8b, iquest-40b or tiny, got " + name);
+    return absl::InvalidArgumentError(
+        "--shape must be llama3-8b, iquest-40b, tiny-128k or tiny, got " + name);
   }
   return c;
 }
@@ -253,8 +277,8 @@ int main(int argc, char** argv) {
   flags.AddString("model", &model_dir, "HF checkpoint folder");
   flags.AddString("device", &device, "cpu or cuda");
   flags.AddString("shape", &shape,
-                  "llama3-8b, iquest-40b or tiny: random bf16 weights made on the device, "
-                  "instead of --model");
+                  "llama3-8b, iquest-40b, tiny-128k or tiny: random bf16 weights made on the "
+                  "device, instead of --model");
   flags.AddString("batches", &batches, "comma-separated decode batch sizes");
   flags.AddInt("decode-tokens", &decode_tokens, "tokens generated per request", 2, 4096);
   flags.AddInt("prefill-tokens", &prefill_tokens, "prompt tokens of the prefill figure; 0 = skip",
@@ -303,12 +327,23 @@ int main(int argc, char** argv) {
     prefill = *spread;
   }
   std::vector<iquest::Spread> decode;
+  // Per batch: bytes to the host per step with backend sampling, and with every row's logits
+  // copied out (the path before backend sampling), from one run each.
+  std::vector<std::pair<double, double>> host_bytes;
   for (int32_t batch : batch_sizes) {
-    auto spread = iquest::Repeat(repeats, [&] {
-      return iquest::DecodeTokensPerSecond(**model, batch, static_cast<int>(decode_tokens) + 1);
+    const int max_tokens = static_cast<int>(decode_tokens) + 1;
+    double bytes = 0;
+    auto spread = iquest::Repeat(repeats, [&]() -> absl::StatusOr<double> {
+      absl::StatusOr<iquest::DecodeRun> run = iquest::Decode(**model, batch, max_tokens, true);
+      if (!run.ok()) return run.status();
+      bytes = run->bytes_to_host_step;
+      return run->tok_s;
     });
     if (!spread.ok()) return fail(spread.status());
     decode.push_back(*spread);
+    absl::StatusOr<iquest::DecodeRun> host_run = iquest::Decode(**model, batch, max_tokens, false);
+    if (!host_run.ok()) return fail(host_run.status());
+    host_bytes.emplace_back(bytes, host_run->bytes_to_host_step);
   }
 
   const std::string backend_name((*backend)->name());
@@ -320,8 +355,11 @@ int main(int argc, char** argv) {
                 static_cast<long>(prefill_tokens), iquest::SpreadJson(prefill).c_str());
     std::printf(" \"decode_tokens\": %ld, \"decode\": [", static_cast<long>(decode_tokens));
     for (size_t i = 0; i < decode.size(); ++i) {
-      std::printf("%s\n  {\"batch\": %d, \"tok_s\": %s}", i == 0 ? "" : ",", batch_sizes[i],
-                  iquest::SpreadJson(decode[i]).c_str());
+      std::printf(
+          "%s\n  {\"batch\": %d, \"tok_s\": %s, \"bytes_to_host_per_step\": %.0f, "
+          "\"bytes_to_host_per_step_host_sampling\": %.0f}",
+          i == 0 ? "" : ",", batch_sizes[i], iquest::SpreadJson(decode[i]).c_str(),
+          host_bytes[i].first, host_bytes[i].second);
     }
     std::printf("]");
     if (weight_bytes > 0) {
@@ -342,10 +380,12 @@ int main(int argc, char** argv) {
     std::printf("prefill %ld tokens: %.1f / %.1f / %.1f tok/s\n", static_cast<long>(prefill_tokens),
                 prefill.min, prefill.median, prefill.max);
   }
-  std::printf("\n%-8s %-30s %s\n", "batch", "decode tok/s (min/med/max)", "median vs batch 1");
+  std::printf("\n%-8s %-30s %-18s %s\n", "batch", "decode tok/s (min/med/max)", "median vs batch 1",
+              "bytes to host/step: backend sampling | host sampling");
   for (size_t i = 0; i < decode.size(); ++i) {
-    std::printf("%-8d %8.1f / %8.1f / %8.1f   %.2fx\n", batch_sizes[i], decode[i].min,
-                decode[i].median, decode[i].max, decode[i].median / decode[0].median);
+    std::printf("%-8d %8.1f / %8.1f / %8.1f   %-18.2f %.0f | %.0f\n", batch_sizes[i], decode[i].min,
+                decode[i].median, decode[i].max, decode[i].median / decode[0].median,
+                host_bytes[i].first, host_bytes[i].second);
   }
   if (weight_bytes > 0) {
     // Batch-1 decode reads every weight once per token: its bound is memory bandwidth.

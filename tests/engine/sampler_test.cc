@@ -17,8 +17,8 @@ Request MakeRequest(SamplingParams params, std::vector<int32_t> prompt = {0},
   Request r;
   r.sampling = std::move(params);
   if (!r.sampling.seed) r.sampling.seed = 1234;
-  r.prompt_token_ids = std::move(prompt);
-  r.output_token_ids = std::move(output);
+  r.SetPrompt(std::move(prompt));
+  r.token_ids.insert(r.token_ids.end(), output.begin(), output.end());
   r.eos_token_ids = {0};
   return r;
 }
@@ -30,7 +30,8 @@ std::map<int32_t, int> Histogram(const std::vector<float>& logits, const Samplin
   std::map<int32_t, int> counts;
   Request r = MakeRequest(params);
   for (int i = 0; i < num_draws; ++i) {
-    r.output_token_ids.assign(static_cast<size_t>(i), 7);  // Position i; token 7 has no effect.
+    r.token_ids.resize(static_cast<size_t>(r.prompt_len));
+    r.token_ids.resize(static_cast<size_t>(r.prompt_len + i), 7);  // Position i; 7 has no effect.
     ++counts[sampler.Sample(logits, r, 0).token];
   }
   return counts;
@@ -144,8 +145,8 @@ TEST(SamplerTest, SameSeedSameTokensWhateverTheBatch) {
     second.Sample(logits, other, 0);
     const int32_t tb = second.Sample(logits, b, 0).token;
     EXPECT_EQ(ta, tb);
-    a.output_token_ids.push_back(ta);
-    b.output_token_ids.push_back(tb);
+    a.token_ids.push_back(ta);
+    b.token_ids.push_back(tb);
   }
   EXPECT_NE(Sampler::Uniform(99, 0, 3), Sampler::Uniform(99, 1, 3));  // Samples differ by index.
 }
