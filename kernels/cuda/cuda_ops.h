@@ -16,7 +16,7 @@
 namespace iquest::cuda {
 
 // ---------------------------------------------------------------------------------------------
-// GEMM (gemm.cu; the sm_90a wgmma + TMA kernel in gemm_sm90.cu)
+// GEMM (gemm.cu; the sm_90a wgmma + TMA kernel in gemm_sm90.cu, the SIMT one in gemm_simt.cu)
 // out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n]): a and w 16-bit (both `dtype`), f32 accumulate.
 struct GemmArgs {
   const void* a = nullptr;      // [m, k] dtype, row-major
@@ -60,6 +60,9 @@ bool Sm90GemmAvailable(int device);
 // Shape and alignment rules of that kernel (e.g. k a multiple of its K tile).
 bool Sm90GemmSupports(const GemmArgs& args);
 void GemmSm90(const GemmArgs& args, cudaStream_t stream);
+
+// The SIMT kernel (gemm_simt.cu) with `a` of args.dtype: any shape and alignment.
+void GemmSimt(const GemmArgs& args, cudaStream_t stream);
 
 // The SIMT kernel with f32 activations `a_f32` ([m, k]; args.a is ignored) and weights of any
 // float type (args.dtype may be kF32): for weights that are not 16-bit and for shapes the tensor
