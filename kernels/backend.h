@@ -2,7 +2,8 @@
 // reference every other backend is tested against.
 //
 // Conventions: all tensors are dense row-major TensorViews in the backend's memory. Activations
-// are f32 on the CPU reference; weights may be f32, f16 or bf16. "T" is the number of tokens in
+// are f32, except the GEMM inputs that RmsNorm and SiluMul may write in gemm_input_dtype();
+// weights may be f32, f16 or bf16. "T" is the number of tokens in
 // the flat batch (prefill chunks and decodes together).
 #pragma once
 
@@ -109,12 +110,14 @@ class Backend {
   virtual void Embed(TensorView token_ids, TensorView table, TensorView out) = 0;
 
   // out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n])
-  //   a: f32 [M, K]; w: [N, K] (HF Linear layout); bias: [N] or empty; out: f32 [M, N]
+  //   a: [M, K] f32 or gemm_input_dtype(); w: [N, K] (HF Linear layout); bias: [N] or empty;
+  //   out: f32 [M, N]
   virtual void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) = 0;
 
   // With `residual` empty: out = rmsnorm(x) * weight.
   // Otherwise the fused pre-norm step: residual += x; out = rmsnorm(residual) * weight.
-  //   x: f32 [T, H]; residual: f32 [T, H] or empty; weight: [H]; out: f32 [T, H] (may alias x)
+  //   x: f32 [T, H]; residual: f32 [T, H] or empty; weight: [H];
+  //   out: [T, H] f32 (may alias x) or gemm_input_dtype() (rounded once, aliases nothing)
   virtual void RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps,
                        TensorView out) = 0;
 
@@ -125,7 +128,8 @@ class Backend {
   virtual void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) = 0;
 
   // out = silu(gate) * up
-  //   gate, up, out: f32 [T, intermediate]
+  //   gate, up: f32 [T, intermediate];
+  //   out: [T, intermediate] f32 (may alias gate or up) or gemm_input_dtype() (aliases nothing)
   virtual void SiluMul(TensorView gate, TensorView up, TensorView out) = 0;
 
   // Stores token t's K and V at slot slot_mapping[t] of the paged cache; a token whose slot is
@@ -164,6 +168,12 @@ class Backend {
   //   logits: f32 [N, vocab]; rows: [R] (host); out: [R] (host)
   virtual void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
                             std::span<SampledId> out) = 0;
+
+  // The element type in which Gemm's `a` costs least, and in which RmsNorm and SiluMul may
+  // write their `out` (the residual stream stays f32). f32 on the CPU; on a GPU the 16-bit type
+  // its tensor cores read, so that a normed hidden state is rounded once, in the norm, instead
+  // of again by each GEMM reading it (q, k, v; gate, up). Gemm accepts f32 `a` either way.
+  virtual DType gemm_input_dtype() const { return DType::kF32; }
 
   // The KV cache element type this backend serves best: f32 on the CPU (exact, and memory is
   // plentiful), bf16 on a GPU (half the bytes that decode attention streams).

@@ -49,11 +49,12 @@ struct LlamaModel::Workspace {
   TensorView seq_lens;                            // [num_seqs]
   TensorView block_tables;                        // [num_seqs, max_blocks]
   TensorView logits_indices;                      // [N]
-  // Activations, f32.
+  // Activations, f32, except the GEMM inputs x and act: Backend::gemm_input_dtype().
   TensorView residual, x, attn_out, mlp_out;  // [T, hidden]
   TensorView q, attn;                         // [T, num_heads, head_dim]
   TensorView k, v;                            // [T, num_kv_heads, head_dim]
   TensorView gate, up;                        // [T, intermediate]
+  TensorView act;                             // [T, intermediate]: silu(gate) * up
   TensorView selected;                        // [N, hidden]
   TensorView logits;                          // [N, vocab]
 };
@@ -132,15 +133,23 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, i
   RETURN_IF_ERROR(make(DType::kI32, {s}, ws.seq_lens));
   RETURN_IF_ERROR(make(DType::kI32, {b}, ws.block_tables));
   RETURN_IF_ERROR(make(DType::kI32, {n}, ws.logits_indices));
-  for (TensorView* view : {&ws.residual, &ws.x, &ws.attn_out, &ws.mlp_out}) {
+  for (TensorView* view : {&ws.residual, &ws.attn_out, &ws.mlp_out}) {
     RETURN_IF_ERROR(make(DType::kF32, {t, c.hidden_size}, *view));
   }
+  const DType gemm_input = backend_.gemm_input_dtype();
+  RETURN_IF_ERROR(make(gemm_input, {t, c.hidden_size}, ws.x));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.q));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.attn));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_kv_heads, c.head_dim}, ws.k));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_kv_heads, c.head_dim}, ws.v));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.intermediate_size}, ws.gate));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.intermediate_size}, ws.up));
+  // SiluMul runs in place in f32; a 16-bit output would overwrite gate elements not yet read.
+  if (gemm_input == DType::kF32) {
+    ws.act = ws.gate;
+  } else {
+    RETURN_IF_ERROR(make(gemm_input, {t, c.intermediate_size}, ws.act));
+  }
   RETURN_IF_ERROR(make(DType::kF32, {n, c.hidden_size}, ws.selected));
   RETURN_IF_ERROR(make(DType::kF32, {n, c.vocab_size}, ws.logits));
   ws.token_capacity = t;
@@ -154,7 +163,7 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, i
 struct LlamaModel::StepViews {
   TensorView token_ids, positions, slot_mapping, logits_indices;
   AttentionArgs attention;
-  TensorView residual, x, attn_out, mlp_out, q, attn, k, v, gate, up, selected, logits;
+  TensorView residual, x, attn_out, mlp_out, q, attn, k, v, gate, up, act, selected, logits;
 };
 
 LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
@@ -194,6 +203,7 @@ LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
   step.v = ws.v.Rows(0, t);
   step.gate = ws.gate.Rows(0, t);
   step.up = ws.up.Rows(0, t);
+  step.act = ws.act.Rows(0, t);
   step.selected = ws.selected.Rows(0, n);
   step.logits = ws.logits.Rows(0, n);
   return step;
@@ -224,8 +234,8 @@ void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
   backend_.RmsNorm(s.attn_out, s.residual, w.post_norm, eps, s.x);
   backend_.Gemm(s.x, w.gate_proj, w.gate_bias, s.gate);
   backend_.Gemm(s.x, w.up_proj, w.up_bias, s.up);
-  backend_.SiluMul(s.gate, s.up, s.gate);
-  backend_.Gemm(s.gate, w.down_proj, w.down_bias, s.mlp_out);
+  backend_.SiluMul(s.gate, s.up, s.act);
+  backend_.Gemm(s.act, w.down_proj, w.down_bias, s.mlp_out);
 }
 
 void LlamaModel::RunDeviceSteps(const StepViews& step, KvCache& cache) {
@@ -234,7 +244,8 @@ void LlamaModel::RunDeviceSteps(const StepViews& step, KvCache& cache) {
   if (step.logits_indices.dim(0) == 0) return;
   backend_.RmsNorm(step.mlp_out, step.residual, weights_->final_norm,
                    static_cast<float>(config_.rms_norm_eps), step.x);
-  // Embed is a row gather: it picks the rows whose logits were asked for.
+  // Embed is a row gather: it picks the rows whose logits were asked for (widened to f32 when
+  // x is 16-bit: exact, and the LM head rounds them back as exactly).
   backend_.Embed(step.logits_indices, step.x, step.selected);
   backend_.Gemm(step.selected, weights_->lm_head, TensorView(), step.logits);
 }

@@ -30,9 +30,10 @@ echo "gpu-check: nvcc $("$NVCC" --version | tail -1), $GENCODE" >&2
 # 1. Build: every translation unit in parallel, then one link.
 FLAGS=(-std=c++20 -O3 -I. $GENCODE --Werror all-warnings -Xptxas -v)
 SOURCES=(kernels/cuda/activation.cu kernels/cuda/argmax.cu kernels/cuda/attention.cu
+         kernels/cuda/attention_mma.cu
          kernels/cuda/attention_partitions.cu kernels/cuda/attention_simt.cu
          kernels/cuda/embed.cu kernels/cuda/gemm.cu kernels/cuda/gemm_sm90.cu
-         kernels/cuda/gemm_sm90_plan.cc
+         kernels/cuda/gemm_sm90_plan.cc kernels/cuda/gemm_simt.cu
          kernels/cuda/kv_write.cu kernels/cuda/rms_norm.cu kernels/cuda/sampling.cu
          tools/gpu_check/main.cu tools/gpu_check/harness.cu tools/gpu_check/check_attention.cu
          tools/gpu_check/check_elementwise.cu tools/gpu_check/check_gemm.cu

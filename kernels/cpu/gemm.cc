@@ -12,7 +12,15 @@ void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) {
   CHECK_EQ(w.dim(1), k_size);
   CHECK(out.ShapeIs({m_size, n_size})) << out.ShapeString();
   CHECK(bias.empty() || bias.ShapeIs({n_size})) << bias.ShapeString();
-  const float* a_data = a.as<float>();
+  CHECK(IsFloat(a.dtype())) << DTypeName(a.dtype());
+  // A 16-bit `a` (gemm_input_dtype of a GPU backend) widens exactly to f32, once: the sums are
+  // then those of the f32 path given the same values.
+  std::vector<float> a_widened;
+  if (a.dtype() != DType::kF32) {
+    a_widened.resize(static_cast<size_t>(a.numel()));
+    for (int64_t i = 0; i < a.numel(); ++i) a_widened[i] = LoadAsFloat(a.data(), a.dtype(), i);
+  }
+  const float* a_data = a.dtype() == DType::kF32 ? a.as<float>() : a_widened.data();
   float* out_data = out.as<float>();
   // Each weight row is widened to f32 once and reused for every row of `a`. Row m's result
   // depends only on row m, so a token's output is the same whatever batch it is in.

@@ -1,6 +1,8 @@
 // The CPU reference ops, one file each (gemm.cc, embed.cc, ...). Written for clarity: f32
 // arithmetic, plain loops, every precondition CHECKed. Shapes are documented in
-// kernels/backend.h; fast paths live elsewhere and are tested against these.
+// kernels/backend.h; fast paths live elsewhere and are tested against these. Gemm's `a` and
+// RmsNorm's and SiluMul's `out` may be of any float dtype (a GPU backend's gemm_input_dtype):
+// computed in f32, rounded to nearest even once on the store, widened exactly on the load.
 #pragma once
 
 #include "kernels/backend.h"

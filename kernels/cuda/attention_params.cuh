@@ -1,7 +1,7 @@
-// What the paged-attention kernels share (attention.cu: the tensor-core kernels and the
-// dispatch; attention_partitions.cu: flash-decoding's split and merge; attention_simt.cu: the
-// f32 fallback): the launch parameters, which sequences a launch covers, and the launchers
-// each file offers the others.
+// What the paged-attention kernels share (attention.cu: the dispatch; attention_mma.cu: the
+// tensor-core kernels; attention_partitions.cu: flash-decoding's split and merge;
+// attention_simt.cu: the f32 fallback): the launch parameters, which sequences a launch covers,
+// and the launchers each file offers the others.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -68,6 +68,12 @@ void ChoosePartitions(int64_t partial_rows, int64_t num_heads, int64_t max_seq_l
 // covered into params.out. grid: (max query length, num_heads, num_seqs).
 void LaunchReducePartitions(Kind kind, const AttentionParams& params, dim3 grid,
                             cudaStream_t stream);
+
+// The tensor-core kernels (attention_mma.cu): bf16 cache, params.head_dim 64 or 128,
+// power-of-two blocks (params.block_shift set), 16-byte aligned q. Launches the decode
+// configuration, then the prefill one when args.max_query_len > 1, each with its merge.
+void LaunchAttentionMma(const PagedAttentionArgs& args, const AttentionParams& params,
+                        cudaStream_t stream);
 
 // The SIMT fallback (attention_simt.cu) for caches of `kv_dtype` (bf16, f16 or f32), any
 // head_dim <= 256 and any block size: one warp per (query row, head), all in f32. Slow.

@@ -133,10 +133,16 @@ absl::StatusOr<TensorView> CudaBackend::UploadWeight(TensorView host) {
         absl::StrCat("uploading a ", host.ShapeString(), " weight: ", cudaGetErrorString(err)));
   }
   weights_.push_back(data);
+  if (host.rank() >= 2) (dtype == DType::kF16 ? f16_matrices_ : bf16_matrices_) = true;
   CUDA_CHECK(cudaMemcpy(data, source, num_bytes, cudaMemcpyHostToDevice));
   int64_t shape[kMaxTensorRank];
   for (int i = 0; i < host.rank(); ++i) shape[i] = host.dim(i);
   return TensorView(data, dtype, shape, host.rank());
+}
+
+DType CudaBackend::gemm_input_dtype() const {
+  if (gemm_path_ == GemmPath::kSimt || (bf16_matrices_ && f16_matrices_)) return DType::kF32;
+  return f16_matrices_ ? DType::kF16 : DType::kBF16;
 }
 
 void CudaBackend::FillRandom(TensorView t, uint64_t seed, float scale) {
@@ -180,15 +186,30 @@ void CudaBackend::Gemm(TensorView a, TensorView w, TensorView bias, TensorView o
   args.n = n;
   args.k = k;
   args.dtype = w.dtype();
+  // A 16-bit `a` (RmsNorm's or SiluMul's gemm_input_dtype out) is read as it is; it must be
+  // the weights' type, which gemm_input_dtype guarantees for the matrices it was derived from.
+  const bool a_f32 = a.dtype() == DType::kF32;
+  CHECK(a_f32 || a.dtype() == w.dtype())
+      << "Gemm: a is " << DTypeName(a.dtype()) << " but w is " << DTypeName(w.dtype())
+      << "; a 16-bit a must have w's dtype (gemm_input_dtype)";
   if (m == 0 || n == 0) return;
   const bool sixteen_bit = w.dtype() == DType::kBF16 || w.dtype() == DType::kF16;
   if (!sixteen_bit || gemm_path_ == GemmPath::kSimt) {
-    GemmF32Activations(args, F32(a), stream_);
+    if (a_f32) {
+      GemmF32Activations(args, F32(a), stream_);
+    } else {
+      args.a = a.data();
+      GemmSimt(args, stream_);
+    }
     return;
   }
-  void* a16 = EnsureScratch(a16_, static_cast<size_t>(m * k) * 2);
-  ConvertFromF32(F32(a), a16, w.dtype(), m * k, stream_);
-  args.a = a16;
+  if (a_f32) {
+    void* a16 = EnsureScratch(a16_, static_cast<size_t>(m * k) * 2);
+    ConvertFromF32(F32(a), a16, w.dtype(), m * k, stream_);
+    args.a = a16;
+  } else {
+    args.a = a.data();  // Already the weights' 16-bit type: no rounding pass.
+  }
   if (cublas_ != nullptr) {
     cublas_->Run(args, stream_);
     return;
@@ -209,8 +230,12 @@ void CudaBackend::RmsNorm(TensorView x, TensorView residual, TensorView weight, 
   CHECK(out.ShapeIs({num_tokens, hidden})) << out.ShapeString();
   CHECK(weight.ShapeIs({hidden})) << weight.ShapeString();
   CHECK(residual.empty() || residual.ShapeIs({num_tokens, hidden})) << residual.ShapeString();
+  CHECK(IsFloat(out.dtype())) << DTypeName(out.dtype());
+  // A 16-bit out over the f32 rows it reads would be a race between CTAs' rows.
+  CHECK(out.dtype() == DType::kF32 || (out.data() != x.data() && out.data() != residual.data()))
+      << "a " << DTypeName(out.dtype()) << " out must not alias x or residual";
   cuda::RmsNorm(F32(x), residual.empty() ? nullptr : F32(residual), weight.data(), weight.dtype(),
-                eps, num_tokens, hidden, F32(out), stream_);
+                eps, num_tokens, hidden, out.data(), out.dtype(), stream_);
 }
 
 void CudaBackend::Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) {
@@ -253,7 +278,11 @@ void CudaBackend::RopeWriteKv(TensorView q, TensorView k, TensorView v, TensorVi
 void CudaBackend::SiluMul(TensorView gate, TensorView up, TensorView out) {
   CHECK_EQ(gate.numel(), up.numel());
   CHECK_EQ(gate.numel(), out.numel());
-  cuda::SiluMul(F32(gate), F32(up), F32(out), gate.numel(), stream_);
+  CHECK(IsFloat(out.dtype())) << DTypeName(out.dtype());
+  // A 16-bit out over gate or up would overwrite elements other threads have yet to read.
+  CHECK(out.dtype() == DType::kF32 || (out.data() != gate.data() && out.data() != up.data()))
+      << "a " << DTypeName(out.dtype()) << " out must not alias gate or up";
+  cuda::SiluMul(F32(gate), F32(up), out.data(), out.dtype(), gate.numel(), stream_);
 }
 
 void CudaBackend::CopyKvBlocks(TensorView pairs, const PagedKvView& kv) {

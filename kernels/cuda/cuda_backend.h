@@ -55,6 +55,11 @@ class CudaBackend final : public Backend {
                       TensorView out) override;
   void Argmax(TensorView logits, TensorView out) override;
   DType preferred_kv_dtype() const override { return DType::kBF16; }
+  // The 16-bit type of the uploaded matrices (bf16 before any upload), so that RmsNorm and
+  // SiluMul round the GEMM inputs once and the tensor-core GEMMs read them as they are. f32
+  // under --gemm=simt (it reads f32 anyway) and when matrices of both 16-bit types were
+  // uploaded (each Gemm then rounds `a` to its weight's type, as for any f32 `a`).
+  DType gemm_input_dtype() const override;
   void Synchronize() override;
 
   // CUDA graphs: stream capture of the ops in between, instantiated once, replayed with one
@@ -92,6 +97,8 @@ class CudaBackend final : public Backend {
   const std::string name_;
   std::unique_ptr<CublasGemm> cublas_;
   std::vector<void*> weights_;  // Uploaded weights, freed with the backend.
+  bool bf16_matrices_ = false;  // Some uploaded matrix is bf16 (f32 ones become bf16).
+  bool f16_matrices_ = false;   // Some uploaded matrix is f16.
   Scratch a16_;                 // The GEMM's A operand rounded to 16 bits.
   Scratch gemm_workspace_;      // Split-K partial sums.
   Scratch attention_workspace_;

@@ -16,7 +16,7 @@
 namespace iquest::cuda {
 
 // ---------------------------------------------------------------------------------------------
-// GEMM (gemm.cu; the sm_90a wgmma + TMA kernel in gemm_sm90.cu)
+// GEMM (gemm.cu; the sm_90a wgmma + TMA kernel in gemm_sm90.cu, the SIMT one in gemm_simt.cu)
 // out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n]): a and w 16-bit (both `dtype`), f32 accumulate.
 struct GemmArgs {
   const void* a = nullptr;      // [m, k] dtype, row-major
@@ -61,6 +61,9 @@ bool Sm90GemmAvailable(int device);
 bool Sm90GemmSupports(const GemmArgs& args);
 void GemmSm90(const GemmArgs& args, cudaStream_t stream);
 
+// The SIMT kernel (gemm_simt.cu) with `a` of args.dtype: any shape and alignment.
+void GemmSimt(const GemmArgs& args, cudaStream_t stream);
+
 // The SIMT kernel with f32 activations `a_f32` ([m, k]; args.a is ignored) and weights of any
 // float type (args.dtype may be kF32): for weights that are not 16-bit and for shapes the tensor
 // core kernels cannot take.
@@ -82,16 +85,19 @@ void Embed(const int32_t* ids, int64_t num_tokens, const void* table, DType tabl
            int64_t width, float* out, cudaStream_t stream);
 
 // residual == null: out = rmsnorm(x) * weight. Otherwise residual += x; out = rmsnorm(residual) *
-// weight. Row sums in f32.
-//   x, residual, out: f32 [num_tokens, hidden] (out may alias x); weight: [hidden] weight_dtype
+// weight. Row sums in f32; out is rounded once (nearest even) when 16-bit.
+//   x, residual: f32 [num_tokens, hidden]; weight: [hidden] weight_dtype;
+//   out: [num_tokens, hidden] out_dtype (any float type; may alias x only when f32)
 void RmsNorm(const float* x, float* residual, const void* weight, DType weight_dtype, float eps,
-             int64_t num_tokens, int64_t hidden, float* out, cudaStream_t stream);
+             int64_t num_tokens, int64_t hidden, void* out, DType out_dtype, cudaStream_t stream);
 
 // out[m, n] += bias[n].  out: f32 [m, n]; bias: f32 [n]
 void AddBias(float* out, const float* bias, int64_t m, int64_t n, cudaStream_t stream);
 
-// out = silu(gate) * up, elementwise over `count` (out may alias gate or up).
-void SiluMul(const float* gate, const float* up, float* out, int64_t count, cudaStream_t stream);
+// out = silu(gate) * up, elementwise over `count`: gate, up f32; out of out_dtype (any float
+// type, rounded once when 16-bit; may alias gate or up only when f32).
+void SiluMul(const float* gate, const float* up, void* out, DType out_dtype, int64_t count,
+             cudaStream_t stream);
 
 struct RopeKvArgs {
   float* q = nullptr;                     // [num_tokens, num_heads, head_dim], rotated in place

@@ -1,6 +1,11 @@
 // RmsNorm with the fused residual add: one CTA per token row. The first pass adds x into the
 // residual (when given) and sums squares in f32; the second re-reads the row (from L1/L2: it was
-// just read) and writes rmsnorm(row) * weight. Rows are read as float4 when hidden % 4 == 0.
+// just read) and writes rmsnorm(row) * weight, in f32 or rounded once to the GEMM's 16-bit
+// input type (Backend::gemm_input_dtype; the residual stays f32). Rows are read as float4 when
+// hidden % 4 == 0.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_util.cuh"
@@ -10,13 +15,22 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// f32 -> the element type of the destination pointer (the tag), rounding to nearest even.
+__device__ __forceinline__ float Narrow(float x, float* /*tag*/) { return x; }
+__device__ __forceinline__ __nv_bfloat16 Narrow(float x, __nv_bfloat16* /*tag*/) {
+  return __float2bfloat16_rn(x);
+}
+__device__ __forceinline__ __half Narrow(float x, __half* /*tag*/) { return __float2half_rn(x); }
+
+// TOut: float, __nv_bfloat16 or __half.
+template <typename TOut>
 __global__ void RmsNormKernel(const float* x, float* residual, const void* weight,
-                              DType weight_dtype, float eps, int64_t hidden, float* out) {
+                              DType weight_dtype, float eps, int64_t hidden, TOut* out) {
   __shared__ float scratch[32];
   const int64_t t = blockIdx.x;
   const float* x_row = x + t * hidden;
   float* res_row = residual != nullptr ? residual + t * hidden : nullptr;
-  float* out_row = out + t * hidden;
+  TOut* out_row = out + t * hidden;
   // The row to normalise: x itself, or residual + x.
   const float* row = res_row != nullptr ? res_row : x_row;
   const bool vector = hidden % 4 == 0;
@@ -46,17 +60,32 @@ __global__ void RmsNormKernel(const float* x, float* residual, const void* weigh
   const float total = BlockSum(sum_squares, scratch);
   const float inv_rms = rsqrtf(total / static_cast<float>(hidden) + eps);
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-    out_row[i] = row[i] * inv_rms * LoadFloat(weight, weight_dtype, i);
+    out_row[i] = Narrow(row[i] * inv_rms * LoadFloat(weight, weight_dtype, i), out_row);
   }
 }
 
 }  // namespace
 
 void RmsNorm(const float* x, float* residual, const void* weight, DType weight_dtype, float eps,
-             int64_t num_tokens, int64_t hidden, float* out, cudaStream_t stream) {
+             int64_t num_tokens, int64_t hidden, void* out, DType out_dtype, cudaStream_t stream) {
   if (num_tokens == 0) return;
-  RmsNormKernel<<<static_cast<unsigned>(num_tokens), kThreads, 0, stream>>>(
-      x, residual, weight, weight_dtype, eps, hidden, out);
+  const unsigned blocks = static_cast<unsigned>(num_tokens);
+  switch (out_dtype) {
+    case DType::kF32:
+      RmsNormKernel<<<blocks, kThreads, 0, stream>>>(x, residual, weight, weight_dtype, eps, hidden,
+                                                     static_cast<float*>(out));
+      break;
+    case DType::kBF16:
+      RmsNormKernel<<<blocks, kThreads, 0, stream>>>(x, residual, weight, weight_dtype, eps, hidden,
+                                                     static_cast<__nv_bfloat16*>(out));
+      break;
+    case DType::kF16:
+      RmsNormKernel<<<blocks, kThreads, 0, stream>>>(x, residual, weight, weight_dtype, eps, hidden,
+                                                     static_cast<__half*>(out));
+      break;
+    case DType::kI32:
+      CHECK(false) << "RmsNorm out must be a float type";
+  }
   CUDA_CHECK_LAUNCH();
 }
 

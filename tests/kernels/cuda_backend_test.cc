@@ -122,6 +122,71 @@ INSTANTIATE_TEST_SUITE_P(Paths, CudaGemmTest,
                                                               DType::kF32),
                                             ::testing::Values(1, 15, 17, 64, 65, 129, 300)));
 
+// The bf16 GEMM inputs (Backend::gemm_input_dtype): RmsNorm and SiluMul writing bf16, and
+// Gemm reading a bf16 `a` as it is, against the CPU reference's bf16 variants. Outputs may
+// differ from the reference by one bf16 step (2^-8 relative: the f32 sums run in another
+// order); the GEMMs read the same bf16 values, so they agree to f32 summation order.
+TEST(CudaGemmInputTest, Bf16OutputsAndInputsMatchReference) {
+  for (const char* gemm : {"auto", "mma", "simt"}) {
+    SCOPED_TRACE(gemm);
+    auto cuda = MakeCuda(gemm);
+    SKIP_WITHOUT_GPU(cuda);
+    EXPECT_EQ(cuda->gemm_input_dtype(), std::string(gemm) == "simt" ? DType::kF32 : DType::kBF16);
+    CpuBackend reference;
+    const int64_t t = 7, h = 4104, inter = 1101, n = 129;
+    auto widen = [](const std::vector<uint16_t>& bits) {
+      std::vector<float> out(bits.size());
+      for (size_t i = 0; i < bits.size(); ++i) out[i] = Bf16ToFloat(bits[i]);
+      return out;
+    };
+    auto poisoned16 = [&](std::initializer_list<int64_t> shape) {
+      std::vector<uint16_t> nan(
+          static_cast<size_t>(TensorView(nullptr, DType::kBF16, shape).numel()), 0x7fc0);
+      return ToDevice(*cuda, nan.data(), DType::kBF16, shape);
+    };
+    // RmsNorm, fused residual, bf16 out.
+    std::vector<float> x = RandomFloats(t * h, 31), res = RandomFloats(t * h, 32);
+    const std::vector<float> weight = RandomFloats(h, 33);
+    std::vector<uint16_t> expected_x(t * h);
+    std::vector<float> res_expected = res;
+    const TensorView w_host(const_cast<float*>(weight.data()), DType::kF32, {h});
+    reference.RmsNorm(TensorView(x.data(), DType::kF32, {t, h}),
+                      TensorView(res_expected.data(), DType::kF32, {t, h}), w_host, 1e-5f,
+                      TensorView(expected_x.data(), DType::kBF16, {t, h}));
+    DeviceTensor x_dev = ToDevice(*cuda, x.data(), DType::kF32, {t, h});
+    DeviceTensor res_dev = ToDevice(*cuda, res.data(), DType::kF32, {t, h});
+    ASSERT_OK_AND_ASSIGN(TensorView w_dev, cuda->UploadWeight(w_host));
+    DeviceTensor x16 = poisoned16({t, h});
+    cuda->RmsNorm(x_dev.view, res_dev.view, w_dev, 1e-5f, x16.view);
+    EXPECT_LE(MaxRelativeError(widen(ToHost<uint16_t>(*cuda, x16)), widen(expected_x)), 1.0 / 256);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, res_dev), res_expected), kF32Tolerance);
+    // SiluMul, bf16 out, a length that is not a multiple of 4.
+    const std::vector<float> gate = RandomFloats(t * inter, 34, 8.0f),
+                             up = RandomFloats(t * inter, 35);
+    std::vector<uint16_t> expected_act(t * inter);
+    reference.SiluMul(TensorView(const_cast<float*>(gate.data()), DType::kF32, {t, inter}),
+                      TensorView(const_cast<float*>(up.data()), DType::kF32, {t, inter}),
+                      TensorView(expected_act.data(), DType::kBF16, {t, inter}));
+    DeviceTensor g = ToDevice(*cuda, gate.data(), DType::kF32, {t, inter});
+    DeviceTensor u = ToDevice(*cuda, up.data(), DType::kF32, {t, inter});
+    DeviceTensor act = poisoned16({t, inter});
+    cuda->SiluMul(g.view, u.view, act.view);
+    EXPECT_LE(MaxRelativeError(widen(ToHost<uint16_t>(*cuda, act)), widen(expected_act)),
+              1.0 / 256);
+    // Gemm reading the bf16 hidden state (the reference's, so both read the same values).
+    const std::vector<uint8_t> wq = Encode(RandomFloats(n * h, 36), DType::kBF16);
+    const TensorView wq_host(const_cast<uint8_t*>(wq.data()), DType::kBF16, {n, h});
+    std::vector<float> expected_q(t * n, NAN);
+    reference.Gemm(TensorView(expected_x.data(), DType::kBF16, {t, h}), wq_host, TensorView(),
+                   TensorView(expected_q.data(), DType::kF32, {t, n}));
+    DeviceTensor a16 = ToDevice(*cuda, expected_x.data(), DType::kBF16, {t, h});
+    ASSERT_OK_AND_ASSIGN(TensorView wq_dev, cuda->UploadWeight(wq_host));
+    DeviceTensor q = Poisoned(*cuda, {t, n});
+    cuda->Gemm(a16.view, wq_dev, TensorView(), q.view);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, q), expected_q), 1e-4);
+  }
+}
+
 TEST(CudaElementwiseTest, MatchesReference) {
   auto cuda = MakeCuda();
   SKIP_WITHOUT_GPU(cuda);

@@ -17,25 +17,44 @@ std::vector<float> Download(const DeviceArray& array) {
   return host;
 }
 
+// An f32 or 16-bit output array, widened to f32.
+std::vector<float> DownloadAs(const DeviceArray& array, DType dtype) {
+  if (dtype == DType::kF32) return Download(array);
+  std::vector<uint8_t> bytes(array.num_bytes());
+  array.Download(bytes.data());
+  return FromDType(bytes, dtype);
+}
+
+// The error limit of an output of `dtype` against float64: f32 arithmetic, or that plus one
+// rounding to bf16 (a step of 2^-8 relative; the f32 result may sit across a rounding boundary
+// from the float64 one).
+double OutputErrLimit(DType dtype) { return dtype == DType::kF32 ? 1e-5 : 1.0 / 256; }
+
+std::string OutSuffix(DType dtype) {
+  return dtype == DType::kF32 ? "" : std::string(" ->") + std::string(DTypeName(dtype));
+}
+
 DeviceArray UploadFloats(const std::vector<float>& host) {
   DeviceArray array(host.size() * sizeof(float));
   array.Upload(host.data());
   return array;
 }
 
-void CheckRmsNorm(Context& ctx, int64_t tokens, int64_t hidden, bool timed) {
+// out_dtype f32, or bf16: the fused rounding of the GEMM's input (Backend::gemm_input_dtype).
+void CheckRmsNorm(Context& ctx, int64_t tokens, int64_t hidden, DType out_dtype, bool timed) {
   const auto x = RandomFloats(static_cast<size_t>(tokens * hidden), ctx.rng);
   const auto residual = RandomFloats(x.size(), ctx.rng);
   const auto weight_bytes =
       ToDType(RandomFloats(static_cast<size_t>(hidden), ctx.rng), DType::kBF16);
   const auto weight = FromDType(weight_bytes, DType::kBF16);
-  DeviceArray x_dev = UploadFloats(x), res_dev = UploadFloats(residual), out_dev(x.size() * 4);
+  DeviceArray x_dev = UploadFloats(x), res_dev = UploadFloats(residual),
+              out_dev(x.size() * DTypeSize(out_dtype));
   DeviceArray w_dev(weight_bytes.size());
   w_dev.Upload(weight_bytes.data());
   out_dev.Poison();
   const float eps = 1e-5f;
   cuda::RmsNorm(x_dev.as<float>(), res_dev.as<float>(), w_dev.data(), DType::kBF16, eps, tokens,
-                hidden, out_dev.as<float>(), ctx.stream);
+                hidden, out_dev.data(), out_dtype, ctx.stream);
   CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   std::vector<double> ref_out(x.size()), ref_res(x.size());
   for (int64_t t = 0; t < tokens; ++t) {
@@ -52,48 +71,55 @@ void CheckRmsNorm(Context& ctx, int64_t tokens, int64_t hidden, bool timed) {
     }
   }
   Row row;
-  row.op = "rms_norm+residual";
+  row.op = "rms_norm+residual" + OutSuffix(out_dtype);
   row.shape = "T=" + std::to_string(tokens) + " H=" + std::to_string(hidden);
-  row.max_rel_err = std::max(MaxRelativeError(Download(out_dev), ref_out),
-                             MaxRelativeError(Download(res_dev), ref_res));
-  row.err_limit = 1e-5;
+  // The residual stays f32 whatever out is, held to f32's limit (the bf16 one would hide a
+  // residual wrongly rounded to bf16).
+  const double res_err = MaxRelativeError(Download(res_dev), ref_res);
+  row.max_rel_err = std::max(MaxRelativeError(DownloadAs(out_dev, out_dtype), ref_out),
+                             res_err > 1e-5 ? 1.0 : res_err);
+  row.err_limit = OutputErrLimit(out_dtype);
   row.ref_name = "copy-bw";
   if (timed) {
     row.ours_us = MedianMicros(
         [&] {
           cuda::RmsNorm(x_dev.as<float>(), res_dev.as<float>(), w_dev.data(), DType::kBF16, eps,
-                        tokens, hidden, out_dev.as<float>(), ctx.stream);
+                        tokens, hidden, out_dev.data(), out_dtype, ctx.stream);
         },
         ctx.stream);
     // Reads x and residual, writes residual and out.
-    row.ref_us = BandwidthBoundMicros(4.0 * static_cast<double>(x.size()) * 4);
+    row.ref_us = BandwidthBoundMicros(static_cast<double>(x.size()) *
+                                      (3.0 * 4 + static_cast<double>(DTypeSize(out_dtype))));
     row.min_ratio = 0.8;
   }
   ctx.report.Add(row);
 }
 
-void CheckSiluMul(Context& ctx, int64_t count, bool timed) {
+void CheckSiluMul(Context& ctx, int64_t count, DType out_dtype, bool timed) {
   const auto gate = RandomFloats(static_cast<size_t>(count), ctx.rng, 6.0f);
   const auto up = RandomFloats(gate.size(), ctx.rng);
-  DeviceArray g = UploadFloats(gate), u = UploadFloats(up), out(gate.size() * 4);
+  DeviceArray g = UploadFloats(gate), u = UploadFloats(up), out(gate.size() * DTypeSize(out_dtype));
   out.Poison();
-  cuda::SiluMul(g.as<float>(), u.as<float>(), out.as<float>(), count, ctx.stream);
+  cuda::SiluMul(g.as<float>(), u.as<float>(), out.data(), out_dtype, count, ctx.stream);
   CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   std::vector<double> ref(gate.size());
   for (size_t i = 0; i < gate.size(); ++i) {
     ref[i] = gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i];
   }
   Row row;
-  row.op = "silu_mul";
+  row.op = "silu_mul" + OutSuffix(out_dtype);
   row.shape = "n=" + std::to_string(count);
-  row.max_rel_err = MaxRelativeError(Download(out), ref);
-  row.err_limit = 1e-5;
+  row.max_rel_err = MaxRelativeError(DownloadAs(out, out_dtype), ref);
+  row.err_limit = OutputErrLimit(out_dtype);
   row.ref_name = "copy-bw";
   if (timed) {
     row.ours_us = MedianMicros(
-        [&] { cuda::SiluMul(g.as<float>(), u.as<float>(), out.as<float>(), count, ctx.stream); },
+        [&] {
+          cuda::SiluMul(g.as<float>(), u.as<float>(), out.data(), out_dtype, count, ctx.stream);
+        },
         ctx.stream);
-    row.ref_us = BandwidthBoundMicros(3.0 * static_cast<double>(count) * 4);
+    row.ref_us = BandwidthBoundMicros(static_cast<double>(count) *
+                                      (2.0 * 4 + static_cast<double>(DTypeSize(out_dtype))));
     row.min_ratio = 0.8;
   }
   ctx.report.Add(row);
@@ -321,11 +347,13 @@ void CheckRopeWriteKv(Context& ctx, int64_t tokens, int64_t num_heads, int64_t n
 }  // namespace
 
 void CheckElementwise(Context& ctx) {
-  CheckRmsNorm(ctx, 1, 4096, false);
-  CheckRmsNorm(ctx, 3, 5121, false);  // Not a multiple of 4: the scalar path.
-  CheckRmsNorm(ctx, 8192, 5120, true);
-  CheckSiluMul(ctx, 1001, false);
-  CheckSiluMul(ctx, int64_t{8192} * 27648, true);
+  for (DType out : {DType::kF32, DType::kBF16}) {
+    CheckRmsNorm(ctx, 1, 4096, out, false);
+    CheckRmsNorm(ctx, 3, 5121, out, false);  // Not a multiple of 4: the scalar path.
+    CheckRmsNorm(ctx, 8192, 5120, out, true);
+    CheckSiluMul(ctx, 1001, out, false);  // Odd: the scalar tail.
+    CheckSiluMul(ctx, int64_t{8192} * 27648, out, true);
+  }
   CheckConvert(ctx, int64_t{8192} * 5120 + 3);
   CheckEmbed(ctx, 128256, 4096, ctx.quick ? 512 : 8192);
   CheckArgmax(ctx, 1, 128256);

@@ -66,8 +66,8 @@ void FastCpuBackend::Embed(TensorView token_ids, TensorView table, TensorView ou
 
 void FastCpuBackend::Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) {
   const PackedWeight* packed = FindPacked(w);
-  if (packed == nullptr) {
-    // Not prepared (or not packable): the reference op, correct but slow.
+  if (packed == nullptr || a.dtype() != DType::kF32) {
+    // Not prepared (or not packable), or a 16-bit `a`: the reference op, correct but slow.
     cpu::Gemm(a, w, bias, out);
     return;
   }
@@ -129,6 +129,10 @@ void FastCpuBackend::Rope(TensorView q, TensorView k, TensorView positions, Tens
 void FastCpuBackend::SiluMul(TensorView gate, TensorView up, TensorView out) {
   CHECK_EQ(gate.numel(), up.numel());
   CHECK_EQ(gate.numel(), out.numel());
+  if (out.dtype() != DType::kF32) {
+    cpu::SiluMul(gate, up, out);  // The vector kernels write f32 only (see the header).
+    return;
+  }
   const float* g = gate.as<float>();
   const float* u = up.as<float>();
   float* o = out.as<float>();

@@ -6,6 +6,11 @@
 // Precision: f32 arithmetic throughout, except that on CPUs with AVX512_BF16 a bf16-weight GEMM
 // of at least kBf16DotMinRows rows (prefill, big batches) rounds its activations to bf16 and
 // uses VDPBF16PS, as llama.cpp and oneDNN do; decode-sized GEMMs stay exact f32.
+//
+// gemm_input_dtype() stays f32 (the default): the panels kernels read f32 activations. A
+// 16-bit Gemm `a` or SiluMul `out` (which the model never passes here) runs the reference op,
+// correct but single-threaded; RmsNorm takes any `out` dtype at full speed (it runs the
+// reference per row slice anyway).
 #pragma once
 
 #include <memory>
