@@ -81,8 +81,6 @@ class RequestOutputs {
   // The final (cancelled) output of a request that never reached the scheduler.
   static void EmitNeverScheduled(const Request& request, TokenSink& sink);
 
-  bool empty() const { return records_.empty(); }
-
  private:
   struct SampleText {
     std::unique_ptr<TextStream> stream;

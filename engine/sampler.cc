@@ -1,8 +1,6 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 

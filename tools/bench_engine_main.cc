@@ -191,7 +191,8 @@ absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
     c.num_kv_heads = 8;
     c.vocab_size = 76800;
     c.max_context_len = 131072;
-  } else if (name == "tiny-128k") {  // Tiny layers, Llama-3's vocabulary: the logits traffic.
+  } else if (name == "tiny" || name == "tiny-128k") {
+    // "tiny" for tests of this tool; "tiny-128k" has Llama-3's vocabulary: the logits traffic.
     c.architecture_name = "LlamaForCausalLM";
     c.hidden_size = 64;
     c.intermediate_size = 128;
@@ -199,17 +200,7 @@ absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
     c.num_heads = 4;
     c.num_kv_heads = 2;
     c.head_dim = 16;
-    c.vocab_size = 128256;
-    c.max_context_len = 2048;
-  } else if (name == "tiny") {  // For tests of this tool.
-    c.architecture_name = "LlamaForCausalLM";
-    c.hidden_size = 64;
-    c.intermediate_size = 128;
-    c.num_layers = 2;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_dim = 16;
-    c.vocab_size = 300;
+    c.vocab_size = name == "tiny" ? 300 : 128256;
     c.max_context_len = 2048;
   } else {
     return absl::InvalidArgumentError(

@@ -373,11 +373,8 @@ void CudaBackend::SampleTokens(TensorView logits, std::span<const SampleRow> row
   const TensorView gathered_view(gathered, DType::kF32, {num_rows, vocab});
   Embed(TensorView(device_indices, DType::kI32, {num_rows}), logits, gathered_view);
   cuda::Argmax(gathered, num_greedy, vocab, device_tokens, stream_);
-  if (num_greedy < num_rows) {
-    std::vector<int32_t> drawn;
-    DrawRows(gathered_view.Rows(num_greedy, num_rows - num_greedy), params, drawn);
-    CopyToDevice(drawn.data(), device_tokens + num_greedy, drawn.size() * sizeof(int32_t));
-  }
+  EnqueueDraw(gathered_view.Rows(num_greedy, num_rows - num_greedy), params,
+              device_tokens + num_greedy);
   cuda::TokenLogprobs(gathered, num_rows, vocab, device_tokens, device_logprobs, stream_);
   std::vector<int32_t> tokens(static_cast<size_t>(num_rows));
   std::vector<float> logprobs(static_cast<size_t>(num_rows));
@@ -387,23 +384,28 @@ void CudaBackend::SampleTokens(TensorView logits, std::span<const SampleRow> row
   for (size_t j = 0; j < order.size(); ++j) out[order[j]] = {tokens[j], logprobs[j]};
 }
 
-void CudaBackend::DrawRows(TensorView logits, const std::vector<SamplingRowParams>& params,
-                           std::vector<int32_t>& out) {
+void CudaBackend::EnqueueDraw(TensorView logits, const std::vector<SamplingRowParams>& params,
+                              int32_t* device_out) {
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
   CHECK_EQ(static_cast<int64_t>(params.size()), rows);
-  out.assign(static_cast<size_t>(rows), -1);
   if (rows == 0) return;
-  // One scratch: [params | tokens | kernel workspace], each 256-byte aligned.
-  auto align = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-  const size_t params_bytes = align(params.size() * sizeof(SamplingRowParams));
-  const size_t tokens_bytes = align(static_cast<size_t>(rows) * sizeof(int32_t));
+  // One scratch: [params | kernel workspace], 256-byte aligned.
+  const size_t params_bytes = (params.size() * sizeof(SamplingRowParams) + 255) / 256 * 256;
   uint8_t* base = static_cast<uint8_t*>(
-      EnsureScratch(sampling_, params_bytes + tokens_bytes + SamplingWorkspaceBytes(rows, vocab)));
+      EnsureScratch(sampling_, params_bytes + SamplingWorkspaceBytes(rows, vocab)));
   auto* device_params = reinterpret_cast<SamplingRowParams*>(base);
-  auto* device_tokens = reinterpret_cast<int32_t*>(base + params_bytes);
   CopyToDevice(params.data(), device_params, params.size() * sizeof(SamplingRowParams));
-  cuda::SampleTokens(F32(logits), device_params, rows, vocab, device_tokens,
-                     base + params_bytes + tokens_bytes, stream_);
+  cuda::SampleTokens(F32(logits), device_params, rows, vocab, device_out, base + params_bytes,
+                     stream_);
+}
+
+void CudaBackend::DrawRows(TensorView logits, const std::vector<SamplingRowParams>& params,
+                           std::vector<int32_t>& out) {
+  out.assign(static_cast<size_t>(logits.dim(0)), -1);
+  if (out.empty()) return;
+  auto* device_tokens =
+      static_cast<int32_t*>(EnsureScratch(sampled_rows_, out.size() * sizeof(int32_t)));
+  EnqueueDraw(logits, params, device_tokens);
   CopyToHost(device_tokens, out.data(), out.size() * sizeof(int32_t));
 }
 

@@ -83,6 +83,11 @@ class CudaBackend final : public Backend {
  private:
   CudaBackend(int device, cudaStream_t stream, GemmPath gemm_path, std::string name);
 
+  // Enqueues the draw of every row of `logits` (device) into device_out [rows]; no
+  // synchronization. Uses the sampling_ scratch.
+  void EnqueueDraw(TensorView logits, const std::vector<SamplingRowParams>& params,
+                   int32_t* device_out);
+
   // Device scratch of at least `num_bytes`, grown geometrically; growing waits for queued work
   // that may still read the old buffer.
   struct Scratch {
@@ -102,7 +107,7 @@ class CudaBackend final : public Backend {
   Scratch a16_;                 // The GEMM's A operand rounded to 16 bits.
   Scratch gemm_workspace_;      // Split-K partial sums.
   Scratch attention_workspace_;
-  Scratch sampling_;            // Params in, tokens out, and the kernel's workspace.
+  Scratch sampling_;            // Params in and the sampling kernel's workspace.
   Scratch sampled_rows_;        // SampleTokens: row indices, gathered rows, tokens, logprobs.
   uint64_t scratch_epoch_ = 0;  // Bumped whenever a scratch buffer moves.
   bool capturing_ = false;
