@@ -126,13 +126,19 @@ void Engine::Loop() {
 }
 
 void Engine::RunStep(const ScheduledBatch& batch) {
-  const Clock::time_point now = Clock::now();
-  outputs_.OnScheduled(batch, now);
-  absl::StatusOr<std::vector<RequestStepOutput>> outputs = runner_.Execute(batch);
+  const Clock::time_point start = Clock::now();
+  ExecuteStep(batch, start);
+  // The whole step as the engine thread spends it: the forward pass, sampling, the scheduler's
+  // update and handing every output over to its sink.
   if (config_.step_observer) {
-    config_.step_observer(std::chrono::duration<double>(Clock::now() - now).count(),
+    config_.step_observer(std::chrono::duration<double>(Clock::now() - start).count(),
                           batch.num_tokens);
   }
+}
+
+void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
+  outputs_.OnScheduled(batch, now);
+  absl::StatusOr<std::vector<RequestStepOutput>> outputs = runner_.Execute(batch);
   if (!outputs.ok()) {
     // Only this step's requests fail; the engine keeps serving the rest.
     LOG(ERROR) << "event=step_failed" << Kv("error", outputs.status().ToString());

@@ -34,7 +34,8 @@ struct EngineConfig {
   // Turns tokens into text for stop strings and streamed text; empty: token ids only, and
   // requests with stop strings are refused.
   TextStreamFactory text_stream_factory;
-  // Called on the engine thread after every model step (for metrics); must not block.
+  // Called on the engine thread after every step (for metrics) with the step's whole time:
+  // forward, sampling, scheduler update and handing the outputs to the sinks. Must not block.
   std::function<void(double step_seconds, int64_t num_batch_tokens)> step_observer;
   // Rows that need no logit processor are sampled on the backend (ModelRunner); false sends
   // every row's logits to the host (for comparisons).
@@ -97,6 +98,7 @@ class Engine {
   // the loop must end.
   bool TakeInbox();
   void RunStep(const ScheduledBatch& batch);
+  void ExecuteStep(const ScheduledBatch& batch, Clock::time_point now);
   // Hands finished requests' final outputs to their sinks.
   void EmitFinished();
   void PublishStats();

@@ -8,25 +8,42 @@
 #include "server/request_log.h"
 #include "server/request_validation.h"
 #include "server/serving_context.h"
+#include "server/stream_pump.h"
 
 namespace iquest {
 
-struct StreamState {
+// One output as the engine handed it over, stamped on the engine thread so inter-token latency
+// is the engine's, not the pump's.
+struct HandedOutput {
+  GenerationOutput output;
+  Clock::time_point time;
+};
+
+struct StreamState : StreamPump::Stream {
+  // Runs on the pump thread: records metrics, builds the responses, starts the next write.
+  void Drain() override;
+
   std::mutex mutex;
+  // Engine thread -> pump. `scheduled`: this stream waits in the pump's queue.
+  std::vector<HandedOutput> handed;
+  bool scheduled = false;
+  // Pump and gRPC threads.
   GenerateReactor* reactor = nullptr;  // Null once OnDone ran.
   std::deque<serve::v1::GenerateResponse> queue;
   serve::v1::GenerateResponse in_flight;  // Alive until OnWriteDone.
   bool writing = false;
-  bool finish_pending = false;  // The engine sent the last output.
+  bool finish_pending = false;  // The last output is queued.
   bool finished = false;        // Finish() was called.
   grpc::Status final_status;
+  // Set before the stream is shared.
   ServerMetrics* metrics = nullptr;
-  std::map<int32_t, Clock::time_point> last_token_time;  // Per sample, for inter-token latency.
-  // For the request log line.
+  StreamPump* pump = nullptr;
   std::string request_id;
-  std::string tenant;
+  std::string tenant;  // For the request log line.
   int32_t priority = 0;
-  GenerationOutput last;
+  // Pump thread only.
+  std::map<int32_t, Clock::time_point> last_token_time;  // Per sample, for inter-token latency.
+  GenerationOutput last;  // The request_done output, for the request log line (under mutex).
 };
 
 namespace {
@@ -78,23 +95,24 @@ void FillLogprobs(const std::vector<TokenLogprob>& top,
   }
 }
 
-// Starts the next write or the Finish, outside the lock (a reaction may run inline).
-void Pump(const std::shared_ptr<StreamState>& state) {
+// Starts the next write or the Finish, outside the lock (a reaction may run inline). Called on
+// the pump thread after a drain and on a gRPC thread after each write.
+void Pump(StreamState& state) {
   GenerateReactor* reactor = nullptr;
   bool finish = false;
   grpc::Status status;
   {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    if (state->reactor == nullptr || state->writing || state->finished) return;
-    reactor = state->reactor;
-    if (!state->queue.empty()) {
-      state->in_flight = std::move(state->queue.front());
-      state->queue.pop_front();
-      state->writing = true;
-    } else if (state->finish_pending) {
-      state->finished = true;
+    std::lock_guard<std::mutex> lock(state.mutex);
+    if (state.reactor == nullptr || state.writing || state.finished) return;
+    reactor = state.reactor;
+    if (!state.queue.empty()) {
+      state.in_flight = std::move(state.queue.front());
+      state.queue.pop_front();
+      state.writing = true;
+    } else if (state.finish_pending) {
+      state.finished = true;
       finish = true;
-      status = state->final_status;
+      status = state.final_status;
     } else {
       return;
     }
@@ -102,44 +120,46 @@ void Pump(const std::shared_ptr<StreamState>& state) {
   if (finish) {
     reactor->Finish(status);
   } else {
-    reactor->StartWrite(&state->in_flight);
+    reactor->StartWrite(&state.in_flight);
   }
 }
 
+// Metrics are recorded even if the client has gone: the work was done.
+void Record(ServerMetrics& metrics, const HandedOutput& handed,
+            std::map<int32_t, Clock::time_point>& last_token_time) {
+  const GenerationOutput& output = handed.output;
+  if (!output.token_ids.empty()) {
+    metrics.ObserveTokens(static_cast<int64_t>(output.token_ids.size()));
+    auto [it, first] = last_token_time.emplace(output.sample_index, handed.time);
+    if (!first) {
+      metrics.ObserveInterTokenLatency(
+          std::chrono::duration<double>(handed.time - it->second).count());
+      it->second = handed.time;
+    }
+  }
+  if (output.request_done) metrics.ObserveRequestDone(output);
+}
+
+bool HasContent(const GenerationOutput& output) {
+  return !output.token_ids.empty() || !output.text.empty() || !output.prompt_logprobs.empty() ||
+         output.finished;
+}
+
+// The engine thread's side: hand the output over and, once per burst, wake the pump.
 class ReactorSink : public TokenSink {
  public:
   explicit ReactorSink(std::shared_ptr<StreamState> state) : state_(std::move(state)) {}
 
-  // Metrics are recorded even if the client has gone: the work was done.
-  void Record(const GenerationOutput& output) {
-    ServerMetrics& metrics = *state_->metrics;
-    if (!output.token_ids.empty()) {
-      metrics.ObserveTokens(static_cast<int64_t>(output.token_ids.size()));
-      const Clock::time_point now = Clock::now();
-      auto [it, first] = state_->last_token_time.emplace(output.sample_index, now);
-      if (!first) {
-        metrics.ObserveInterTokenLatency(std::chrono::duration<double>(now - it->second).count());
-        it->second = now;
-      }
-    }
-    if (output.request_done) metrics.ObserveRequestDone(output);
-  }
-
   void OnOutput(GenerationOutput output) override {
-    if (state_->metrics != nullptr) Record(output);
+    const Clock::time_point now = Clock::now();
+    bool schedule = false;
     {
       std::lock_guard<std::mutex> lock(state_->mutex);
-      if (state_->reactor == nullptr || state_->finished) return;
-      const bool has_content = !output.token_ids.empty() || !output.text.empty() ||
-                               !output.prompt_logprobs.empty() || output.finished;
-      if (has_content) state_->queue.push_back(ToResponse(output, state_->request_id));
-      if (output.request_done) {
-        state_->finish_pending = true;
-        state_->final_status = FinalStatus(output.finish_reason);
-        state_->last = output;
-      }
+      state_->handed.push_back({std::move(output), now});
+      schedule = !state_->scheduled;
+      state_->scheduled = true;
     }
-    Pump(state_);
+    if (schedule) state_->pump->Schedule(state_);
   }
 
  private:
@@ -147,6 +167,34 @@ class ReactorSink : public TokenSink {
 };
 
 }  // namespace
+
+void StreamState::Drain() {
+  std::vector<HandedOutput> taken;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    taken.swap(handed);
+    scheduled = false;
+  }
+  // Outside the lock: the engine thread may hand over more meanwhile.
+  std::vector<serve::v1::GenerateResponse> responses;
+  const HandedOutput* done = nullptr;
+  for (const HandedOutput& h : taken) {
+    if (metrics != nullptr) Record(*metrics, h, last_token_time);
+    if (HasContent(h.output)) responses.push_back(ToResponse(h.output, request_id));
+    if (h.output.request_done) done = &h;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (reactor == nullptr || finished) return;  // The call has ended: nothing to write.
+    for (serve::v1::GenerateResponse& r : responses) queue.push_back(std::move(r));
+    if (done != nullptr) {
+      finish_pending = true;
+      final_status = FinalStatus(done->output.finish_reason);
+      last = done->output;
+    }
+  }
+  Pump(*this);
+}
 
 serve::v1::GenerateResponse ToResponse(const GenerationOutput& output,
                                        const std::string& request_id) {
@@ -164,6 +212,7 @@ serve::v1::GenerateResponse ToResponse(const GenerationOutput& output,
   for (const PromptLogprob& p : output.prompt_logprobs) {
     serve::v1::PromptLogprob* entry = response.add_prompt_logprobs();
     entry->set_position(static_cast<int32_t>(p.position));
+    entry->set_token_id(p.token_id);
     entry->set_logprob(p.logprobs.logprob);
     FillLogprobs(p.logprobs.top, entry->mutable_top());
   }
@@ -191,6 +240,7 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
   state_->reactor = this;
   state_->request_id = request_id;
   state_->metrics = serving.metrics;
+  state_->pump = serving.stream_pump.get();
   absl::StatusOr<GenerationRequest> parsed = ToGenerationRequest(request, serving);
   if (!parsed.ok()) {
     FinishWith(grpc::Status(static_cast<grpc::StatusCode>(parsed.status().code()),
@@ -233,7 +283,7 @@ void GenerateReactor::OnWriteDone(bool ok) {
     state_->writing = false;
   }
   if (!ok) serving_.engine->Cancel(state_->request_id);  // The client is gone.
-  Pump(state_);
+  Pump(*state_);
 }
 
 void GenerateReactor::OnCancel() { serving_.engine->Cancel(state_->request_id); }

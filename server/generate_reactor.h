@@ -1,10 +1,10 @@
-// GenerateReactor: one Generate stream. The engine thread hands it outputs through a TokenSink;
-// the reactor keeps one write in flight and finishes the RPC after the last output. Client
+// GenerateReactor: one Generate stream. The engine thread hands it outputs through a TokenSink
+// and nothing more; the StreamPump's thread builds the responses and records the metrics, and the
+// reactor keeps one write in flight and finishes the RPC after the last output. Client
 // cancellation and the gRPC deadline reach the engine (Cancel, or the request's own deadline),
 // so the request's KV blocks are freed within one engine step.
 #pragma once
 
-#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -18,8 +18,8 @@ namespace iquest {
 
 struct ServingContext;
 
-// State shared by the reactor (gRPC threads) and its sink (engine thread). The reactor may be
-// gone before the engine's last call: then `reactor` is null and outputs are dropped.
+// State shared by the reactor (gRPC threads), the pump and its sink (engine thread). The reactor
+// may be gone before the engine's last call: then `reactor` is null and outputs are dropped.
 struct StreamState;
 
 class GenerateReactor : public grpc::ServerWriteReactor<serve::v1::GenerateResponse> {

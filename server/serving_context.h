@@ -13,6 +13,7 @@
 #include "model/tokenizer/chat_template.h"
 #include "model/tokenizer/tokenizer.h"
 #include "server/metrics.h"
+#include "server/stream_pump.h"
 
 namespace iquest {
 
@@ -25,6 +26,8 @@ struct ServingContext {
   std::unique_ptr<Tokenizer> tokenizer;       // Null when the model folder has none.
   std::optional<ChatTemplate> chat_template;  // Unset when none was recognised...
   absl::Status chat_template_error;           // ...and this says why.
+  // Before the engine: the engine's last outputs (at its destruction) still reach the pump.
+  std::unique_ptr<StreamPump> stream_pump;
   std::unique_ptr<Engine> engine;
   int64_t max_model_len = 0;
   int64_t max_tokens_cap = 0;

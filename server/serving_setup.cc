@@ -185,6 +185,7 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
       metrics->ObserveStep(seconds, num_tokens);
     };
   }
+  serving->stream_pump = std::make_unique<StreamPump>();
   ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
   if (metrics != nullptr) {
     metrics->SetModelInfo(serving->model->config().architecture_name, serving->model_fingerprint);
