@@ -2,12 +2,15 @@
 // `bench serve`: TTFT, TPOT, ITL and E2E percentiles, throughputs and errors by gRPC code.
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <string>
 
 #include "common/flags.h"
+#include "common/status.h"
 #include "tools/bench/bench_runner.h"
 #include "tools/bench/bench_stats.h"
+#include "tools/bench/metrics_scrape.h"
 #include "tools/cli/client_channel.h"
 
 namespace iquest {
@@ -20,6 +23,7 @@ struct Options {
   int64_t seed = 0;
   std::string json_out;
   bool json = false;
+  std::string metrics_target;
 };
 
 void AddFlags(FlagParser& flags, Options& options) {
@@ -45,6 +49,8 @@ void AddFlags(FlagParser& flags, Options& options) {
   flags.AddInt("num-channels", &options.num_channels, "gRPC channels (TCP connections)", 1, 64);
   flags.AddString("json-out", &options.json_out, "also write the result as JSON to this file");
   flags.AddBool("json", &options.json, "print JSON instead of the table");
+  flags.AddString("metrics-target", &options.metrics_target,
+                  "host:port of the server's /metrics; adds the engine step time to the report");
 }
 
 nlohmann::json ConfigToJson(const Options& options) {
@@ -60,7 +66,8 @@ nlohmann::json ConfigToJson(const Options& options) {
           {"cancel_fraction", bench.cancel_fraction},
           {"max_duration_s", bench.max_duration_s},
           {"seed", bench.seed},
-          {"num_channels", options.num_channels}};
+          {"num_channels", options.num_channels},
+          {"metrics_target", options.metrics_target}};
 }
 
 int Run(Options& options) {
@@ -70,13 +77,34 @@ int Run(Options& options) {
     std::fprintf(stderr, "error: %s\n", std::string(connection.status().message()).c_str());
     return 2;
   }
-  auto result = RunBench(options.bench, *connection);
+  // The engine step histogram is read before and after the measured requests: the difference is
+  // the steps that served them (and whatever else the server ran meanwhile).
+  absl::StatusOr<HistogramSnapshot> steps_before = absl::NotFoundError("not scraped");
+  auto scrape_steps = [&options]() -> absl::StatusOr<HistogramSnapshot> {
+    ASSIGN_OR_RETURN(const std::string text,
+                     HttpGet(options.metrics_target, "/metrics", /*timeout_s=*/10));
+    return ParseHistogram(text, "iquest_step_duration_seconds");
+  };
+  std::function<void()> before_measured;
+  if (!options.metrics_target.empty()) {
+    before_measured = [&] { steps_before = scrape_steps(); };
+  }
+  auto result = RunBench(options.bench, *connection, before_measured);
   if (!result.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(result.status().message()).c_str());
     return 1;
   }
   BenchReport report = ComputeReport(result->records, result->duration_s);
   report.num_not_sent = result->num_not_sent;
+  if (!options.metrics_target.empty()) {
+    absl::StatusOr<HistogramSnapshot> steps_after = scrape_steps();
+    if (!steps_before.ok() || !steps_after.ok()) {
+      const absl::Status& error = steps_before.ok() ? steps_after.status() : steps_before.status();
+      std::fprintf(stderr, "error: --metrics-target: %s\n", std::string(error.message()).c_str());
+      return 1;
+    }
+    report.engine_step_ms = SummarizeHistogramMs(Subtract(*steps_after, *steps_before));
+  }
   const std::string json = ReportJsonText(report, ConfigToJson(options));
   if (!options.json_out.empty()) {
     std::ofstream out(options.json_out);

@@ -253,13 +253,15 @@ class Sender {
 
 }  // namespace
 
-absl::StatusOr<BenchResult> RunBench(const BenchConfig& config, const Connection& connection) {
+absl::StatusOr<BenchResult> RunBench(const BenchConfig& config, const Connection& connection,
+                                     const std::function<void()>& before_measured) {
   RETURN_IF_ERROR(Validate(config));
   ASSIGN_OR_RETURN(PromptSource source, PromptSource::Create(config, connection));
   const int64_t total = config.warmup + config.num_requests;
   std::vector<RequestRecord> records(static_cast<size_t>(total));
   Sender sender(config, connection, source);
   sender.Send(0, config.warmup, records);
+  if (before_measured) before_measured();
   const Clock::time_point start = Clock::now();
   const int64_t sent = sender.Send(config.warmup, total, records);
   BenchResult result;

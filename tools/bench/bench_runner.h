@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct BenchResult {
   double duration_s = 0;  // From the first measured send to the last measured end.
 };
 
-absl::StatusOr<BenchResult> RunBench(const BenchConfig& config, const Connection& connection);
+// `before_measured`, when set, runs after the warmup and before the first measured request (say,
+// to scrape the server's metrics so the figures cover the measured requests only).
+absl::StatusOr<BenchResult> RunBench(const BenchConfig& config, const Connection& connection,
+                                     const std::function<void()>& before_measured = {});
 
 }  // namespace iquest

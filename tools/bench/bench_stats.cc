@@ -89,7 +89,7 @@ nlohmann::json SummaryToJson(const LatencySummary& summary) {
 nlohmann::json ReportToJson(const BenchReport& report, const nlohmann::json& config) {
   nlohmann::json errors = nlohmann::json::object();
   for (const auto& [code, count] : report.errors) errors[code] = count;
-  return {
+  nlohmann::json out = {
       {"config", config},
       {"num_completed", report.num_completed},
       {"num_failed", report.num_failed},
@@ -107,6 +107,8 @@ nlohmann::json ReportToJson(const BenchReport& report, const nlohmann::json& con
       {"itl_ms", SummaryToJson(report.itl_ms)},
       {"e2e_ms", SummaryToJson(report.e2e_ms)},
   };
+  if (report.engine_step_ms) out["engine_step_ms"] = SummaryToJson(*report.engine_step_ms);
+  return out;
 }
 
 std::string ReportJsonText(const BenchReport& report, const nlohmann::json& config) {
@@ -130,11 +132,14 @@ std::string FormatTable(const BenchReport& report) {
   line("Request throughput (req/s):", absl::StrFormat("%.2f", report.request_throughput));
   line("Output token throughput (tok/s):", absl::StrFormat("%.2f", report.output_throughput));
   line("Total token throughput (tok/s):", absl::StrFormat("%.2f", report.total_token_throughput));
-  const std::pair<const char*, const LatencySummary*> metrics[] = {
+  std::vector<std::pair<const char*, const LatencySummary*>> metrics = {
       {"Time to First Token", &report.ttft_ms},
       {"Time per Output Token (excl. 1st token)", &report.tpot_ms},
       {"Inter-token Latency", &report.itl_ms},
       {"End-to-end Latency", &report.e2e_ms}};
+  if (report.engine_step_ms) {
+    metrics.push_back({"Engine step (server, from its histogram)", &*report.engine_step_ms});
+  }
   for (const auto& [title, summary] : metrics) {
     absl::StrAppend(&out, absl::StrFormat("%s\n", std::string(title)));
     line("  Mean (ms):", absl::StrFormat("%.2f", summary->mean));

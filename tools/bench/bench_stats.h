@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ struct BenchReport {
   LatencySummary tpot_ms;
   LatencySummary itl_ms;
   LatencySummary e2e_ms;
+  // The server's engine step (iquest_step_duration_seconds over the measured requests, quantiles
+  // interpolated in its buckets); unset without --metrics-target.
+  std::optional<LatencySummary> engine_step_ms;
 };
 
 BenchReport ComputeReport(const std::vector<RequestRecord>& records, double duration_s);
