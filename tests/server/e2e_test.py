@@ -51,6 +51,25 @@ class GenerationTest(unittest.TestCase):
         self.assertEqual(sum(len(r.token_ids) for r in responses), 4)
         self.assertEqual(responses[-1].finish_reason, pb.FINISH_REASON_LENGTH)
 
+    def test_logprobs_name_their_tokens(self):
+        prompt = [1, 17, 99, 250, 31]
+        responses = list(self.server.stub.Generate(
+            greedy(prompt, 3, logprobs=2, prompt_logprobs=2), timeout=30))
+        scored = [p for r in responses for p in r.prompt_logprobs]
+        # Every prompt position after the first, with the prompt's own token and 2 alternatives.
+        self.assertEqual([p.position for p in scored], [1, 2, 3, 4])
+        self.assertEqual([p.token_id for p in scored], prompt[1:])
+        for p in scored:
+            self.assertLessEqual(p.logprob, 0)
+            self.assertEqual(len(p.top), 2)
+            self.assertGreaterEqual(p.top[0].logprob, p.top[1].logprob)
+        sampled = [t for r in responses for t in r.logprobs]
+        ids = [i for r in responses for i in r.token_ids]
+        self.assertEqual([t.token_id for t in sampled], ids)
+        for t in sampled:  # Greedy: the sampled token is the best one.
+            self.assertEqual(t.top[0].token_id, t.token_id)
+            self.assertAlmostEqual(t.top[0].logprob, t.logprob, places=5)
+
     def test_text_input_and_tokenize_round_trip(self):
         text = "def hello(x):\n    return print(x) if x else world"
         ids = self.server.stub.Tokenize(pb.TokenizeRequest(text=text), timeout=5).token_ids
