@@ -29,10 +29,19 @@ const char* LevelName(LogLevel level) {
 void SetMinLogLevel(LogLevel level) { g_min_level.store(static_cast<int>(level)); }
 LogLevel MinLogLevel() { return static_cast<LogLevel>(g_min_level.load()); }
 
+namespace {
+
+bool IsControl(char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  return byte < 0x20 || byte == 0x7f;
+}
+
+}  // namespace
+
 std::string Kv(std::string_view key, std::string_view value) {
   bool needs_quotes = value.empty();
   for (char c : value) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\n' || c == '\t') needs_quotes = true;
+    if (c == ' ' || c == '"' || c == '=' || IsControl(c)) needs_quotes = true;
   }
   std::string out = " ";
   out.append(key);
@@ -43,14 +52,42 @@ std::string Kv(std::string_view key, std::string_view value) {
   }
   out.push_back('"');
   for (char c : value) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    if (c == '\n') {
-      out.append("\\n");
-      continue;
+    switch (c) {
+      case '"':
+      case '\\':
+        out.push_back('\\');
+        out.push_back(c);
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        if (IsControl(c)) {
+          char hex[8];
+          std::snprintf(hex, sizeof(hex), "\\x%02x", static_cast<unsigned char>(c));
+          out.append(hex);
+        } else {
+          out.push_back(c);
+        }
     }
-    out.push_back(c);
   }
   out.push_back('"');
+  return out;
+}
+
+std::string Truncated(std::string_view value, size_t max_bytes) {
+  if (value.size() <= max_bytes) return std::string(value);
+  size_t cut = max_bytes;
+  // Back up over UTF-8 continuation bytes (10xxxxxx) so no character is split.
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xc0) == 0x80) --cut;
+  std::string out(value.substr(0, cut));
+  out += "...(" + std::to_string(value.size()) + " bytes)";
   return out;
 }
 

@@ -37,9 +37,15 @@ struct LogVoidify {
 
 }  // namespace internal
 
-// " key=value", quoting the value when it holds spaces, quotes or '='.
+// " key=value", quoting the value when it holds spaces, quotes, '=' or control bytes. Inside
+// quotes '"' and '\\' are backslashed, '\n' '\r' '\t' written as such and every other control
+// byte (and DEL) as \xNN, so no value can break the line or reach a terminal raw.
 std::string Kv(std::string_view key, std::string_view value);
 std::string Kv(std::string_view key, const char* value);
+// A client-supplied string bounded for a log line: at most `max_bytes` of it (cut at a UTF-8
+// boundary), then "...(N bytes)" naming the full length when it was longer.
+std::string Truncated(std::string_view value, size_t max_bytes);
+
 template <typename T>
 std::string Kv(std::string_view key, const T& value) {
   std::ostringstream out;

@@ -19,16 +19,19 @@ double Millis(Clock::time_point from, Clock::time_point to) {
 
 void LogRequest(const RequestLogEntry& e, bool json) {
   const RequestTimings& t = e.last.timings;
+  // Client-chosen strings, bounded: a refused request may carry a request_id of megabytes.
+  const std::string request_id = Truncated(e.request_id, kMaxLoggedStringBytes);
+  const std::string tenant = Truncated(e.tenant, kMaxLoggedStringBytes);
   const std::string code = absl::StatusCodeToString(static_cast<absl::StatusCode>(e.code));
   if (!json) {
-    LOG(INFO) << "event=request" << Kv("request_id", e.request_id) << Kv("code", code)
+    LOG(INFO) << "event=request" << Kv("request_id", request_id) << Kv("code", code)
               << Kv("finish_reason", FinishReasonName(e.last.finish_reason))
               << Kv("prompt_tokens", e.last.usage.prompt_tokens)
               << Kv("completion_tokens", e.last.usage.completion_tokens)
               << Kv("cached_tokens", e.last.usage.cached_tokens)
               << Kv("queue_ms", Millis(t.arrival, t.first_scheduled))
               << Kv("ttft_ms", Millis(t.arrival, t.first_token))
-              << Kv("e2e_ms", Millis(t.arrival, t.finished)) << Kv("tenant", e.tenant)
+              << Kv("e2e_ms", Millis(t.arrival, t.finished)) << Kv("tenant", tenant)
               << Kv("priority", e.priority);
     return;
   }
@@ -38,7 +41,7 @@ void LogRequest(const RequestLogEntry& e, bool json) {
        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
       {"level", "info"},
       {"event", "request"},
-      {"request_id", e.request_id},
+      {"request_id", request_id},
       {"code", code},
       {"finish_reason", FinishReasonName(e.last.finish_reason)},
       {"prompt_tokens", e.last.usage.prompt_tokens},
@@ -47,7 +50,7 @@ void LogRequest(const RequestLogEntry& e, bool json) {
       {"queue_ms", Millis(t.arrival, t.first_scheduled)},
       {"ttft_ms", Millis(t.arrival, t.first_token)},
       {"e2e_ms", Millis(t.arrival, t.finished)},
-      {"tenant", e.tenant},
+      {"tenant", tenant},
       {"priority", e.priority},
   };
   // Strings are client-chosen: dump() escapes them, and replaces invalid UTF-8 instead of

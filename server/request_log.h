@@ -16,6 +16,10 @@ struct RequestLogEntry {
   GenerationOutput last;  // The request's final output (usage, timings, finish reason).
 };
 
+// request_id and tenant are client-chosen: each is logged cut to this many bytes (then
+// "...(N bytes)") and escaped (key=value quoting, or JSON's).
+inline constexpr size_t kMaxLoggedStringBytes = 128;
+
 void LogRequest(const RequestLogEntry& entry, bool json);
 
 }  // namespace iquest

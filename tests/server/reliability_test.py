@@ -189,6 +189,23 @@ class ReliabilityTest(unittest.TestCase):
                                                            timeout=30))[0], golden)
         self.server.wait_kv_free()
 
+    def test_client_strings_are_logged_bounded_and_escaped(self):
+        huge = "r" * (1 << 20)
+        self.assertEqual(self.code_of(pb.GenerateRequest(token_ids=pb.TokenIds(ids=[1]),
+                                                         request_id=huge)),
+                         grpc.StatusCode.INVALID_ARGUMENT)
+        forged = "id\x1b[2J\nts=fake level=error event=forged"
+        self.assertEqual(self.code_of(pb.GenerateRequest(token_ids=pb.TokenIds(ids=[1]),
+                                                         request_id=forged)),
+                         grpc.StatusCode.INVALID_ARGUMENT)
+        self.server.wait_for(lambda: "(1048576 bytes)" in self.server.logs(), 5, "the log line")
+        lines = self.server.logs().splitlines()
+        self.assertLess(max(len(line) for line in lines), 2000)
+        self.assertFalse(any("\x1b" in line for line in lines))
+        self.assertFalse(any(line.startswith("ts=fake") for line in lines))
+        self.assertTrue(any('request_id="' + "r" * 128 + '...(1048576 bytes)"' in line
+                            for line in lines))
+
     def test_error_messages_name_the_field_and_range(self):
         try:
             collect(self.server.stub.Generate(sampled(top_p=1.5), timeout=10))
