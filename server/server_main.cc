@@ -2,9 +2,13 @@
 //   start listening (readiness NOT_SERVING) -> load -> readiness SERVING -> SIGTERM/SIGINT ->
 //   readiness NOT_SERVING, new calls UNAVAILABLE -> in-flight calls run up to --drain-timeout-s,
 //   then are cancelled -> exit 0.
+// A signal while loading ends the process at once (exit 0): nothing has been served, and a 40B
+// load must not outlast the pod's termination grace period.
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -30,7 +34,49 @@ void SetReadiness(grpc::Server* server, bool serving) {
   health->SetServingStatus(kReadinessService, serving);
 }
 
+// The termination signals, taken by one thread for the whole life of the process. Until
+// StartServing, a signal exits at once; after it, WaitForStop returns the signal. The mutex makes
+// the two exclusive: once StartServing returned, no signal exits mid-way, and a signal that won
+// the race leaves readiness unreported.
+class SignalWatcher {
+ public:
+  SignalWatcher()
+      : thread_([this] {
+          const int signal_number = WaitForTerminationSignal();
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (!serving_) {
+            LOG(INFO) << "event=stopped_while_loading" << Kv("signal", signal_number);
+            std::fflush(nullptr);
+            std::_Exit(0);
+          }
+          signal_ = signal_number;
+          signalled_.notify_all();
+        }) {
+    thread_.detach();  // Ends with the process (_Exit), never joined.
+  }
+
+  void StartServing() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    serving_ = true;
+  }
+
+  int WaitForStop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    signalled_.wait(lock, [this] { return signal_ != 0; });
+    return signal_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable signalled_;
+  bool serving_ = false;  // Guarded by mutex_.
+  int signal_ = 0;        // Guarded by mutex_.
+  std::thread thread_;
+};
+
 int Run(const ServerConfig& config) {
+  // Lives as long as the process: its thread never ends, and may fire after Run returns.
+  SignalWatcher& signals = *new SignalWatcher();
   std::unique_ptr<BearerAuth> auth;
   if (!config.auth_token_file.empty()) {
     absl::StatusOr<std::unique_ptr<BearerAuth>> loaded =
@@ -74,6 +120,7 @@ int Run(const ServerConfig& config) {
   if (config.testing_load_delay_ms > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(config.testing_load_delay_ms));
   }
+  signals.StartServing();
   service.SetReady(serving->get());
   SetReadiness(servers->main.get(), true);
   SetReadiness(servers->health.get(), true);
@@ -81,7 +128,7 @@ int Run(const ServerConfig& config) {
             << Kv("kv_blocks", (*serving)->engine->Stats().num_blocks)
             << Kv("max_model_len", (*serving)->max_model_len);
 
-  const int signal_number = WaitForTerminationSignal();
+  const int signal_number = signals.WaitForStop();
   LOG(INFO) << "event=draining" << Kv("signal", signal_number)
             << Kv("drain_timeout_s", config.drain_timeout_s);
   SetReadiness(servers->main.get(), false);

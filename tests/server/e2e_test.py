@@ -197,6 +197,19 @@ class RequestLogTest(unittest.TestCase):
 
 
 class HealthAndDrainTest(unittest.TestCase):
+    def test_sigterm_while_loading_exits_at_once(self):
+        # A 60 s load: SIGTERM must end the process within seconds, never having been ready.
+        server = Server(MODEL_DIR, "--testing-load-delay-ms", "60000", wait_ready=False)
+        self.assertEqual(server.liveness(), SERVING)
+        self.assertEqual(server.readiness(), NOT_SERVING)
+        started = time.time()
+        server.terminate()
+        code = server.process.wait(timeout=10)
+        self.assertLess(time.time() - started, 5)
+        self.assertEqual(code, 0, server.logs())
+        self.assertIn("event=stopped_while_loading", server.logs())
+        self.assertNotIn("event=ready", server.logs())
+
     def test_loading_serving_draining(self):
         server = Server(MODEL_DIR, "--testing-load-delay-ms", "1500", "--drain-timeout-s", "30",
                         wait_ready=False)
