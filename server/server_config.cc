@@ -43,6 +43,8 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddInt("max-concurrent-streams", &max_concurrent_streams, "streams per connection", 1, 1 << 20);
   p.AddInt("keepalive-time-s", &keepalive_time_s, "server keepalive ping interval", 1, 86400);
   p.AddInt("keepalive-timeout-s", &keepalive_timeout_s, "keepalive ping ack timeout", 1, 3600);
+  p.AddInt("handshake-timeout-s", &handshake_timeout_s,
+           "close connections that have not finished the TLS/HTTP2 handshake by then", 1, 3600);
   p.AddInt("min-ping-interval-s", &min_ping_interval_s, "shortest client ping interval allowed", 1,
            3600);
   p.AddString("tls-cert", &tls_cert, "server certificate (PEM); with --tls-key enables TLS");
@@ -122,6 +124,7 @@ std::string ServerConfig::Describe() const {
       Kv("max_concurrent_streams", max_concurrent_streams),
       Kv("keepalive_time_s", keepalive_time_s), Kv("keepalive_timeout_s", keepalive_timeout_s),
       Kv("min_ping_interval_s", min_ping_interval_s),
+      Kv("handshake_timeout_s", handshake_timeout_s),
       Kv("tls", tls_cert.empty() ? "off" : (tls_client_ca.empty() ? "on" : "mtls")),
       Kv("auth", auth_token_file.empty() ? "off" : "bearer"),
       Kv("drain_timeout_s", drain_timeout_s));

@@ -41,6 +41,9 @@ struct ServerConfig {
   int64_t keepalive_time_s = 60;
   int64_t keepalive_timeout_s = 20;
   int64_t min_ping_interval_s = 10;  // Clients pinging more often get GOAWAY.
+  // A connection must finish its TLS and HTTP/2 handshake (through the client's SETTINGS) by then
+  // or is closed; gRPC's own default holds it 120 s.
+  int64_t handshake_timeout_s = 10;
   // Security.
   std::string tls_cert;  // PEM; with tls_key enables TLS.
   std::string tls_key;

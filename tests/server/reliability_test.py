@@ -7,9 +7,11 @@ Run by ctest (label e2e) as: /usr/bin/python3 tests/server/reliability_test.py
 
 import math
 import os
+import socket
 import struct
 import tempfile
 import threading
+import time
 import unittest
 
 import grpc
@@ -144,7 +146,8 @@ class ReliabilityTest(unittest.TestCase):
         # add up to ~200 KB of "live" heap without any leak.
         env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.tcache_count=0")
         cls.server = Server(cls.model_dir, "--max-model-len", str(CONTEXT),
-                            "--max-message-bytes", str(16 << 20), env=env)
+                            "--max-message-bytes", str(16 << 20), "--handshake-timeout-s", "2",
+                            env=env)
         cls.raw = cls.server.channel.unary_stream(
             "/iquest.serve.v1.Generation/Generate", request_serializer=lambda x: x,
             response_deserializer=pb.GenerateResponse.FromString)
@@ -205,6 +208,28 @@ class ReliabilityTest(unittest.TestCase):
         self.assertFalse(any(line.startswith("ts=fake") for line in lines))
         self.assertTrue(any('request_id="' + "r" * 128 + '...(1048576 bytes)"' in line
                             for line in lines))
+
+    def test_connections_that_never_handshake_are_closed(self):
+        # Ten TCP connections that send nothing, and ten that send half an HTTP/2 preface: the
+        # server closes each after --handshake-timeout-s (2 s here) and keeps serving.
+        started = time.time()
+        sockets = []
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", self.server.port))
+            if i % 2:
+                s.sendall(b"PRI * HTTP/2.0\r\n")
+            s.settimeout(30)
+            sockets.append(s)
+        for s in sockets:
+            try:
+                while s.recv(1 << 16):  # The server's SETTINGS may come first; then EOF.
+                    pass
+            except ConnectionResetError:
+                pass  # Closed with a reset: closed all the same.
+            s.close()
+        self.assertLess(time.time() - started, 10)
+        self.assertEqual(collect(self.server.stub.Generate(greedy([1, 2], 2), timeout=30))[2]
+                         .finish_reason, pb.FINISH_REASON_LENGTH)
 
     def test_error_messages_name_the_field_and_range(self):
         try:
