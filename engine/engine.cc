@@ -50,6 +50,8 @@ absl::Status Engine::Submit(GenerationRequest in, std::shared_ptr<TokenSink> sin
   }
   auto request = std::make_unique<Request>();
   request->request_id = std::move(in.request_id);
+  request->owner = std::move(in.owner);
+  request->live_key = LiveKey(request->owner, request->request_id);
   request->SetPrompt(std::move(in.prompt_token_ids));
   request->sampling = std::move(in.sampling);
   if (!request->sampling.seed) request->sampling.seed = std::random_device()() * 0x100000001ull;
@@ -62,7 +64,9 @@ absl::Status Engine::Submit(GenerationRequest in, std::shared_ptr<TokenSink> sin
   return inbox_.Push({std::move(request), std::move(sink)});
 }
 
-void Engine::Cancel(const std::string& request_id) { inbox_.Cancel(request_id); }
+bool Engine::Cancel(const std::string& owner, const std::string& request_id) {
+  return inbox_.Cancel(LiveKey(owner, request_id));
+}
 
 void Engine::Shutdown(absl::Duration drain) {
   inbox_.Stop(Clock::now() + absl::ToChronoNanoseconds(drain));
@@ -104,8 +108,8 @@ bool Engine::TakeInbox() {
     outputs_.Add(*scheduler_.Find(*id), std::move(s.sink));
   }
   inbox_.set_num_queued(scheduler_.num_queued());
-  for (const std::string& request_id : taken.cancels) {
-    for (uint64_t id : outputs_.SampleIds(request_id)) {
+  for (const std::string& key : taken.cancels) {
+    for (uint64_t id : outputs_.SampleIds(key)) {
       scheduler_.Finish(id, FinishReason::kCancelled);
     }
   }
@@ -168,8 +172,7 @@ void Engine::EmitFinished() {
   if (finished.empty()) return;
   // Publish first: by the time a client sees its request end, the stats show its blocks freed.
   PublishStats();
-  outputs_.OnFinished(std::move(finished),
-                      [this](const std::string& request_id) { inbox_.Release(request_id); });
+  outputs_.OnFinished(std::move(finished), [this](const std::string& key) { inbox_.Release(key); });
 }
 
 void Engine::CancelAll() {

@@ -45,6 +45,7 @@ struct EngineConfig {
 // What the server hands the engine: parsed, validated and tokenized.
 struct GenerationRequest {
   std::string request_id;
+  std::string owner;  // The caller's identity; request_ids are unique per owner.
   std::vector<int32_t> prompt_token_ids;
   SamplingParams sampling;
   int32_t priority = 0;
@@ -75,13 +76,15 @@ class Engine {
                                                         const EngineConfig& config);
   ~Engine();
 
-  // Thread-safe. kUnavailable while shutting down; kAlreadyExists for a live request_id;
+  // Thread-safe. kUnavailable while shutting down; kAlreadyExists for a request_id its owner
+  // already has live;
   // kResourceExhausted when the queue is full or the request can never fit; kInvalidArgument
   // for an out-of-vocabulary token or a request longer than the context; kDeadlineExceeded
   // when the deadline has already passed.
   absl::Status Submit(GenerationRequest request, std::shared_ptr<TokenSink> sink);
-  // Thread-safe; unknown ids are ignored. The request finishes with kCancelled.
-  void Cancel(const std::string& request_id);
+  // Thread-safe. Cancels `owner`'s live request `request_id` (it finishes with kCancelled) and
+  // returns true; false when `owner` has no such live request (another owner's is untouched).
+  bool Cancel(const std::string& owner, const std::string& request_id);
   // Stops admitting, lets running requests finish until `drain` has passed, cancels the rest,
   // and joins the step thread. Idempotent.
   void Shutdown(absl::Duration drain);

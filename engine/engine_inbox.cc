@@ -7,24 +7,26 @@ namespace iquest {
 absl::Status EngineInbox::Push(Submission submission) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) return absl::UnavailableError("the server is shutting down");
-  const std::string& request_id = submission.request->request_id;
-  if (live_ids_.contains(request_id)) {
-    return absl::AlreadyExistsError(absl::StrCat("request_id '", request_id, "' is live"));
+  const Request& request = *submission.request;
+  if (live_keys_.contains(request.live_key)) {
+    return absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id, "' is live"));
   }
   if (num_queued_ + static_cast<int64_t>(pending_.size()) >= max_waiting_requests_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the queue is full (", max_waiting_requests_, " waiting requests)"));
   }
-  live_ids_.insert(request_id);
+  live_keys_.insert(request.live_key);
   pending_.push_back(std::move(submission));
   wake_.notify_one();
   return absl::OkStatus();
 }
 
-void EngineInbox::Cancel(std::string request_id) {
+bool EngineInbox::Cancel(std::string key) {
   std::lock_guard<std::mutex> lock(mutex_);
-  cancels_.push_back(std::move(request_id));
+  if (!live_keys_.contains(key)) return false;
+  cancels_.push_back(std::move(key));
   wake_.notify_one();
+  return true;
 }
 
 void EngineInbox::Stop(Clock::time_point drain_deadline) {
@@ -68,16 +70,16 @@ void EngineInbox::set_num_queued(int64_t num_queued) {
   num_queued_ = num_queued;
 }
 
-void EngineInbox::Release(const std::string& request_id) {
+void EngineInbox::Release(const std::string& key) {
   std::lock_guard<std::mutex> lock(mutex_);
-  live_ids_.erase(request_id);
+  live_keys_.erase(key);
 }
 
 std::vector<EngineInbox::Submission> EngineInbox::TakeAllPending() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<Submission> out;
   out.swap(pending_);
-  for (const Submission& s : out) live_ids_.erase(s.request->request_id);
+  for (const Submission& s : out) live_keys_.erase(s.request->live_key);
   return out;
 }
 

@@ -1,7 +1,8 @@
 // EngineInbox: what other threads hand the engine thread (in the spirit of llama.cpp's
 // server_queue). gRPC threads Push submissions and Cancel ids; the engine thread Takes both at a
 // step boundary, and Waits here when it has nothing to do. It also owns the set of live
-// request_ids (a duplicate is refused while the first is live) and the drain state.
+// requests, keyed by LiveKey(owner, request_id) (a duplicate is refused while the first is live)
+// and the drain state.
 //
 // Everything is guarded by one mutex, held only for these short calls: the engine thread never
 // holds it while stepping, so a Submit never waits for a forward pass.
@@ -33,12 +34,13 @@ class EngineInbox {
   explicit EngineInbox(int64_t max_waiting_requests)
       : max_waiting_requests_(max_waiting_requests) {}
 
-  // Any thread. kUnavailable once Stop was called; kAlreadyExists for a live request_id;
+  // Any thread. kUnavailable once Stop was called; kAlreadyExists for a live key;
   // kResourceExhausted when the requests waiting (here and in the scheduler's queue) reach
   // max_waiting_requests.
   absl::Status Push(Submission submission);
-  // Any thread. Ids that are not live are ignored by the engine.
-  void Cancel(std::string request_id);
+  // Any thread. Queues the cancel of live request `key` (LiveKey) and returns true; false, and
+  // nothing queued, when no such request is live.
+  bool Cancel(std::string key);
   // Any thread. Refuses new submissions from now on; the engine stops at `drain_deadline` or
   // once it has no work. The first call sets the deadline.
   void Stop(Clock::time_point drain_deadline);
@@ -58,8 +60,8 @@ class EngineInbox {
   void Wait(std::chrono::milliseconds timeout);
   // The scheduler's count of queued (never scheduled) requests, which the queue bound includes.
   void set_num_queued(int64_t num_queued);
-  // `request_id` is done: a new request may use the id again.
-  void Release(const std::string& request_id);
+  // The request of `key` is done: its owner may use the id again.
+  void Release(const std::string& key);
   // At shutdown: every pending submission, their ids released.
   std::vector<Submission> TakeAllPending();
 
@@ -69,8 +71,8 @@ class EngineInbox {
   std::condition_variable wake_;
   std::vector<Submission> pending_;
   std::vector<std::string> cancels_;
-  std::unordered_set<std::string> live_ids_;  // Submitted and not yet done.
-  int64_t num_queued_ = 0;                    // Published by the engine thread.
+  std::unordered_set<std::string> live_keys_;  // Submitted and not yet done.
+  int64_t num_queued_ = 0;                     // Published by the engine thread.
   bool stopping_ = false;
   Clock::time_point drain_deadline_{};
 };

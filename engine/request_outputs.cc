@@ -5,7 +5,7 @@
 namespace iquest {
 
 void RequestOutputs::Add(const Request& request, std::shared_ptr<TokenSink> sink) {
-  Record& record = records_[request.request_id];
+  Record& record = records_[request.live_key];
   record.sink = std::move(sink);
   record.num_samples = request.sampling.n;
   record.timings.arrival = request.arrival_time;
@@ -15,13 +15,13 @@ void RequestOutputs::Add(const Request& request, std::shared_ptr<TokenSink> sink
 
 void RequestOutputs::AddForks(const std::vector<const Request*>& forks) {
   for (const Request* fork : forks) {
-    records_.at(fork->request_id).sample_ids[fork->sample_index] = fork->id;
+    records_.at(fork->live_key).sample_ids[fork->sample_index] = fork->id;
   }
 }
 
-std::vector<uint64_t> RequestOutputs::SampleIds(const std::string& request_id) const {
+std::vector<uint64_t> RequestOutputs::SampleIds(const std::string& live_key) const {
   std::vector<uint64_t> ids;
-  auto it = records_.find(request_id);
+  auto it = records_.find(live_key);
   if (it == records_.end()) return ids;
   for (const auto& [sample_index, id] : it->second.sample_ids) ids.push_back(id);
   return ids;
@@ -29,7 +29,7 @@ std::vector<uint64_t> RequestOutputs::SampleIds(const std::string& request_id) c
 
 void RequestOutputs::OnScheduled(const ScheduledBatch& batch, Clock::time_point now) {
   for (const ScheduledRequest& s : batch.requests) {
-    RequestTimings& timings = records_.at(s.request->request_id).timings;
+    RequestTimings& timings = records_.at(s.request->live_key).timings;
     if (timings.first_scheduled == Clock::time_point{}) timings.first_scheduled = now;
   }
 }
@@ -39,7 +39,7 @@ std::vector<uint64_t> RequestOutputs::OnStep(const ScheduledBatch& batch,
   std::vector<uint64_t> stopped;
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     const Request& request = *batch.requests[i].request;
-    Record& record = records_.at(request.request_id);
+    Record& record = records_.at(request.live_key);
     if (request.sample_index == 0) record.usage.cached_tokens = request.num_cached_tokens;
     // A preempted request recomputes its prompt: report each prompt position once.
     std::vector<PromptLogprob> prompt_logprobs;
@@ -113,7 +113,7 @@ std::string RequestOutputs::FlushText(Record& record, int32_t sample_index) {
 void RequestOutputs::OnFinished(std::vector<std::unique_ptr<Request>> finished,
                                 const std::function<void(const std::string&)>& on_done) {
   for (std::unique_ptr<Request>& request : finished) {
-    auto it = records_.find(request->request_id);
+    auto it = records_.find(request->live_key);
     CHECK(it != records_.end()) << request->request_id;
     Record& record = it->second;
     record.sample_ids.erase(request->sample_index);
@@ -134,7 +134,7 @@ void RequestOutputs::OnFinished(std::vector<std::unique_ptr<Request>> finished,
     out.timings = record.timings;
     std::shared_ptr<TokenSink> sink = std::move(record.sink);
     records_.erase(it);
-    on_done(request->request_id);
+    on_done(request->live_key);
     sink->OnOutput(std::move(out));
   }
 }

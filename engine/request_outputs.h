@@ -62,8 +62,8 @@ class RequestOutputs {
   void Add(const Request& request, std::shared_ptr<TokenSink> sink);
   // Samples created by forks in the last Scheduler::Update.
   void AddForks(const std::vector<const Request*>& forks);
-  // Scheduler ids of the live samples of `request_id` (none if it is unknown).
-  std::vector<uint64_t> SampleIds(const std::string& request_id) const;
+  // Scheduler ids of the live samples of the request of `live_key` (none if it is unknown).
+  std::vector<uint64_t> SampleIds(const std::string& live_key) const;
 
   // Records the step's start time as first_scheduled where unset.
   void OnScheduled(const ScheduledBatch& batch, Clock::time_point now);
@@ -72,7 +72,7 @@ class RequestOutputs {
   // caller finishes them.
   std::vector<uint64_t> OnStep(const ScheduledBatch& batch,
                                const std::vector<RequestStepOutput>& outputs);
-  // Emits the final output of each finished sample. `on_done(request_id)` runs once all samples
+  // Emits the final output of each finished sample. `on_done(live_key)` runs once all samples
   // of a request are finished, just before its last output goes out (so the id is free again by
   // the time a client sees the end).
   void OnFinished(std::vector<std::unique_ptr<Request>> finished,
@@ -103,7 +103,7 @@ class RequestOutputs {
   std::string FlushText(Record& record, int32_t sample_index);
 
   TextStreamFactory text_stream_factory_;
-  std::unordered_map<std::string, Record> records_;
+  std::unordered_map<std::string, Record> records_;  // By Request::live_key.
 };
 
 }  // namespace iquest

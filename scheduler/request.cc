@@ -24,6 +24,14 @@ const char* FinishReasonName(FinishReason reason) {
   return "unknown";
 }
 
+std::string LiveKey(std::string_view owner, std::string_view request_id) {
+  std::string key = std::to_string(owner.size());
+  key.push_back(':');
+  key.append(owner);
+  key.append(request_id);
+  return key;
+}
+
 FinishReason AppendToken(Request& request, int32_t token, int64_t max_model_len) {
   request.token_ids.push_back(token);
   const SamplingParams& params = request.sampling;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -54,9 +55,16 @@ enum class FinishReason {
 
 const char* FinishReasonName(FinishReason reason);
 
+// The key of a live request: (owner, request_id), length-prefixed so no two pairs share one.
+std::string LiveKey(std::string_view owner, std::string_view request_id);
+
 struct Request {
-  uint64_t id = 0;           // Engine-assigned, unique.
-  std::string request_id;    // The client's name for it.
+  uint64_t id = 0;         // Engine-assigned, unique.
+  std::string request_id;  // The client's name for it, unique among its owner's live requests.
+  // Who submitted it (the server's caller identity): request_ids are scoped to it, so one caller
+  // can neither cancel nor probe another's requests.
+  std::string owner;
+  std::string live_key;      // LiveKey(owner, request_id), set once at submission.
   int32_t sample_index = 0;  // Which of the n samples of request_id this is.
   // The prompt, then the output tokens, in one vector: a step's chunk is a span of it. The
   // first `prompt_len` entries are the prompt, fixed once the request is submitted.

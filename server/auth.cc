@@ -32,6 +32,10 @@ absl::StatusOr<std::unique_ptr<BearerAuth>> BearerAuth::FromFile(const std::stri
   return std::unique_ptr<BearerAuth>(new BearerAuth(std::move(digests)));
 }
 
+std::string RequestOwner(const std::string& token_identity, const std::string& tenant) {
+  return token_identity.empty() ? "tenant:" + tenant : token_identity;
+}
+
 bool BearerAuth::Accepts(const std::string& token) const {
   // Equal-length digests compared without early exit, against every token: the time taken does
   // not depend on how much of a guess is right, nor on which token matched.
@@ -45,7 +49,8 @@ bool BearerAuth::Accepts(const std::string& token) const {
   return any_match != 0;
 }
 
-grpc::Status BearerAuth::Check(const grpc::ServerContextBase& context) const {
+grpc::Status BearerAuth::Check(const grpc::ServerContextBase& context,
+                               std::string* identity) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -57,8 +62,18 @@ grpc::Status BearerAuth::Check(const grpc::ServerContextBase& context) const {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "authorization must be \"Bearer <token>\"");
   }
-  if (!Accepts(value.substr(kPrefix.size()))) {
+  const std::string token = value.substr(kPrefix.size());
+  if (!Accepts(token)) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "token not accepted");
+  }
+  if (identity != nullptr) {
+    const Sha256Digest digest = Digest(token);
+    static constexpr char kHex[] = "0123456789abcdef";
+    *identity = "token:";
+    for (size_t i = 0; i < 8; ++i) {
+      identity->push_back(kHex[digest[i] >> 4]);
+      identity->push_back(kHex[digest[i] & 15]);
+    }
   }
   return grpc::Status::OK;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "server/auth.h"
 #include "server/request_log.h"
 #include "server/request_validation.h"
 #include "server/serving_context.h"
@@ -39,6 +40,7 @@ struct StreamState : StreamPump::Stream {
   ServerMetrics* metrics = nullptr;
   StreamPump* pump = nullptr;
   std::string request_id;
+  std::string owner;   // Request::owner: the scope of request_id.
   std::string tenant;  // For the request log line.
   int32_t priority = 0;
   // Pump thread only.
@@ -235,7 +237,8 @@ serve::v1::GenerateResponse ToResponse(const GenerationOutput& output,
 
 GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
                                  const serve::v1::GenerateRequest& request,
-                                 const ServingContext& serving, const std::string& request_id)
+                                 const ServingContext& serving, const std::string& request_id,
+                                 const std::string& token_identity)
     : context_(context), serving_(serving), state_(std::make_shared<StreamState>()) {
   state_->reactor = this;
   state_->request_id = request_id;
@@ -248,6 +251,8 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
     return;
   }
   parsed->request_id = request_id;
+  parsed->owner = RequestOwner(token_identity, parsed->tenant);
+  state_->owner = parsed->owner;
   state_->tenant = parsed->tenant;
   state_->priority = parsed->priority;
   // The gRPC deadline becomes the engine's: converted to a remaining time, so clock skew between
@@ -282,11 +287,11 @@ void GenerateReactor::OnWriteDone(bool ok) {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->writing = false;
   }
-  if (!ok) serving_.engine->Cancel(state_->request_id);  // The client is gone.
+  if (!ok) serving_.engine->Cancel(state_->owner, state_->request_id);  // The client is gone.
   Pump(*state_);
 }
 
-void GenerateReactor::OnCancel() { serving_.engine->Cancel(state_->request_id); }
+void GenerateReactor::OnCancel() { serving_.engine->Cancel(state_->owner, state_->request_id); }
 
 void GenerateReactor::OnDone() {
   GenerationOutput last;

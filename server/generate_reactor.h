@@ -25,8 +25,10 @@ struct StreamState;
 class GenerateReactor : public grpc::ServerWriteReactor<serve::v1::GenerateResponse> {
  public:
   // Validates and submits `request`; on any error the reactor finishes at once with it.
+  // `token_identity`: the caller's BearerAuth identity, empty without auth (RequestOwner).
   GenerateReactor(grpc::CallbackServerContext* context, const serve::v1::GenerateRequest& request,
-                  const ServingContext& serving, const std::string& request_id);
+                  const ServingContext& serving, const std::string& request_id,
+                  const std::string& token_identity);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

@@ -31,9 +31,10 @@ class RejectedStream : public grpc::ServerWriteReactor<serve::v1::GenerateRespon
 }  // namespace
 
 grpc::Status GenerationService::Admit(const grpc::CallbackServerContext& context,
-                                      const ServingContext** serving, bool needs_tokenizer) const {
+                                      const ServingContext** serving, bool needs_tokenizer,
+                                      std::string* token_identity) const {
   if (auth_ != nullptr) {
-    const grpc::Status auth = auth_->Check(context);
+    const grpc::Status auth = auth_->Check(context, token_identity);
     if (!auth.ok()) return auth;
   }
   if (draining_.load()) {
@@ -52,14 +53,15 @@ grpc::Status GenerationService::Admit(const grpc::CallbackServerContext& context
 grpc::ServerWriteReactor<serve::v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const serve::v1::GenerateRequest* request) {
   const ServingContext* serving = nullptr;
-  const grpc::Status admitted = Admit(*context, &serving);
+  std::string token_identity;
+  const grpc::Status admitted = Admit(*context, &serving, false, &token_identity);
   if (!admitted.ok()) return new RejectedStream(admitted);
   std::string request_id = request->request_id();
   if (request_id.empty()) {
     request_id =
         absl::StrCat("req-", next_request_number_.fetch_add(1), "-", std::random_device()());
   }
-  return new GenerateReactor(context, *request, *serving, request_id);
+  return new GenerateReactor(context, *request, *serving, request_id, token_identity);
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
@@ -159,14 +161,25 @@ grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* 
                                                    const serve::v1::AbortRequest* request,
                                                    serve::v1::AbortResponse* response) {
   const ServingContext* serving = nullptr;
-  const grpc::Status admitted = Admit(*context, &serving);
+  std::string token_identity;
+  const grpc::Status admitted = Admit(*context, &serving, false, &token_identity);
   if (!admitted.ok()) return Done(context, admitted);
   if (request->request_ids_size() > 1024) {
     return Done(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                       "request_ids must hold at most 1024 ids"));
   }
-  for (const std::string& id : request->request_ids()) serving->engine->Cancel(id);
+  // Only the caller's own requests: another caller's live id answers as if it did not exist.
+  const std::string owner = RequestOwner(token_identity, request->tenant());
+  int32_t num_cancelled = 0;
+  for (const std::string& id : request->request_ids()) {
+    if (serving->engine->Cancel(owner, id)) ++num_cancelled;
+  }
   response->set_num_requested(request->request_ids_size());
+  response->set_num_cancelled(num_cancelled);
+  if (num_cancelled == 0 && request->request_ids_size() > 0) {
+    return Done(context, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                      "none of request_ids is a live request of this caller"));
+  }
   return Done(context, grpc::Status::OK);
 }
 

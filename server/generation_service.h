@@ -43,8 +43,9 @@ class GenerationService final : public serve::v1::Generation::CallbackService {
 
  private:
   // OK with the serving context, or the status to finish the call with (auth, loading, draining).
+  // With auth, `token_identity` (if set) receives the caller's BearerAuth identity.
   grpc::Status Admit(const grpc::CallbackServerContext& context, const ServingContext** serving,
-                     bool needs_tokenizer = false) const;
+                     bool needs_tokenizer = false, std::string* token_identity = nullptr) const;
 
   const BearerAuth* auth_;
   std::atomic<const ServingContext*> serving_{nullptr};

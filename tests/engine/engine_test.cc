@@ -196,12 +196,34 @@ TEST_F(EngineTest, PrefixCacheHitsAreReportedAndChangeNoOutput) {
   EXPECT_GE(engine->Stats().counters.prefix_cache_hits, 300);
 }
 
+TEST_F(EngineTest, RequestIdsAreScopedToTheirOwner) {
+  ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model_, Config()));
+  GenerationRequest a = Greedy("same", 20, 100);
+  a.owner = "tenant:a";
+  GenerationRequest b = a;
+  b.owner = "tenant:b";
+  auto sink_a = std::make_shared<CollectingSink>();
+  auto sink_b = std::make_shared<CollectingSink>();
+  ASSERT_OK(engine->Submit(a, sink_a));
+  ASSERT_OK(engine->Submit(b, sink_b));  // Same id, another owner: its own request.
+  EXPECT_EQ(engine->Submit(a, std::make_shared<CollectingSink>()).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(engine->Cancel("tenant:c", "same"));
+  EXPECT_TRUE(engine->Cancel("tenant:b", "same"));
+  sink_b->Wait();
+  sink_a->Wait();
+  EXPECT_EQ(sink_b->reasons_[0], FinishReason::kCancelled);
+  EXPECT_EQ(sink_a->reasons_[0], FinishReason::kLength);
+  EXPECT_EQ(sink_a->NumTokens(), 100u);
+}
+
 TEST_F(EngineTest, CancellationAndDeadlinesFreeEveryBlock) {
   ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model_, Config()));
   auto cancelled = std::make_shared<CollectingSink>();
   ASSERT_OK(engine->Submit(Greedy("long", 20, 200), cancelled));
   while (cancelled->NumTokens() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  engine->Cancel("long");
+  EXPECT_FALSE(engine->Cancel("someone else", "long"));  // Not theirs: nothing happens.
+  EXPECT_TRUE(engine->Cancel("", "long"));
   cancelled->Wait();
   EXPECT_EQ(cancelled->reasons_[0], FinishReason::kCancelled);
   auto expired = std::make_shared<CollectingSink>();

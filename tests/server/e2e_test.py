@@ -102,7 +102,13 @@ class GenerationTest(unittest.TestCase):
         request.request_id = "to-abort"
         call = self.server.stub.Generate(request, timeout=60)
         next(call)
-        self.server.stub.Abort(pb.AbortRequest(request_ids=["to-abort"]), timeout=5)
+        # Without auth the tenant is the scope: another tenant's abort finds nothing.
+        with self.assertRaises(grpc.RpcError) as error:
+            self.server.stub.Abort(pb.AbortRequest(request_ids=["to-abort"], tenant="other"),
+                                   timeout=5)
+        self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+        answer = self.server.stub.Abort(pb.AbortRequest(request_ids=["to-abort"]), timeout=5)
+        self.assertEqual(answer.num_cancelled, 1)
         with self.assertRaises(grpc.RpcError) as error:
             for _ in call:
                 pass
@@ -299,6 +305,42 @@ class AuthAndTlsTest(unittest.TestCase):
         finally:
             server.stop()
         self.assertNotIn(token, server.logs())
+
+    def test_abort_and_request_ids_are_scoped_to_the_caller(self):
+        tokens = ["token-of-alice", "token-of-bob"]
+        token_file = tempfile.mktemp()
+        with open(token_file, "w") as f:
+            f.write("\n".join(tokens) + "\n")
+        server = Server(MODEL_DIR, "--auth-token-file", token_file)
+        alice = [("authorization", f"Bearer {tokens[0]}")]
+        bob = [("authorization", f"Bearer {tokens[1]}")]
+        try:
+            request = greedy([1, 9, 9], 400)
+            request.request_id = "shared-id"
+            call = server.stub.Generate(request, timeout=60, metadata=alice)
+            next(call)
+            # Bob can neither cancel Alice's request nor tell that the id is live.
+            with self.assertRaises(grpc.RpcError) as error:
+                server.stub.Abort(pb.AbortRequest(request_ids=["shared-id"]), timeout=5,
+                                  metadata=bob)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.NOT_FOUND)
+            short = greedy([1, 9, 9], 3)
+            short.request_id = "shared-id"
+            ids, _, last = collect(server.stub.Generate(short, timeout=30, metadata=bob))
+            self.assertEqual(len(ids), 3)
+            # Alice's duplicate is refused; her abort works.
+            with self.assertRaises(grpc.RpcError) as error:
+                collect(server.stub.Generate(short, timeout=30, metadata=alice))
+            self.assertEqual(error.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
+            answer = server.stub.Abort(pb.AbortRequest(request_ids=["shared-id", "other"]),
+                                       timeout=5, metadata=alice)
+            self.assertEqual((answer.num_requested, answer.num_cancelled), (2, 1))
+            with self.assertRaises(grpc.RpcError) as error:
+                for _ in call:
+                    pass
+            self.assertEqual(error.exception.code(), grpc.StatusCode.CANCELLED)
+        finally:
+            server.stop()
 
     def test_tls_and_mtls_with_a_self_signed_ca(self):
         d = tempfile.mkdtemp()

@@ -172,9 +172,10 @@ TEST(CliTest, UnaryCommands) {
   EXPECT_EQ(load["num_running"], 2);
   EXPECT_EQ(load["num_preemptions"], "0");  // Proto JSON spells int64 as a string.
 
-  const CliRun abort = RunAgainst(server, {"abort", "--ids", "a,b"});
-  EXPECT_EQ(abort.out, "num_requested=2\n");
+  const CliRun abort = RunAgainst(server, {"abort", "--ids", "a,b", "--tenant", "team-a"});
+  EXPECT_EQ(abort.out, "num_requested=2 num_cancelled=2\n");
   EXPECT_EQ(server.last_abort_request().request_ids_size(), 2);
+  EXPECT_EQ(server.last_abort_request().tenant(), "team-a");
   EXPECT_EQ(RunAgainst(server, {"abort"}).code, 2);
 }
 

@@ -85,6 +85,7 @@ class FakeGenerationServer::Service final : public v1::Generation::Service {
     std::lock_guard<std::mutex> lock(mu_);
     last_abort_ = *request;
     response->set_num_requested(request->request_ids_size());
+    response->set_num_cancelled(request->request_ids_size());
     return grpc::Status::OK;
   }
 

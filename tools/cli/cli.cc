@@ -21,7 +21,7 @@ constexpr const char* kUsage =
     "  info        the served model (GetModelInfo)\n"
     "  load        the server's load (GetServerLoad)\n"
     "  health      grpc.health.v1 Check [--service NAME]\n"
-    "  abort       cancel live requests --ids ID[,ID...]\n";
+    "  abort       cancel your live requests --ids ID[,ID...] [--tenant T]\n";
 
 struct CliOptions {
   ConnectionOptions connection;
@@ -30,6 +30,7 @@ struct CliOptions {
   std::string text;
   std::string ids;
   std::string service;
+  std::string tenant;  // abort: the scope of the ids without auth.
 };
 
 // Registers the flags of `command`; false when there is no such command.
@@ -51,6 +52,10 @@ bool AddCommandFlags(const std::string& command, FlagParser& parser, CliOptions&
   } else if (command == "detokenize" || command == "abort") {
     parser.AddString("ids", &options.ids,
                      command == "abort" ? "request ids ID[,ID...]" : "token ids 1,2,3");
+    if (command == "abort") {
+      parser.AddString("tenant", &options.tenant,
+                       "without auth, the tenant the requests were sent under");
+    }
   } else if (command == "health") {
     parser.AddString("service", &options.service, "service name; \"\": the whole server");
   } else if (command != "info" && command != "load") {
@@ -75,7 +80,7 @@ int Dispatch(const std::string& command, const Connection& connection, CliOption
   if (command == "info") return RunInfo(connection, out, err);
   if (command == "load") return RunLoad(connection, out, err);
   if (command == "health") return RunHealth(connection, options.service, out, err);
-  return RunAbort(connection, options.ids, out, err);
+  return RunAbort(connection, options.ids, options.tenant, out, err);
 }
 
 }  // namespace

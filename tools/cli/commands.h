@@ -24,8 +24,8 @@ int RunInfo(const Connection& connection, std::ostream& out, std::ostream& err);
 int RunLoad(const Connection& connection, std::ostream& out, std::ostream& err);
 int RunHealth(const Connection& connection, const std::string& service, std::ostream& out,
               std::ostream& err);
-int RunAbort(const Connection& connection, const std::string& ids, std::ostream& out,
-             std::ostream& err);
+int RunAbort(const Connection& connection, const std::string& ids, const std::string& tenant,
+             std::ostream& out, std::ostream& err);
 
 // Prints "error: CODE: message" (plus the server's retry hint, if any) and returns 1.
 int ReportRpcError(const grpc::ClientContext& context, const grpc::Status& status,

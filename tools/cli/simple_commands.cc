@@ -109,9 +109,10 @@ int RunHealth(const Connection& connection, const std::string& service, std::ost
   return response.status() == health::HealthCheckResponse::SERVING ? 0 : 3;
 }
 
-int RunAbort(const Connection& connection, const std::string& ids, std::ostream& out,
-             std::ostream& err) {
+int RunAbort(const Connection& connection, const std::string& ids, const std::string& tenant,
+             std::ostream& out, std::ostream& err) {
   v1::AbortRequest request;
+  request.set_tenant(tenant);
   for (absl::string_view id : absl::StrSplit(ids, ',', absl::SkipEmpty())) {
     request.add_request_ids(std::string(id));
   }
@@ -123,7 +124,8 @@ int RunAbort(const Connection& connection, const std::string& ids, std::ostream&
   v1::AbortResponse response;
   auto call = [&](auto* c, const auto& q, auto* r) { return stub->Abort(c, q, r); };
   if (int rc = CallUnary(connection, call, request, &response, err); rc != 0) return rc;
-  out << "num_requested=" << response.num_requested() << "\n";
+  out << "num_requested=" << response.num_requested()
+      << " num_cancelled=" << response.num_cancelled() << "\n";
   return 0;
 }
 
