@@ -75,9 +75,13 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
                                       absl::StrCat("text exceeds max_prompt_bytes ",
                                                    serving->max_prompt_bytes)));
   }
-  const bool add_special = request->has_add_special_tokens() ? request->add_special_tokens() : true;
+  EncodeOptions options;
+  options.add_special_tokens =
+      request->has_add_special_tokens() ? request->add_special_tokens() : true;
+  options.parse_special_tokens =
+      request->has_parse_special_tokens() ? request->parse_special_tokens() : true;
   const absl::StatusOr<std::vector<int32_t>> ids =
-      serving->tokenizer->Encode(request->text(), add_special);
+      serving->tokenizer->Encode(request->text(), options);
   if (!ids.ok()) return Done(context, ToGrpc(ids.status()));
   for (int32_t id : *ids) response->add_token_ids(id);
   return Done(context, grpc::Status::OK);
@@ -103,12 +107,12 @@ grpc::ServerUnaryReactor* GenerationService::ApplyChatTemplate(
   const ServingContext* serving = nullptr;
   const grpc::Status admitted = Admit(*context, &serving);
   if (!admitted.ok()) return Done(context, admitted);
-  const absl::StatusOr<std::string> text = RenderChat(request->chat(), *serving);
-  if (!text.ok()) return Done(context, ToGrpc(text.status()));
-  const absl::StatusOr<std::vector<int32_t>> ids =
-      serving->tokenizer->Encode(*text, /*add_special_tokens=*/false);
+  const absl::StatusOr<RenderedChat> chat = RenderChat(request->chat(), *serving);
+  if (!chat.ok()) return Done(context, ToGrpc(chat.status()));
+  // The ids are what Generate would run: content's special-token strings stay plain text.
+  const absl::StatusOr<std::vector<int32_t>> ids = EncodeChat(*serving->tokenizer, *chat);
   if (!ids.ok()) return Done(context, ToGrpc(ids.status()));
-  response->set_text(*text);
+  response->set_text(chat->text);
   for (int32_t id : *ids) response->add_token_ids(id);
   return Done(context, grpc::Status::OK);
 }

@@ -130,8 +130,8 @@ absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> RenderChat(const serve::v1::ChatInput& chat,
-                                       const ServingContext& context) {
+absl::StatusOr<RenderedChat> RenderChat(const serve::v1::ChatInput& chat,
+                                        const ServingContext& context) {
   if (context.tokenizer == nullptr) {
     return absl::InvalidArgumentError("chat input needs a tokenizer; this model has none");
   }
@@ -145,8 +145,8 @@ absl::StatusOr<std::string> RenderChat(const serve::v1::ChatInput& chat,
   if (!chosen) return context.chat_template_error;
   std::vector<ChatMessage> messages;
   for (const auto& m : chat.messages()) messages.push_back({m.role(), m.content()});
-  return ApplyChatTemplate(*chosen, messages,
-                           chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true);
+  return iquest::RenderChat(*chosen, messages,
+                            chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true);
 }
 
 namespace {
@@ -167,12 +167,14 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const serve::v1::GenerateRequest&
                                                        " bytes exceed max_prompt_bytes ",
                                                        context.max_prompt_bytes));
       }
-      const bool add_special = p.has_add_special_tokens() ? p.add_special_tokens() : true;
-      return context.tokenizer->Encode(p.text(), add_special);
+      EncodeOptions options;
+      options.add_special_tokens = p.has_add_special_tokens() ? p.add_special_tokens() : true;
+      options.parse_special_tokens = p.has_parse_special_tokens() ? p.parse_special_tokens() : true;
+      return context.tokenizer->Encode(p.text(), options);
     }
     case serve::v1::GenerateRequest::kChat: {
-      ASSIGN_OR_RETURN(const std::string text, RenderChat(p.chat(), context));
-      return context.tokenizer->Encode(text, /*add_special_tokens=*/false);
+      ASSIGN_OR_RETURN(const RenderedChat chat, RenderChat(p.chat(), context));
+      return EncodeChat(*context.tokenizer, chat);
     }
     case serve::v1::GenerateRequest::INPUT_NOT_SET:
       break;

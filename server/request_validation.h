@@ -39,8 +39,8 @@ absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams&
 absl::Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids,
                            const ServingContext& context, const char* field);
 
-// Renders chat messages with the model's (or the requested) template.
-absl::StatusOr<std::string> RenderChat(const serve::v1::ChatInput& chat,
-                                       const ServingContext& context);
+// Renders chat messages with the model's (or the requested) template; EncodeChat gives the ids.
+absl::StatusOr<RenderedChat> RenderChat(const serve::v1::ChatInput& chat,
+                                        const ServingContext& context);
 
 }  // namespace iquest

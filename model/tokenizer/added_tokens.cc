@@ -2,6 +2,8 @@
 // most the longest token, so splitting is linear in the text for a fixed token set.
 #include "model/tokenizer/added_tokens.h"
 
+#include <algorithm>
+
 #include "model/tokenizer/unicode.h"
 
 namespace iquest {
@@ -76,7 +78,8 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens) : to
   }
 }
 
-int32_t AddedTokenMatcher::MatchAt(std::string_view text, size_t pos, size_t* len) const {
+int32_t AddedTokenMatcher::MatchAt(std::string_view text, size_t pos, size_t plain_from,
+                                   size_t* len) const {
   int32_t node = 0;
   int32_t best = -1;
   for (size_t i = pos; i < text.size(); ++i) {
@@ -89,6 +92,7 @@ int32_t AddedTokenMatcher::MatchAt(std::string_view text, size_t pos, size_t* le
     node = next;
     const int32_t t = nodes_[node].token;
     if (t < 0) continue;
+    if (tokens_[t].special && plain_from <= i) continue;  // The match touches plain text.
     if (tokens_[t].single_word) {
       char32_t after = 0;
       if (i + 1 < text.size() && unicode::DecodeAt(text, i + 1, &after) == 0) after = 0;
@@ -100,8 +104,10 @@ int32_t AddedTokenMatcher::MatchAt(std::string_view text, size_t pos, size_t* le
   return best;
 }
 
-void AddedTokenMatcher::Split(std::string_view text, std::vector<TextSegment>* segments) const {
-  size_t start = 0;  // Start of the pending plain text.
+void AddedTokenMatcher::Split(std::string_view text, std::vector<TextSegment>* segments,
+                              std::span<const ByteRange> plain_ranges) const {
+  size_t start = 0;       // Start of the pending plain text.
+  size_t next_plain = 0;  // The first plain range that does not end at or before `pos`.
   bool strip_next_start = false;
   auto push_text = [&](std::string_view piece, bool strip_end) {
     if (strip_next_start) piece = TrimStart(piece);
@@ -109,8 +115,14 @@ void AddedTokenMatcher::Split(std::string_view text, std::vector<TextSegment>* s
     if (!piece.empty()) segments->push_back(TextSegment{piece, -1});
   };
   for (size_t pos = 0; pos < text.size();) {
+    while (next_plain < plain_ranges.size() && plain_ranges[next_plain].end <= pos) ++next_plain;
+    // Where plain text begins at or after pos (pos itself when inside a range), or never.
+    const size_t plain_from = next_plain < plain_ranges.size()
+                                  ? std::max(pos, plain_ranges[next_plain].begin)
+                                  : text.size();
     size_t len = 0;
-    const int32_t t = first_byte_[static_cast<uint8_t>(text[pos])] ? MatchAt(text, pos, &len) : -1;
+    const int32_t t =
+        first_byte_[static_cast<uint8_t>(text[pos])] ? MatchAt(text, pos, plain_from, &len) : -1;
     if (t < 0) {
       ++pos;
       continue;

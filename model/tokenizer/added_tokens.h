@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,12 @@ struct AddedToken {
   bool special = false;
 };
 
+// A byte range [begin, end) of a text.
+struct ByteRange {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
 // One piece of split text: either plain text to tokenize or an added token's id.
 struct TextSegment {
   std::string_view text;
@@ -34,16 +41,21 @@ class AddedTokenMatcher {
   bool empty() const { return tokens_.empty(); }
   // Splits `text` into plain-text and added-token segments, in order. Whitespace swallowed by
   // lstrip/rstrip is dropped from the neighbouring text segments; empty text segments are kept
-  // out of the result.
-  void Split(std::string_view text, std::vector<TextSegment>* segments) const;
+  // out of the result. A special token is not matched where its bytes touch one of
+  // `plain_ranges` (sorted, disjoint): there its text stays plain text. Non-special added tokens
+  // match everywhere.
+  void Split(std::string_view text, std::vector<TextSegment>* segments,
+             std::span<const ByteRange> plain_ranges = {}) const;
 
  private:
   struct Node {
     std::vector<std::pair<uint8_t, int32_t>> children;  // byte -> node index
     int32_t token = -1;                                 // index into tokens_
   };
-  // Longest token index matching at `pos` and satisfying single_word, or -1.
-  int32_t MatchAt(std::string_view text, size_t pos, size_t* len) const;
+  // Longest token index matching at `pos` and satisfying single_word, or -1. Special tokens are
+  // skipped when `plain_from` (the start of the next plain range not ending at or before pos)
+  // lies before the match's end.
+  int32_t MatchAt(std::string_view text, size_t pos, size_t plain_from, size_t* len) const;
 
   std::vector<AddedToken> tokens_;
   std::vector<Node> nodes_;

@@ -44,48 +44,78 @@ absl::Status CheckRoles(std::span<const ChatMessage> messages) {
   return absl::OkStatus();
 }
 
-std::string RenderChatMl(const ChatTemplate& t, std::span<const ChatMessage> messages,
-                         bool add_generation_prompt) {
-  std::string out;
+// Appends markup (the template's own text) and content (messages, system prompts), recording
+// where each content piece lies.
+class ChatWriter {
+ public:
+  ChatWriter& Markup(std::string_view text) {
+    out_.text.append(text);
+    return *this;
+  }
+  ChatWriter& Content(std::string_view text) {
+    if (!text.empty()) {
+      out_.content.push_back({out_.text.size(), out_.text.size() + text.size()});
+      out_.text.append(text);
+    }
+    return *this;
+  }
+  RenderedChat Take() { return std::move(out_); }
+
+ private:
+  RenderedChat out_;
+};
+
+std::string_view Trim(std::string_view text) {
+  const absl::string_view trimmed =
+      absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size()));
+  return std::string_view(trimmed.data(), trimmed.size());
+}
+
+RenderedChat RenderChatMl(const ChatTemplate& t, std::span<const ChatMessage> messages,
+                          bool add_generation_prompt) {
+  ChatWriter out;
   if ((messages.empty() || messages[0].role != "system") && !t.default_system_prompt.empty()) {
-    absl::StrAppend(&out, "<|im_start|>system\n", t.default_system_prompt, "<|im_end|>\n");
+    out.Markup("<|im_start|>system\n").Content(t.default_system_prompt).Markup("<|im_end|>\n");
   }
   for (const ChatMessage& m : messages) {
-    absl::StrAppend(&out, "<|im_start|>", m.role, "\n", m.content, "<|im_end|>\n");
+    out.Markup("<|im_start|>")
+        .Markup(m.role)
+        .Markup("\n")
+        .Content(m.content)
+        .Markup("<|im_end|>\n");
   }
-  if (add_generation_prompt) out += "<|im_start|>assistant\n";
-  return out;
+  if (add_generation_prompt) out.Markup("<|im_start|>assistant\n");
+  return out.Take();
 }
 
 // Llama-3: content is trimmed, as the template's `| trim` does.
-std::string RenderLlama3(const ChatTemplate& t, std::span<const ChatMessage> messages,
-                         bool add_generation_prompt) {
-  std::string out = t.bos_token;
+RenderedChat RenderLlama3(const ChatTemplate& t, std::span<const ChatMessage> messages,
+                          bool add_generation_prompt) {
+  ChatWriter out;
+  out.Markup(t.bos_token);
   auto turn = [&](std::string_view role, std::string_view content) {
-    absl::StrAppend(
-        &out, "<|start_header_id|>", std::string(role), "<|end_header_id|>\n\n",
-        std::string(absl::StripAsciiWhitespace(absl::string_view(content.data(), content.size()))),
-        "<|eot_id|>");
+    out.Markup("<|start_header_id|>").Markup(role).Markup("<|end_header_id|>\n\n");
+    out.Content(Trim(content)).Markup("<|eot_id|>");
   };
   if ((messages.empty() || messages[0].role != "system") && !t.default_system_prompt.empty()) {
     turn("system", t.default_system_prompt);
   }
   for (const ChatMessage& m : messages) turn(m.role, m.content);
-  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+  if (add_generation_prompt) out.Markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
+  return out.Take();
 }
 
 // Llama-2 / Mistral: [INST] turns; the system prompt is folded into the first user turn. The
 // prompt always ends ready for the assistant, so add_generation_prompt changes nothing.
-absl::StatusOr<std::string> RenderLlama2(const ChatTemplate& t,
-                                         std::span<const ChatMessage> messages) {
-  std::string system = t.default_system_prompt;
+absl::StatusOr<RenderedChat> RenderLlama2(const ChatTemplate& t,
+                                          std::span<const ChatMessage> messages) {
+  std::string_view system = t.default_system_prompt;
   size_t first = 0;
   if (!messages.empty() && messages[0].role == "system") {
     system = messages[0].content;
     first = 1;
   }
-  std::string out;
+  ChatWriter out;
   bool first_user = true;
   for (size_t i = first; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
@@ -94,19 +124,19 @@ absl::StatusOr<std::string> RenderLlama2(const ChatTemplate& t,
       return absl::InvalidArgumentError(
           "the Llama-2 template needs user and assistant messages to alternate, user first");
     }
-    const std::string content(absl::StripAsciiWhitespace(m.content));
+    const std::string_view content = Trim(m.content);
     if (m.role == "user") {
-      std::string text = content;
+      out.Markup(t.bos_token).Markup("[INST] ");
       if (first_user && !system.empty()) {
-        text = absl::StrCat("<<SYS>>\n", system, "\n<</SYS>>\n\n", content);
+        out.Markup("<<SYS>>\n").Content(system).Markup("\n<</SYS>>\n\n");
       }
       first_user = false;
-      absl::StrAppend(&out, t.bos_token, "[INST] ", text, " [/INST]");
+      out.Content(content).Markup(" [/INST]");
     } else {
-      absl::StrAppend(&out, " ", content, " ", t.eos_token);
+      out.Markup(" ").Content(content).Markup(" ").Markup(t.eos_token);
     }
   }
-  return out;
+  return out.Take();
 }
 
 }  // namespace
@@ -148,9 +178,9 @@ absl::StatusOr<ChatTemplate> ChatTemplateFor(const Tokenizer& tokenizer,
   return t;
 }
 
-absl::StatusOr<std::string> ApplyChatTemplate(const ChatTemplate& chat_template,
-                                              std::span<const ChatMessage> messages,
-                                              bool add_generation_prompt) {
+absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& chat_template,
+                                        std::span<const ChatMessage> messages,
+                                        bool add_generation_prompt) {
   RETURN_IF_ERROR(CheckRoles(messages));
   switch (chat_template.kind) {
     case ChatTemplateKind::kChatMl:
@@ -161,6 +191,22 @@ absl::StatusOr<std::string> ApplyChatTemplate(const ChatTemplate& chat_template,
       return RenderLlama2(chat_template, messages);
   }
   return absl::InternalError("unreachable chat template kind");
+}
+
+absl::StatusOr<std::string> ApplyChatTemplate(const ChatTemplate& chat_template,
+                                              std::span<const ChatMessage> messages,
+                                              bool add_generation_prompt) {
+  ASSIGN_OR_RETURN(RenderedChat rendered,
+                   RenderChat(chat_template, messages, add_generation_prompt));
+  return std::move(rendered.text);
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
+                                                const RenderedChat& chat) {
+  EncodeOptions options;
+  options.add_special_tokens = false;  // The template writes BOS itself.
+  options.plain_ranges = chat.content;
+  return tokenizer.Encode(chat.text, options);
 }
 
 }  // namespace iquest

@@ -7,8 +7,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/tokenizer/added_tokens.h"
 
 namespace iquest {
 
@@ -42,11 +44,29 @@ absl::StatusOr<ChatTemplateKind> RecognizeChatTemplate(std::string_view jinja);
 absl::StatusOr<ChatTemplate> ChatTemplateFor(const Tokenizer& tokenizer,
                                              std::string_view override_name);
 
-// Renders the conversation to prompt text (special tokens written as text; encode it with
-// add_special_tokens=false). With add_generation_prompt the assistant turn is opened. Roles other
+// A rendered conversation: the prompt text, and where in it the content lies (messages and
+// system prompts, as opposed to the template's markup). Sorted, disjoint.
+struct RenderedChat {
+  std::string text;
+  std::vector<ByteRange> content;
+};
+
+// Renders the conversation. With add_generation_prompt the assistant turn is opened. Roles other
 // than system/user/assistant, or a system message that is not first, are kInvalidArgument.
+absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& chat_template,
+                                        std::span<const ChatMessage> messages,
+                                        bool add_generation_prompt);
+
+// RenderChat's text alone (special tokens written as text). Encoding this text loses which
+// special-token strings came from content: use EncodeChat for the prompt's ids.
 absl::StatusOr<std::string> ApplyChatTemplate(const ChatTemplate& chat_template,
                                               std::span<const ChatMessage> messages,
                                               bool add_generation_prompt);
+
+// The prompt ids of a rendered conversation: the template's markup yields control tokens, but a
+// special-token string inside content ("<|eot_id|>" typed by a user) is encoded as plain text,
+// so no message can forge a turn boundary or a system header.
+absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
+                                                const RenderedChat& chat);
 
 }  // namespace iquest

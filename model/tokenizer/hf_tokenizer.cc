@@ -81,15 +81,20 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Create(std::string_vie
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
   tokenizer->spec_ = std::move(spec);
   tokenizer->config_ = std::move(config);
-  std::vector<AddedToken> raw, normalized;
   for (const AddedToken& token : tokenizer->spec_.added_tokens) {
-    (token.normalized ? normalized : raw).push_back(token);
     tokenizer->added_ids_[token.content] = token.id;
+  }
+  tokenizer->BuildPieces();
+  tokenizer->ResolveSpecialIds();
+  // An added token is special for matching when either file says so (tokenizer_config.json's
+  // additional_special_tokens too): such tokens are never read out of plain text.
+  std::vector<AddedToken> raw, normalized;
+  for (AddedToken token : tokenizer->spec_.added_tokens) {
+    token.special = token.special || tokenizer->IsSpecial(token.id);
+    (token.normalized ? normalized : raw).push_back(std::move(token));
   }
   tokenizer->raw_added_ = AddedTokenMatcher(raw);
   tokenizer->normalized_added_ = AddedTokenMatcher(normalized);
-  tokenizer->BuildPieces();
-  tokenizer->ResolveSpecialIds();
   // tokenizer_config.json's add_bos_token / add_eos_token, when given, replace what the
   // post_processor adds (as transformers' Llama tokenizers rebuild their template from them).
   const TokenizerConfig& c = tokenizer->config_;
@@ -201,7 +206,7 @@ std::string HfTokenizer::Normalize(std::string_view text) const {
 }
 
 absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
-                                                         bool add_special_tokens) const {
+                                                         const EncodeOptions& options) const {
   if (text.size() > kMaxInputBytes) {
     return absl::InvalidArgumentError(absl::StrCat("text of ", text.size(),
                                                    " bytes exceeds the tokenizer's limit of ",
@@ -209,27 +214,40 @@ absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
   }
   std::string repaired;
   if (!unicode::IsValidUtf8(text)) {
+    if (!options.plain_ranges.empty()) {
+      return absl::InvalidArgumentError("text with plain ranges must be valid UTF-8");
+    }
     repaired = unicode::RepairUtf8(text);
     text = repaired;
   }
+  const ByteRange everything{0, text.size()};
+  const std::span<const ByteRange> plain =
+      options.parse_special_tokens ? options.plain_ranges : std::span(&everything, 1);
   std::vector<int32_t> ids;
   // Capped: a huge reservation is fresh pages on every call, and adversarial inputs yield few ids.
   ids.reserve(std::min<size_t>(text.size() / 3 + 4, 4096));
-  if (add_special_tokens) ids = spec_.prefix_ids;
+  if (options.add_special_tokens) ids = spec_.prefix_ids;
   std::vector<TextSegment> segments;
-  raw_added_.Split(text, &segments);
+  raw_added_.Split(text, &segments, plain);
   for (size_t i = 0; i < segments.size(); ++i) {
     if (segments[i].token_id >= 0) {
       ids.push_back(segments[i].token_id);
-    } else {
-      EncodeSection(segments[i].text, i, &ids);
+      continue;
     }
+    const size_t begin = static_cast<size_t>(segments[i].text.data() - text.data());
+    const size_t end = begin + segments[i].text.size();
+    const bool touches_plain = std::any_of(plain.begin(), plain.end(), [&](const ByteRange& r) {
+      return r.begin < end && begin < r.end;
+    });
+    EncodeSection(segments[i].text, i, touches_plain, &ids);
   }
-  if (add_special_tokens) ids.insert(ids.end(), spec_.suffix_ids.begin(), spec_.suffix_ids.end());
+  if (options.add_special_tokens) {
+    ids.insert(ids.end(), spec_.suffix_ids.begin(), spec_.suffix_ids.end());
+  }
   return ids;
 }
 
-void HfTokenizer::EncodeSection(std::string_view text, size_t section_index,
+void HfTokenizer::EncodeSection(std::string_view text, size_t section_index, bool plain,
                                 std::vector<int32_t>* ids) const {
   std::string normalized;
   if (!spec_.normalizers.empty()) {
@@ -241,7 +259,11 @@ void HfTokenizer::EncodeSection(std::string_view text, size_t section_index,
     return;
   }
   std::vector<TextSegment> segments;
-  normalized_added_.Split(text, &segments);
+  // Offsets change under normalization: a section that touches plain text matches no special
+  // token at all (special tokens are rarely normalized=true).
+  const ByteRange everything{0, text.size()};
+  normalized_added_.Split(text, &segments,
+                          plain ? std::span(&everything, 1) : std::span<const ByteRange>());
   for (const TextSegment& segment : segments) {
     if (segment.token_id >= 0) {
       ids->push_back(segment.token_id);

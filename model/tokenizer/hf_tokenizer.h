@@ -67,8 +67,9 @@ class HfTokenizer final : public Tokenizer {
   static absl::StatusOr<std::unique_ptr<HfTokenizer>> Create(std::string_view tokenizer_json,
                                                              TokenizerConfig config);
 
+  using Tokenizer::Encode;
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                              bool add_special_tokens) const override;
+                                              const EncodeOptions& options) const override;
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
   bool IsSpecial(int32_t id) const override;
   int32_t TokenToId(std::string_view token) const override;
@@ -86,7 +87,9 @@ class HfTokenizer final : public Tokenizer {
   HfTokenizer() = default;
   void BuildPieces();
   std::string Normalize(std::string_view text) const;
-  void EncodeSection(std::string_view text, size_t section_index, std::vector<int32_t>* ids) const;
+  // `plain`: no special token may be matched in this section (it touches a plain range).
+  void EncodeSection(std::string_view text, size_t section_index, bool plain,
+                     std::vector<int32_t>* ids) const;
   void EncodeNormalized(std::string_view text, size_t section_index,
                         std::vector<int32_t>* ids) const;
 

@@ -37,9 +37,18 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
     }
     tokenizer->added_ids_[token.content] = token.id;
   }
-  tokenizer->added_ = AddedTokenMatcher(tokenizer->config_.added_tokens);
   tokenizer->BuildPieces();
   tokenizer->ResolveSpecialIds();
+  // Special for matching when tokenizer_config.json marks it either way (never read out of
+  // plain text).
+  std::vector<AddedToken> added = tokenizer->config_.added_tokens;
+  std::vector<AddedToken> special;
+  for (AddedToken& token : added) {
+    token.special = token.special || tokenizer->IsSpecial(token.id);
+    if (token.special) special.push_back(token);
+  }
+  tokenizer->added_ = AddedTokenMatcher(added);
+  tokenizer->special_ = AddedTokenMatcher(special);
   // Without tokenizer_config.json the model's own BOS/EOS apply, as in SentencePiece's defaults.
   if (tokenizer->config_.bos_token.empty()) tokenizer->bos_id_ = tokenizer->spm_->bos_id();
   if (tokenizer->config_.eos_token.empty() && tokenizer->spm_->eos_id() >= 0) {
@@ -127,36 +136,60 @@ void SentencePieceTokenizer::AddPiece(int32_t id, bool skip_special_tokens, bool
   *first = false;
 }
 
-absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(std::string_view text,
-                                                                    bool add_special_tokens) const {
+absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
+    std::string_view text, const EncodeOptions& options) const {
   if (text.size() > kMaxInputBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("text of ", text.size(), " bytes exceeds the tokenizer's limit"));
   }
   std::string repaired;
   if (!unicode::IsValidUtf8(text)) {
+    if (!options.plain_ranges.empty()) {
+      return absl::InvalidArgumentError("text with plain ranges must be valid UTF-8");
+    }
     repaired = unicode::RepairUtf8(text);
     text = repaired;
   }
   std::vector<int32_t> ids;
-  if (add_special_tokens && add_bos_ && bos_id_ >= 0) ids.push_back(bos_id_);
+  if (options.add_special_tokens && add_bos_ && bos_id_ >= 0) ids.push_back(bos_id_);
+  // SentencePiece itself never reads control symbols out of text; only added tokens are matched.
+  const ByteRange everything{0, text.size()};
   std::vector<TextSegment> segments;
-  added_.Split(text, &segments);
+  added_.Split(text, &segments,
+               options.parse_special_tokens ? options.plain_ranges : std::span(&everything, 1));
   std::vector<int> piece_ids;
   std::string error;
+  std::vector<TextSegment> inner;
   for (const TextSegment& segment : segments) {
     if (segment.token_id >= 0) {
       ids.push_back(segment.token_id);
       continue;
     }
-    const bool at_start = segment.text.data() == text.data();
-    if (!(at_start ? spm_->Encode(segment.text, &piece_ids, &error)
-                   : EncodeContinuation(segment.text, &piece_ids, &error))) {
-      return absl::InternalError(absl::StrCat("sentencepiece: ", error));
+    // A special token's text left in plain text (content, or parse_special_tokens off) would
+    // still be matched by SentencePiece when the model lists it as a user-defined symbol: cut
+    // the text one byte into each such occurrence, so no piece holds it whole.
+    std::vector<std::string_view> parts;
+    special_.Split(segment.text, &inner);
+    size_t from = 0;
+    for (const TextSegment& s : inner) {
+      if (s.token_id < 0) continue;
+      const size_t cut = static_cast<size_t>(s.text.data() - segment.text.data()) + 1;
+      parts.push_back(segment.text.substr(from, cut - from));
+      from = cut;
     }
-    ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+    inner.clear();
+    parts.push_back(segment.text.substr(from));
+    for (const std::string_view part : parts) {
+      if (part.empty()) continue;
+      const bool at_start = part.data() == text.data();
+      if (!(at_start ? spm_->Encode(part, &piece_ids, &error)
+                     : EncodeContinuation(part, &piece_ids, &error))) {
+        return absl::InternalError(absl::StrCat("sentencepiece: ", error));
+      }
+      ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+    }
   }
-  if (add_special_tokens && add_eos_ && !eos_ids_.empty()) ids.push_back(eos_ids_[0]);
+  if (options.add_special_tokens && add_eos_ && !eos_ids_.empty()) ids.push_back(eos_ids_[0]);
   return ids;
 }
 

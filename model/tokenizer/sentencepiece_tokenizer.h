@@ -21,8 +21,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   // Added tokens from tokenizer_config.json are matched first; each text segment between them is
   // encoded by SentencePiece on its own, and only the text's start gets SentencePiece's dummy
   // space prefix (transformers' non-legacy Llama behaviour), so decode(encode(x)) == x.
+  using Tokenizer::Encode;
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                              bool add_special_tokens) const override;
+                                              const EncodeOptions& options) const override;
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
   bool IsSpecial(int32_t id) const override;
   int32_t TokenToId(std::string_view token) const override;
@@ -46,6 +47,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   std::unique_ptr<SpmProcessor> spm_;
   AddedTokenMatcher added_;
+  AddedTokenMatcher special_;  // The special ones alone: found in text that stays plain.
   absl::flat_hash_map<std::string, int32_t> added_ids_;
   std::vector<Piece> pieces_;
   bool add_bos_ = false;

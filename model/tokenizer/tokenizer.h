@@ -11,10 +11,22 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/tokenizer/added_tokens.h"
 #include "model/tokenizer/decode_stream.h"
 #include "model/tokenizer/tokenizer_config.h"
 
 namespace iquest {
+
+struct EncodeOptions {
+  // BOS/EOS as tokenizer_config.json / the post_processor say.
+  bool add_special_tokens = true;
+  // Special tokens written in the text become their ids; false encodes their text as plain
+  // text (transformers' split_special_tokens). Non-special added tokens are matched either way.
+  bool parse_special_tokens = true;
+  // Byte ranges of the text where special tokens are never parsed (chat message content, so a
+  // user cannot forge control tokens). Sorted, disjoint; the text must then be valid UTF-8.
+  std::span<const ByteRange> plain_ranges;
+};
 
 class Tokenizer {
  public:
@@ -24,10 +36,18 @@ class Tokenizer {
   virtual ~Tokenizer();
 
   // Invalid UTF-8 in `text` is first replaced, one U+FFFD per maximal invalid subsequence (what
-  // a WHATWG decoder makes of the bytes). Added/special tokens written in the text are matched.
-  // add_special_tokens: BOS/EOS as tokenizer_config.json / the post_processor say.
+  // a WHATWG decoder makes of the bytes); with plain_ranges it is kInvalidArgument instead (the
+  // ranges would no longer fit). Added/special tokens written in the text are matched as
+  // `options` allow.
   virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
-                                                      bool add_special_tokens) const = 0;
+                                                      const EncodeOptions& options) const = 0;
+  // Special tokens in the text parsed.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              bool add_special_tokens) const {
+    EncodeOptions options;
+    options.add_special_tokens = add_special_tokens;
+    return Encode(text, options);
+  }
   // Ids outside [0, vocab_size()) are skipped. The result is always valid UTF-8.
   virtual std::string Decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
   virtual int32_t vocab_size() const = 0;
