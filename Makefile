@@ -12,7 +12,7 @@ PORT ?= 50051
 # `make docker` builds deploy/docker/Dockerfile.$(FLAVOR) (cpu or cuda) as iquest-serve:$(FLAVOR).
 FLAVOR ?= cpu
 
-.PHONY: all deps configure build run test eval bench gpu-check docker format clean
+.PHONY: all deps configure build run test eval bench fuzz gpu-check docker format clean
 
 all: build
 
@@ -39,6 +39,11 @@ eval: build
 
 bench: build
 	$(BUILD_DIR)/bin/iquest-bench-engine --model $(BENCH_MODEL)
+
+# libFuzzer targets built with clang-14 + ASan/UBSan in build-fuzz, each run for FUZZ_SECONDS
+# (default 60); FUZZERS="gguf_fuzz ..." picks some. Findings land in build-fuzz/fuzz/artifacts.
+fuzz: deps
+	bash scripts/fuzz.sh
 
 # On a GPU machine (DESIGN.md section 13): builds the CUDA kernels and their check with nvcc alone,
 # runs the `gpu` tests carried in gpu-bundle/ if any, and prints the kernels' table.

@@ -239,7 +239,7 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
                                  const serve::v1::GenerateRequest& request,
                                  const ServingContext& serving, const std::string& request_id,
                                  const std::string& token_identity)
-    : context_(context), serving_(serving), state_(std::make_shared<StreamState>()) {
+    : serving_(serving), state_(std::make_shared<StreamState>()) {
   state_->reactor = this;
   state_->request_id = request_id;
   state_->metrics = serving.metrics;

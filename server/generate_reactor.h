@@ -37,7 +37,6 @@ class GenerateReactor : public grpc::ServerWriteReactor<serve::v1::GenerateRespo
  private:
   void FinishWith(const grpc::Status& status);
 
-  grpc::CallbackServerContext* context_;
   const ServingContext& serving_;
   std::shared_ptr<StreamState> state_;
 };

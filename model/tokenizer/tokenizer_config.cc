@@ -67,9 +67,13 @@ absl::Status ReadAddedTokensDecoder(const nlohmann::json& config, TokenizerConfi
 }  // namespace
 
 absl::StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& path) {
-  TokenizerConfig out;
-  if (!std::filesystem::exists(path)) return out;
+  if (!std::filesystem::exists(path)) return TokenizerConfig();
   ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  return ParseTokenizerConfig(text);
+}
+
+absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(std::string_view text) {
+  TokenizerConfig out;
   ASSIGN_OR_RETURN(const nlohmann::json config, ParseJsonStrict(text, kSource));
   if (!config.is_object())
     return absl::InvalidArgumentError(absl::StrCat(kSource, ": not an object"));

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,6 +29,8 @@ struct TokenizerConfig {
 
 // Reads `path`; a missing file gives the defaults, a malformed one an error naming the field.
 absl::StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& path);
+// The same from the file's text.
+absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(std::string_view text);
 
 // Whole-file reads come from common/mapped_file.h.
 
