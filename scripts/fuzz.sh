@@ -34,23 +34,24 @@ run() {
 }
 
 status=0
-pids=()
-names=()
+running=0
 for name in $FUZZERS; do
   run "$name" &
-  pids+=($!)
-  names+=("$name")
-  if [ "${#pids[@]}" -ge "$JOBS" ]; then
-    wait "${pids[0]}" || { echo "$name: FAILED (see $out/${names[0]}.log)"; status=1; }
-    pids=("${pids[@]:1}")
-    names=("${names[@]:1}")
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n || status=1
+    running=$((running - 1))
   fi
 done
-for i in "${!pids[@]}"; do
-  wait "${pids[$i]}" || { echo "${names[$i]}: FAILED (see $out/${names[$i]}.log)"; status=1; }
+while [ "$running" -gt 0 ]; do
+  wait -n || status=1
+  running=$((running - 1))
 done
 for name in $FUZZERS; do
-  printf '%-24s %s\n' "$name" "$(grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' \
-    "$out/$name.log" | tail -1)  corpus $(ls "$out/corpus/$name" | wc -l) files"
+  found="$(ls "$out/artifacts" | grep -c "^$name-" || true)"
+  printf '%-24s %s  corpus %s files  %s\n' "$name" \
+    "$(grep -E '^stat::number_of_executed_units' "$out/$name.log" | tail -1)" \
+    "$(ls "$out/corpus/$name" | wc -l)" \
+    "$([ "$found" -eq 0 ] && echo clean || echo "FINDINGS: $found in $out/artifacts")"
 done
 exit "$status"

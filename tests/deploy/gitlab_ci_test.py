@@ -98,6 +98,8 @@ class PipelineTest(unittest.TestCase):
             "image:cuda": ("build", "on_success", False, []),
             "unit-tests": ("test", "on_success", False, []),
             "sanitizers": ("test", "on_success", False, []),
+            "tsan": ("test", "on_success", False, []),
+            "fuzz": ("test", "on_success", False, []),
             "gpu-check": ("test", "manual", True, []),
             "eval": ("eval", "on_success", False, ["unit-tests"]),
             "package": ("package", "on_success", False,
@@ -114,8 +116,8 @@ class PipelineTest(unittest.TestCase):
         jobs = self.local.jobs("CI_PIPELINE_SOURCE=merge_request_event",
                                "CI_COMMIT_BRANCH=", "CI_MERGE_REQUEST_IID=7",
                                "EVAL_MODEL_DIR=/models/x")
-        self.assertEqual(sorted(jobs), ["eval", "gpu-check", "image:cpu", "image:cuda",
-                                        "sanitizers", "unit-tests"])
+        self.assertEqual(sorted(jobs), ["eval", "fuzz", "gpu-check", "image:cpu", "image:cuda",
+                                        "sanitizers", "tsan", "unit-tests"])
 
     def test_tags_package_but_do_not_deploy(self):
         jobs = self.local.jobs("CI_PIPELINE_SOURCE=push", "CI_COMMIT_BRANCH=",
@@ -168,7 +170,7 @@ class PipelineTest(unittest.TestCase):
         for name, job in jobs_of(self.pipeline).items():
             if "artifacts" in job:
                 self.assertIn("expire_in", job["artifacts"], name)
-        for name in ["unit-tests", "sanitizers", "eval"]:
+        for name in ["unit-tests", "sanitizers", "tsan", "eval"]:
             self.assertIn("junit", self.pipeline[name]["artifacts"]["reports"], name)
         with open(os.path.join(ROOT, "scripts/ci/unit-tests.sh")) as f:
             self.assertIn("--output-junit", f.read())

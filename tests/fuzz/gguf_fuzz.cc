@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       iquest::GgufValue element = value;
       element.type = value.element_type;
       if (element.IsInteger()) {
-        sink = sink + static_cast<double>(value.AsInt(0) + value.AsInt(value.count - 1));
+        sink = sink + static_cast<double>(value.AsInt(0)) +
+               static_cast<double>(value.AsInt(value.count - 1));
       } else if (element.IsFloat()) {
         sink = sink + value.AsFloat(0) + value.AsFloat(value.count - 1);
       }
