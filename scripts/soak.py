@@ -24,17 +24,9 @@ import zlib
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/server"))
 import grpc  # noqa: E402
 
-from harness import Server, collect, greedy, pb  # noqa: E402
+from harness import Server, collect, greedy, pb, proc_status  # noqa: E402
 
 MODEL = os.path.join(os.path.dirname(__file__), "../models/demo")
-
-
-def proc_value(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class Load:
@@ -208,9 +200,9 @@ def main():
             while time.time() - started < args.minutes * 60:
                 time.sleep(args.interval)
                 row = {"t_s": round(time.time() - started, 1),
-                       "rss_kb": proc_value(pid, "VmRSS"),
+                       "rss_kb": proc_status(pid, "VmRSS"),
                        "heap_bytes": server.metric("iquest_heap_in_use_bytes"),
-                       "threads": proc_value(pid, "Threads"),
+                       "threads": proc_status(pid, "Threads"),
                        "fds": len(os.listdir(f"/proc/{pid}/fd"))}
                 rows.append(row)
                 writer.writerow(row)
