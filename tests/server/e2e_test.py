@@ -202,6 +202,31 @@ class RequestLogTest(unittest.TestCase):
         self.assertEqual(entry["tenant"], 'team "a"')
 
 
+class FastKernelDeterminismTest(unittest.TestCase):
+    """Greedy output does not depend on what else is in the batch: the same request alone and
+    inside batches of 1..64 other requests gives the same tokens, on the fast CPU kernels
+    (--cpu-kernels auto, threaded), over the gRPC API."""
+
+    def test_greedy_is_the_same_alone_and_in_batches(self):
+        server = Server(MODEL_DIR, "--cpu-kernels", "auto", "--threads", "2",
+                        "--num-kv-blocks", "2048", "--max-num-seqs", "80")
+        try:
+            probe = greedy([1, 23, 45, 67, 89, 101], 16)
+            alone = collect(server.stub.Generate(probe, timeout=60))[0]
+            self.assertEqual(len(alone), 16)
+            for others in (1, 7, 31, 64):
+                calls = [server.stub.Generate(
+                    greedy([1 + (i * 37 + k * 11) % 500 for k in range(5 + i % 23)],
+                           8 + i % 17), timeout=120) for i in range(others)]
+                # Sent while the others are in flight, so it shares their steps.
+                mixed = collect(server.stub.Generate(probe, timeout=120))[0]
+                for call in calls:
+                    collect(call)
+                self.assertEqual(mixed, alone, f"with {others} other requests")
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
 class HealthAndDrainTest(unittest.TestCase):
     def test_sigterm_while_loading_exits_at_once(self):
         # A 60 s load: SIGTERM must end the process within seconds, never having been ready.
