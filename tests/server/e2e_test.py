@@ -70,6 +70,89 @@ class GenerationTest(unittest.TestCase):
             self.assertEqual(t.top[0].token_id, t.token_id)
             self.assertAlmostEqual(t.top[0].logprob, t.logprob, places=5)
 
+    def test_n_samples_have_their_indices_and_summed_usage(self):
+        prompt = [1, 30, 31, 32]
+        request = greedy(prompt, 6, n=3, seed=5)
+        request.sampling.temperature = 1.0
+        by_index, last = {}, None
+        finished = set()
+        for r in self.server.stub.Generate(request, timeout=30):
+            by_index.setdefault(r.index, []).extend(r.token_ids)
+            if r.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
+                finished.add(r.index)
+            last = r
+        self.assertEqual(sorted(by_index), [0, 1, 2])
+        self.assertEqual(finished, {0, 1, 2})
+        self.assertEqual([len(v) for _, v in sorted(by_index.items())], [6, 6, 6])
+        self.assertEqual(last.usage.prompt_tokens, 4)
+        self.assertEqual(last.usage.completion_tokens, 18)
+        # Seeded: the same request gives the same three samples.
+        again = {}
+        for r in self.server.stub.Generate(request, timeout=30):
+            again.setdefault(r.index, []).extend(r.token_ids)
+        self.assertEqual(again, by_index)
+
+    def test_stop_token_ids_end_the_sample(self):
+        prompt = [1, 50, 60, 70]
+        tokens = collect(self.server.stub.Generate(greedy(prompt, 12), timeout=30))[0]
+        # The first token that did not occur before it: stopping on it ends the sample there.
+        cut = next(i for i in range(1, len(tokens)) if tokens[i] not in tokens[:i])
+        ids, _, last = collect(self.server.stub.Generate(
+            greedy(prompt, 12, stop_token_ids=[tokens[cut]]), timeout=30))
+        self.assertEqual(ids, tokens[:cut + 1])  # The stop token is the last one sent.
+        self.assertEqual(last.finish_reason, pb.FINISH_REASON_STOP_TOKEN)
+        self.assertEqual(last.usage.completion_tokens, cut + 1)
+
+    def test_stop_string_split_across_tokens(self):
+        prompt = [1, 80, 81, 82]
+        ids, text, _ = collect(self.server.stub.Generate(greedy(prompt, 24), timeout=30))
+        pieces = [self.server.stub.Detokenize(pb.DetokenizeRequest(token_ids=ids[:k]),
+                                              timeout=5).text for k in range(len(ids) + 1)]
+        # A stop string that begins inside one token's text and ends inside a later one's.
+        k = next(k for k in range(2, len(ids)) if len(pieces[k]) - len(pieces[k - 1]) >= 2
+                 and len(pieces[k + 1]) > len(pieces[k]))
+        stop = pieces[k][-1] + pieces[k + 1][len(pieces[k]):][:1]
+        start = text.find(stop)
+        self.assertGreaterEqual(start, 0)
+        _, stopped, last = collect(self.server.stub.Generate(greedy(prompt, 24, stop=[stop]),
+                                                             timeout=30))
+        self.assertEqual(stopped, text[:start])  # Held back, never sent, not included.
+        self.assertEqual(last.finish_reason, pb.FINISH_REASON_STOP_STRING)
+
+    def test_cache_salt_separates_prefix_cache_hits(self):
+        prompt = [1] + [100 + i for i in range(23)]
+
+        def cached(salt):
+            request = greedy(prompt, 2)
+            request.cache_salt = salt
+            return collect(self.server.stub.Generate(request, timeout=30))[2].usage.cached_tokens
+        self.assertEqual(cached("salt-a"), 0)
+        self.assertGreater(cached("salt-a"), 0)  # Same salt: the prefix is reused.
+        self.assertEqual(cached("salt-b"), 0)  # Another salt never sees it.
+
+    def test_timings_are_ordered_and_add_up(self):
+        last = collect(self.server.stub.Generate(greedy([1, 5, 9, 13], 8), timeout=30))[2]
+        t = last.timings
+        for value in (t.queue_seconds, t.prefill_seconds, t.ttft_seconds, t.decode_seconds,
+                      t.e2e_seconds):
+            self.assertGreaterEqual(value, 0)
+        self.assertGreater(t.decode_seconds, 0)
+        self.assertAlmostEqual(t.queue_seconds + t.prefill_seconds, t.ttft_seconds, places=6)
+        self.assertAlmostEqual(t.ttft_seconds + t.decode_seconds, t.e2e_seconds, places=6)
+
+    def test_chat_input_matches_apply_chat_template(self):
+        chat = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="def hello")],
+                            chat_template="chatml")
+        applied = self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(chat=chat),
+                                                     timeout=5)
+        self.assertEqual(applied.text, "<|im_start|>user\ndef hello<|im_end|>\n"
+                                       "<|im_start|>assistant\n")
+        last = collect(self.server.stub.Generate(
+            pb.GenerateRequest(chat=chat, sampling=pb.SamplingParams(temperature=0,
+                                                                     max_tokens=2)),
+            timeout=30))[2]
+        self.assertEqual(last.usage.prompt_tokens, len(applied.token_ids))
+
     def test_text_input_and_tokenize_round_trip(self):
         text = "def hello(x):\n    return print(x) if x else world"
         ids = self.server.stub.Tokenize(pb.TokenizeRequest(text=text), timeout=5).token_ids
