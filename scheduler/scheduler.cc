@@ -19,6 +19,9 @@ absl::Status SchedulerConfig::Validate() const {
     return absl::InvalidArgumentError("max_waiting_requests must be in [0, 16777216]");
   }
   if (max_model_len < 1) return absl::InvalidArgumentError("max_model_len must be >= 1");
+  if (!(long_prefill_token_threshold >= 0 && long_prefill_token_threshold <= (1 << 20))) {
+    return absl::InvalidArgumentError("long_prefill_token_threshold must be in [0, 1048576]");
+  }
   return absl::OkStatus();
 }
 
@@ -57,6 +60,11 @@ void Scheduler::ExpireDeadlines(Clock::time_point now) {
   for (Request* r : expired) Retire(*r, FinishReason::kDeadlineExceeded);
 }
 
+int64_t Scheduler::ChunkCap(int64_t num_tokens) const {
+  const int64_t cap = config_.long_prefill_token_threshold;
+  return cap > 0 ? std::min(num_tokens, cap) : num_tokens;
+}
+
 ScheduledBatch Scheduler::Schedule(Clock::time_point now) {
   ExpireDeadlines(now);
   ScheduledBatch batch;
@@ -73,7 +81,8 @@ void Scheduler::ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& pr
   // running_ is kept in (priority, arrival) order, so preemption victims come off the back.
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Request& request = *running_[i];
-    const int64_t num_new = std::min(request.num_tokens() - request.num_computed_tokens, budget);
+    const int64_t num_new =
+        ChunkCap(std::min(request.num_tokens() - request.num_computed_tokens, budget));
     CHECK_GT(num_new, 0) << "running request " << request.id << " has nothing to compute";
     if (!ReserveForRunning(request, num_new, batch, preempted)) break;  // It preempted itself.
     batch.requests.push_back({&request, num_new});
@@ -136,7 +145,7 @@ bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t ten
       continue;
     }
     const BlockManager::CachedPrefix prefix = blocks_.FindCachedPrefix(request);
-    const int64_t num_new = std::min(request.num_tokens() - prefix.num_tokens, allowance);
+    const int64_t num_new = ChunkCap(std::min(request.num_tokens() - prefix.num_tokens, allowance));
     if (!blocks_.Allocate(request, prefix.num_tokens + num_new, &prefix)) return false;
     counters_.prefix_cache_queries += request.num_tokens();
     counters_.prefix_cache_hits += prefix.num_tokens;

@@ -37,6 +37,10 @@ struct SchedulerConfig {
   int64_t max_waiting_requests = 1024;    // Bound of the waiting queue.
   int64_t max_model_len = 4096;           // Prompt + output tokens of one request.
   bool enable_prefix_caching = true;
+  // At most this many tokens of one request's prefill in one step (vLLM's
+  // long_prefill_token_threshold), so a long prompt is spread over steps and the decodes sharing
+  // them keep their pace; 0: no cap beyond the step's budget.
+  int64_t long_prefill_token_threshold = 0;
 
   absl::Status Validate() const;
 };
@@ -108,6 +112,8 @@ class Scheduler {
   };
 
   void ExpireDeadlines(Clock::time_point now);
+  // `num_tokens` of one request this step, capped by long_prefill_token_threshold.
+  int64_t ChunkCap(int64_t num_tokens) const;
   void ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted);
   void ScheduleWaiting(ScheduledBatch& batch, int64_t& budget);
   // Admits waiting requests while `tenant_cap` allows (-1: no cap). Returns false when admission

@@ -19,8 +19,10 @@ using StepMap = std::map<uint64_t, int64_t>;
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  void Configure(int64_t budget, int64_t max_seqs = 8, int64_t num_blocks = 8) {
+  void Configure(int64_t budget, int64_t max_seqs = 8, int64_t num_blocks = 8,
+                 int64_t long_prefill_token_threshold = 0) {
     SchedulerConfig config;
+    config.long_prefill_token_threshold = long_prefill_token_threshold;
     config.max_num_batched_tokens = budget;
     config.max_num_seqs = max_seqs;
     config.max_waiting_requests = 4;
@@ -91,6 +93,30 @@ TEST_F(SchedulerTest, LongPromptIsChunkedAndMixesWithDecodes) {
   EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 7}}));
   EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 6}}));
   EXPECT_EQ(scheduler_->Find(b), nullptr);  // Finished: max_tokens 1 arrived with its last chunk.
+}
+
+TEST_F(SchedulerTest, LongPrefillThresholdCapsEachRequestsChunk) {
+  Configure(/*budget=*/16, /*max_seqs=*/8, /*num_blocks=*/16, /*long_prefill_token_threshold=*/5);
+  const uint64_t a = Add(3, 6);
+  EXPECT_EQ(Step(), (StepMap{{a, 3}}));
+  // Two long prompts: 5 tokens each per step although the budget has room for more, so a's
+  // decode shares small steps; the budget left over stays unused (the cap is per request).
+  const uint64_t b = Add(12, 1);
+  const uint64_t c = Add(7, 1);
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 5}, {c, 5}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 5}, {c, 2}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 2}}));
+  EXPECT_EQ(scheduler_->Find(b), nullptr);
+  EXPECT_EQ(scheduler_->Find(c), nullptr);
+  EXPECT_EQ(Step(), (StepMap{{a, 1}}));  // Decodes are never capped below one token.
+}
+
+TEST_F(SchedulerTest, LongPrefillThresholdIsValidated) {
+  SchedulerConfig config;
+  config.long_prefill_token_threshold = -1;
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  config.long_prefill_token_threshold = 0;
+  EXPECT_OK(config.Validate());
 }
 
 TEST_F(SchedulerTest, AdmissionByPriorityThenArrival) {
