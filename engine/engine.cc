@@ -95,6 +95,9 @@ void Engine::PublishStats() {
   stats_.num_cached_blocks = blocks.num_cached_blocks();
   stats_.num_free_blocks = blocks.num_free_blocks() - blocks.num_cached_blocks();
   stats_.bytes_to_host = runner_.bytes_to_host();
+  drain_rate_.Observe(Clock::now(), num_finished_);
+  stats_.num_finished = num_finished_;
+  stats_.finished_per_second = drain_rate_.per_second();
   stats_.counters = scheduler_.counters();
 }
 
@@ -172,7 +175,10 @@ void Engine::EmitFinished() {
   if (finished.empty()) return;
   // Publish first: by the time a client sees its request end, the stats show its blocks freed.
   PublishStats();
-  outputs_.OnFinished(std::move(finished), [this](const std::string& key) { inbox_.Release(key); });
+  outputs_.OnFinished(std::move(finished), [this](const std::string& key) {
+    inbox_.Release(key);
+    ++num_finished_;
+  });
 }
 
 void Engine::CancelAll() {

@@ -20,6 +20,7 @@
 #include "engine/engine_inbox.h"
 #include "engine/model_runner.h"
 #include "engine/request_outputs.h"
+#include "engine/retry_hint.h"
 #include "engine/stop_strings.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
@@ -66,6 +67,8 @@ struct EngineStats {
   // Bytes the steps' results cost to bring from the backend to the host, over all steps: rows
   // sampled on the backend bring back only their token and its logprob (ModelRunner).
   int64_t bytes_to_host = 0;
+  int64_t num_finished = 0;        // Requests finished (every sample done), since start.
+  double finished_per_second = 0;  // Smoothed over ~10 s (DrainRate): the retry hint's basis.
   SchedulerCounters counters;
 };
 
@@ -78,7 +81,8 @@ class Engine {
 
   // Thread-safe. kUnavailable while shutting down; kAlreadyExists for a request_id its owner
   // already has live;
-  // kResourceExhausted when the queue is full or the request can never fit; kInvalidArgument
+  // kResourceExhausted when the queue is full; kOutOfRange when it can never fit the KV pool;
+  // kInvalidArgument
   // for an out-of-vocabulary token or a request longer than the context; kDeadlineExceeded
   // when the deadline has already passed.
   absl::Status Submit(GenerationRequest request, std::shared_ptr<TokenSink> sink);
@@ -121,6 +125,9 @@ class Engine {
   std::thread thread_;
 
   // Written by the engine thread, read by Stats().
+  // Engine thread.
+  int64_t num_finished_ = 0;
+  DrainRate drain_rate_;
   mutable std::mutex stats_mutex_;
   EngineStats stats_;
 };

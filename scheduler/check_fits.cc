@@ -24,7 +24,8 @@ absl::Status CheckFits(std::span<const int32_t> prompt_token_ids, int64_t max_to
   }
   const int64_t blocks_needed = (total + limits.block_size - 1) / limits.block_size;
   if (blocks_needed > limits.num_blocks) {
-    return absl::ResourceExhaustedError(
+    // Permanent, unlike a full queue: no retry can help, so it is not RESOURCE_EXHAUSTED.
+    return absl::OutOfRangeError(
         absl::StrCat("prompt (", prompt_len, " tokens) + max_tokens (", max_tokens, ") needs ",
                      blocks_needed, " KV blocks of ", limits.block_size,
                      " tokens, but the whole KV cache has ", limits.num_blocks));

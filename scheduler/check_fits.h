@@ -20,8 +20,8 @@ struct FitLimits {
 };
 
 // kInvalidArgument naming the prompt or max_tokens and the limit, for a request no engine of this
-// shape could run; kResourceExhausted when it fits the context but never the KV pool (a larger
-// --kv-cache-mb would take it).
+// shape could run; kOutOfRange when it fits the context but never the KV pool (a larger
+// --kv-cache-mb would take it; retrying cannot).
 absl::Status CheckFits(std::span<const int32_t> prompt_token_ids, int64_t max_tokens,
                        const FitLimits& limits);
 

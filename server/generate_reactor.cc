@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -265,7 +266,13 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
       serving.engine->Submit(std::move(*parsed), std::make_shared<ReactorSink>(state_));
   if (!submitted.ok()) {
     if (submitted.code() == absl::StatusCode::kResourceExhausted) {
-      context->AddTrailingMetadata("retry-after-ms", "500");
+      // Only a full queue is RESOURCE_EXHAUSTED (a request that can never fit is OUT_OF_RANGE):
+      // the hint is the measured time for the queue to drain, jittered.
+      thread_local std::mt19937_64 rng(std::random_device{}());
+      const EngineStats stats = serving.engine->Stats();
+      const int64_t hint_ms = RetryAfterMs(stats.num_waiting, stats.finished_per_second,
+                                           std::uniform_real_distribution<double>(0.0, 1.0)(rng));
+      context->AddTrailingMetadata("retry-after-ms", std::to_string(hint_ms));
     }
     FinishWith(grpc::Status(static_cast<grpc::StatusCode>(submitted.code()),
                             std::string(submitted.message())));

@@ -51,9 +51,9 @@ TEST(CheckFitsTest, ContextOverflowNamesBothLengthsAndTheLimit) {
   EXPECT_NE(status.message().find("maximum context length of 64"), std::string::npos) << status;
 }
 
-TEST(CheckFitsTest, MoreThanTheWholeKvPoolIsResourceExhaustedWithTheBlockCounts) {
+TEST(CheckFitsTest, MoreThanTheWholeKvPoolIsOutOfRangeWithTheBlockCounts) {
   const absl::Status status = CheckFits(Prompt(16), 17, kLimits);  // 33 tokens: 9 blocks.
-  EXPECT_STATUS_CODE(status, absl::StatusCode::kResourceExhausted);
+  EXPECT_STATUS_CODE(status, absl::StatusCode::kOutOfRange);
   EXPECT_NE(status.message().find("needs 9 KV blocks of 4 tokens"), std::string::npos) << status;
   EXPECT_NE(status.message().find("has 8"), std::string::npos) << status;
 }

@@ -198,8 +198,8 @@ TEST_F(SchedulerTest, RejectsWhatCanNeverRunAndBoundsTheQueue) {
     return scheduler_->AddRequest(std::move(r)).status();
   };
   EXPECT_STATUS_CODE(add(0, 1), absl::StatusCode::kInvalidArgument);
-  EXPECT_STATUS_CODE(add(60, 5), absl::StatusCode::kInvalidArgument);    // > max_model_len.
-  EXPECT_STATUS_CODE(add(16, 1), absl::StatusCode::kResourceExhausted);  // 17 tokens > 16 slots.
+  EXPECT_STATUS_CODE(add(60, 5), absl::StatusCode::kInvalidArgument);  // > max_model_len.
+  EXPECT_STATUS_CODE(add(16, 1), absl::StatusCode::kOutOfRange);  // 17 tokens > 16 slots: never.
   for (int i = 0; i < 4; ++i) EXPECT_OK(add(2, 1));
   EXPECT_STATUS_CODE(add(2, 1), absl::StatusCode::kResourceExhausted);  // Queue of 4 is full.
 }
