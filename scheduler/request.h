@@ -86,6 +86,7 @@ struct Request {
   // Prefix-cache keys of the request's full blocks, computed once as blocks fill.
   std::vector<Sha256Digest> block_hashes;
   int32_t num_preemptions = 0;
+  int64_t admitted_step = 0;  // The scheduler step of its latest admission.
   // Set when the request is created by a fork (n > 1): its siblings share the prompt's blocks.
   bool forked = false;
 

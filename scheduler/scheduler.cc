@@ -19,6 +19,9 @@ absl::Status SchedulerConfig::Validate() const {
     return absl::InvalidArgumentError("max_waiting_requests must be in [0, 16777216]");
   }
   if (max_model_len < 1) return absl::InvalidArgumentError("max_model_len must be >= 1");
+  if (min_steps_before_priority_preemption < 0) {
+    return absl::InvalidArgumentError("min_steps_before_priority_preemption must be >= 0");
+  }
   if (!(long_prefill_token_threshold >= 0 && long_prefill_token_threshold <= (1 << 20))) {
     return absl::InvalidArgumentError("long_prefill_token_threshold must be in [0, 1048576]");
   }
@@ -67,6 +70,8 @@ int64_t Scheduler::ChunkCap(int64_t num_tokens) const {
 
 ScheduledBatch Scheduler::Schedule(Clock::time_point now) {
   ExpireDeadlines(now);
+  ++num_steps_;
+  PreemptForPriority();
   ScheduledBatch batch;
   int64_t budget = config_.max_num_batched_tokens;
   bool preempted = false;
@@ -75,6 +80,23 @@ ScheduledBatch Scheduler::Schedule(Clock::time_point now) {
   if (!preempted) ScheduleWaiting(batch, budget);
   for (const ScheduledRequest& s : batch.requests) batch.num_tokens += s.num_tokens;
   return batch;
+}
+
+void Scheduler::PreemptForPriority() {
+  while (!waiting_.empty() && !running_.empty()) {
+    const Request& top = **waiting_.begin();  // The most important waiting request.
+    Request& victim = *running_.back();       // The least important, newest running one.
+    if (!(top.priority < victim.priority)) return;
+    if (num_steps_ - victim.admitted_step < config_.min_steps_before_priority_preemption) return;
+    const bool no_seat = num_running() + top.sampling.n > config_.max_num_seqs;
+    const int64_t first_chunk =
+        ChunkCap(std::min(top.num_tokens(), config_.max_num_batched_tokens));
+    const bool no_blocks =
+        blocks_.NumBlocksToAllocate(top, first_chunk) > blocks_.num_free_blocks();
+    if (!no_seat && !no_blocks) return;
+    Preempt(victim);
+    ++counters_.num_priority_preemptions;
+  }
 }
 
 void Scheduler::ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted) {
@@ -155,6 +177,7 @@ bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t ten
       --num_queued_;
     }
     request.state = RequestState::kRunning;
+    request.admitted_step = num_steps_;
     it = waiting_.erase(it);
     running_.insert(std::upper_bound(running_.begin(), running_.end(), &request, WaitingOrder()),
                     &request);

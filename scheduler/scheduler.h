@@ -41,6 +41,12 @@ struct SchedulerConfig {
   // long_prefill_token_threshold), so a long prompt is spread over steps and the decodes sharing
   // them keep their pace; 0: no cap beyond the step's budget.
   int64_t long_prefill_token_threshold = 0;
+  // Priority preemption: a waiting request that cannot be admitted (no seat under max_num_seqs,
+  // or not the blocks for its first chunk) preempts, by recompute, the least important running
+  // request if that one is strictly less important (a larger priority value) and has run at
+  // least this many steps since it was admitted. The second condition bounds thrashing: a victim
+  // always makes this much progress per admission, and equal priorities never preempt each other.
+  int64_t min_steps_before_priority_preemption = 8;
 
   absl::Status Validate() const;
 };
@@ -58,9 +64,10 @@ struct ScheduledBatch {
 };
 
 struct SchedulerCounters {
-  int64_t num_preemptions = 0;
-  int64_t prefix_cache_queries = 0;  // Tokens looked up at admission.
-  int64_t prefix_cache_hits = 0;     // Tokens found.
+  int64_t num_preemptions = 0;           // All of them, by blocks and by priority.
+  int64_t num_priority_preemptions = 0;  // For a more important waiting request.
+  int64_t prefix_cache_queries = 0;      // Tokens looked up at admission.
+  int64_t prefix_cache_hits = 0;         // Tokens found.
 };
 
 class Scheduler {
@@ -112,6 +119,9 @@ class Scheduler {
   };
 
   void ExpireDeadlines(Clock::time_point now);
+  // Priority preemption (SchedulerConfig::min_steps_before_priority_preemption), before the step
+  // is built so that no victim is already in the batch.
+  void PreemptForPriority();
   // `num_tokens` of one request this step, capped by long_prefill_token_threshold.
   int64_t ChunkCap(int64_t num_tokens) const;
   void ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted);
@@ -134,6 +144,7 @@ class Scheduler {
   SchedulerCounters counters_;
   uint64_t next_id_ = 1;
   int64_t num_queued_ = 0;
+  int64_t num_steps_ = 0;  // Schedule calls so far.
   std::unordered_map<uint64_t, std::unique_ptr<Request>> live_;
   std::set<Request*, WaitingOrder> waiting_;
   std::vector<Request*> running_;

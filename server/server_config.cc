@@ -29,6 +29,8 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
            1 << 24);
   p.AddInt("kv-cache-mb", &kv_cache_mb, "KV cache memory when --num-kv-blocks is 0", 1, 1 << 22);
   p.AddInt("max-num-seqs", &max_num_seqs, "requests in one step", 1, 65536);
+  p.AddInt("min-steps-before-priority-preemption", &min_steps_before_priority_preemption,
+           "steps a request runs before a more important arrival may preempt it", 0, 1 << 20);
   p.AddInt("long-prefill-token-threshold", &long_prefill_token_threshold,
            "most prompt tokens of one request per step; 0: no cap", 0, 1 << 20);
   p.AddInt("max-num-batched-tokens", &max_num_batched_tokens, "token budget of one step", 1,
@@ -121,8 +123,10 @@ std::string ServerConfig::Describe() const {
       Kv("device", device), Kv("threads", backend.num_threads),
       Kv("cpu_kernels", backend.cpu_kernels), Kv("block_size", block_size),
       Kv("max_num_seqs", max_num_seqs), Kv("max_num_batched_tokens", max_num_batched_tokens),
-      Kv("long_prefill_token_threshold", long_prefill_token_threshold), Kv("max_queue", max_queue),
-      Kv("max_prompt_bytes", max_prompt_bytes), Kv("max_message_bytes", max_message_bytes),
+      Kv("long_prefill_token_threshold", long_prefill_token_threshold),
+      Kv("min_steps_before_priority_preemption", min_steps_before_priority_preemption),
+      Kv("max_queue", max_queue), Kv("max_prompt_bytes", max_prompt_bytes),
+      Kv("max_message_bytes", max_message_bytes),
       Kv("max_concurrent_streams", max_concurrent_streams),
       Kv("keepalive_time_s", keepalive_time_s), Kv("keepalive_timeout_s", keepalive_timeout_s),
       Kv("min_ping_interval_s", min_ping_interval_s),

@@ -30,10 +30,12 @@ struct ServerConfig {
   int64_t kv_cache_mb = 256;
   int64_t max_num_seqs = 64;
   int64_t max_num_batched_tokens = 2048;
-  int64_t long_prefill_token_threshold = 0;  // 0: a prefill chunk is bounded by the budget only.
-  int64_t max_queue = 256;                   // Waiting requests; beyond: RESOURCE_EXHAUSTED.
-  int64_t max_model_len = 0;                 // 0: the model's context.
-  int64_t max_tokens_cap = 0;                // 0: max_model_len.
+  int64_t long_prefill_token_threshold = 0;
+  int64_t min_steps_before_priority_preemption =
+      8;                       // 0: a prefill chunk is bounded by the budget only.
+  int64_t max_queue = 256;     // Waiting requests; beyond: RESOURCE_EXHAUSTED.
+  int64_t max_model_len = 0;   // 0: the model's context.
+  int64_t max_tokens_cap = 0;  // 0: max_model_len.
   bool enable_prefix_caching = true;
   // Limits.
   int64_t max_prompt_bytes = 4 << 20;

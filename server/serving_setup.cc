@@ -175,6 +175,8 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   engine.scheduler.max_num_seqs = config.max_num_seqs;
   engine.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
   engine.scheduler.long_prefill_token_threshold = config.long_prefill_token_threshold;
+  engine.scheduler.min_steps_before_priority_preemption =
+      config.min_steps_before_priority_preemption;
   engine.scheduler.max_waiting_requests = config.max_queue;
   engine.scheduler.max_model_len = serving->max_model_len;
   engine.scheduler.enable_prefix_caching = config.enable_prefix_caching;

@@ -20,6 +20,9 @@ class PropertyHarness {
     config.max_num_seqs = 6;
     config.max_waiting_requests = 12;
     config.max_model_len = 48;
+    // Priorities 0..2 arrive at random: priority preemption happens, and must neither starve
+    // the less important requests (the drain below) nor break the block accounting.
+    config.min_steps_before_priority_preemption = 2;
     scheduler_ = std::make_unique<Scheduler>(config, /*num_blocks=*/12, /*block_size=*/4);
   }
 
@@ -105,6 +108,7 @@ TEST(SchedulerPropertyTest, InvariantsHoldUnderRandomEvents) {
     EXPECT_EQ(harness.scheduler().block_manager().num_used_blocks(), 0);
     EXPECT_GT(harness.num_finished(), 500) << "seed " << seed;
     EXPECT_GT(harness.scheduler().counters().num_preemptions, 0) << "seed " << seed;
+    EXPECT_GT(harness.scheduler().counters().num_priority_preemptions, 0) << "seed " << seed;
     EXPECT_GT(harness.scheduler().counters().prefix_cache_hits, 0) << "seed " << seed;
   }
 }

@@ -20,9 +20,10 @@ using StepMap = std::map<uint64_t, int64_t>;
 class SchedulerTest : public ::testing::Test {
  protected:
   void Configure(int64_t budget, int64_t max_seqs = 8, int64_t num_blocks = 8,
-                 int64_t long_prefill_token_threshold = 0) {
+                 int64_t long_prefill_token_threshold = 0, int64_t min_steps_before_preempt = 8) {
     SchedulerConfig config;
     config.long_prefill_token_threshold = long_prefill_token_threshold;
+    config.min_steps_before_priority_preemption = min_steps_before_preempt;
     config.max_num_batched_tokens = budget;
     config.max_num_seqs = max_seqs;
     config.max_waiting_requests = 4;
@@ -109,6 +110,28 @@ TEST_F(SchedulerTest, LongPrefillThresholdCapsEachRequestsChunk) {
   EXPECT_EQ(scheduler_->Find(b), nullptr);
   EXPECT_EQ(scheduler_->Find(c), nullptr);
   EXPECT_EQ(Step(), (StepMap{{a, 1}}));  // Decodes are never capped below one token.
+}
+
+TEST_F(SchedulerTest, AMoreImportantArrivalPreemptsTheLeastImportantAfterItsMinimumSteps) {
+  Configure(/*budget=*/16, /*max_seqs=*/2, /*num_blocks=*/8, /*long_prefill_token_threshold=*/0,
+            /*min_steps_before_preempt=*/2);
+  const uint64_t a = Add(4, 20, /*priority=*/5, "", /*arrival_ms=*/0);
+  const uint64_t b = Add(4, 20, /*priority=*/5, "", /*arrival_ms=*/1);
+  EXPECT_EQ(Step(), (StepMap{{a, 4}, {b, 4}}));                        // Step 1: both admitted.
+  const uint64_t c = Add(4, 3, /*priority=*/0, "", /*arrival_ms=*/2);  // No seat for it.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 1}}));  // Step 2: b has run 1 step of its 2; c waits.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {c, 4}}));  // Step 3: b (least important, newest) yields.
+  EXPECT_EQ(scheduler_->counters().num_priority_preemptions, 1);
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {c, 1}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {c, 1}}));  // c's third token: done.
+  EXPECT_EQ(scheduler_->Find(c), nullptr);
+  // b returns: its prompt block is still in the prefix cache, so it recomputes its 2 outputs.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 2}}));
+  // An equal priority never preempts: d waits for a seat although b is preemptible by age.
+  const uint64_t d = Add(4, 2, /*priority=*/5, "", /*arrival_ms=*/3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 1}}));
+  EXPECT_EQ(scheduler_->Find(d)->state, RequestState::kWaiting);
+  EXPECT_EQ(scheduler_->counters().num_priority_preemptions, 1);
 }
 
 TEST_F(SchedulerTest, LongPrefillThresholdIsValidated) {
