@@ -166,7 +166,11 @@ bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t ten
       ++it;  // This tenant has had its share; others may still use theirs.
       continue;
     }
-    const BlockManager::CachedPrefix prefix = blocks_.FindCachedPrefix(request);
+    // Prompt logprobs need every prompt position computed, so such a request takes no cached
+    // prefix (as in vLLM); its full blocks are still cached for others afterwards.
+    const BlockManager::CachedPrefix prefix = request.sampling.prompt_logprobs > 0
+                                                  ? BlockManager::CachedPrefix()
+                                                  : blocks_.FindCachedPrefix(request);
     const int64_t num_new = ChunkCap(std::min(request.num_tokens() - prefix.num_tokens, allowance));
     if (!blocks_.Allocate(request, prefix.num_tokens + num_new, &prefix)) return false;
     counters_.prefix_cache_queries += request.num_tokens();

@@ -134,6 +134,22 @@ TEST_F(SchedulerTest, AMoreImportantArrivalPreemptsTheLeastImportantAfterItsMini
   EXPECT_EQ(scheduler_->counters().num_priority_preemptions, 1);
 }
 
+TEST_F(SchedulerTest, PromptLogprobsTakeNoCachedPrefix) {
+  Configure(/*budget=*/16, /*max_seqs=*/8, /*num_blocks=*/16);
+  const uint64_t a = Add(9, 1);
+  EXPECT_EQ(Step(), (StepMap{{a, 9}}));  // Done; its two full blocks stay cached.
+  const uint64_t b = Add(9, 1);
+  EXPECT_EQ(Step(), (StepMap{{b, 1}}));  // 8 of 9 prompt tokens from the cache.
+  auto r = std::make_unique<Request>();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 9; ++i) prompt.push_back(i + 1);  // The same prompt as Add's.
+  r->SetPrompt(std::move(prompt));
+  r->sampling.max_tokens = 1;
+  r->sampling.prompt_logprobs = 1;  // Needs every prompt position's logits.
+  ASSERT_OK_AND_ASSIGN(const uint64_t c, scheduler_->AddRequest(std::move(r)));
+  EXPECT_EQ(Step(), (StepMap{{c, 9}}));
+}
+
 TEST_F(SchedulerTest, LongPrefillThresholdIsValidated) {
   SchedulerConfig config;
   config.long_prefill_token_threshold = -1;

@@ -6,6 +6,7 @@ Run by ctest (label e2e) as: /usr/bin/python3 tests/server/e2e_test.py
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -152,6 +153,35 @@ class GenerationTest(unittest.TestCase):
                                                                      max_tokens=2)),
             timeout=30))[2]
         self.assertEqual(last.usage.prompt_tokens, len(applied.token_ids))
+
+    def test_logprobs_equal_the_numpy_reference_log_softmax(self):
+        # The float64 NumPy forward (tests/model/reference_llama.py, independent of our code):
+        # log-softmax of its logits must give the served prompt logprobs, top-k and the sampled
+        # tokens' logprobs, to 1e-3 (the served path is f32).
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../model"))
+        import numpy as np
+        import reference_llama
+        prompt = [1, 17, 99, 250, 31, 7]
+        responses = list(self.server.stub.Generate(
+            greedy(prompt, 4, logprobs=3, prompt_logprobs=3), timeout=30))
+        generated = [t for r in responses for t in r.token_ids]
+        logits = reference_llama.forward(MODEL_DIR, prompt + generated)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        logprobs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        for p in (p for r in responses for p in r.prompt_logprobs):
+            row = logprobs[p.position - 1]  # Row t scores the token at t + 1.
+            self.assertAlmostEqual(p.logprob, row[p.token_id], delta=1e-3)
+            best = np.argsort(-row)[:3]
+            self.assertEqual([t.token_id for t in p.top], list(best))
+            for t in p.top:
+                self.assertAlmostEqual(t.logprob, row[t.token_id], delta=1e-3)
+        sampled = [t for r in responses for t in r.logprobs]
+        self.assertEqual(len(sampled), 4)
+        for i, t in enumerate(sampled):
+            row = logprobs[len(prompt) - 1 + i]
+            self.assertEqual(t.token_id, int(np.argmax(row)))  # Greedy.
+            self.assertAlmostEqual(t.logprob, row[t.token_id], delta=1e-3)
+            self.assertEqual([x.token_id for x in t.top], list(np.argsort(-row)[:3]))
 
     def test_text_input_and_tokenize_round_trip(self):
         text = "def hello(x):\n    return print(x) if x else world"
