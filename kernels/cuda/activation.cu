@@ -15,22 +15,6 @@ constexpr int kThreads = 256;
 
 __device__ __forceinline__ float Silu(float x) { return x / (1.0f + __expf(-x)); }
 
-template <typename T>
-__device__ __forceinline__ T Narrow(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 Narrow<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <>
-__device__ __forceinline__ __half Narrow<__half>(float x) {
-  return __float2half_rn(x);
-}
-
-template <>
-__device__ __forceinline__ float Narrow<float>(float x) {
-  return x;
-}
-
 // count4 groups of four floats, then the scalar tail from tail_begin. TOut: float (float4
 // stores), __nv_bfloat16 or __half (four 16-bit values, 8 bytes, per store).
 template <typename TOut>

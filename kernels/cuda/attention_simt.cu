@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/attention_params.cuh"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_util.cuh"
 
 namespace iquest::cuda::attention {
 namespace {
@@ -17,10 +18,6 @@ namespace {
 // 32 * kSimtWarps; one warp per (query row, head); lane owns dims lane + 32 j.
 constexpr int kSimtWarps = 4;
 constexpr int kSimtKeys = 4;  // Keys per step (independent dot products in flight).
-
-__device__ __forceinline__ float ToFloat(float value) { return value; }
-__device__ __forceinline__ float ToFloat(__nv_bfloat16 value) { return __bfloat162float(value); }
-__device__ __forceinline__ float ToFloat(__half value) { return __half2float(value); }
 
 template <typename T, int kDimsPerLane>
 __global__ void __launch_bounds__(32 * kSimtWarps) AttentionSimtKernel(const AttentionParams p) {

@@ -11,6 +11,27 @@
 
 namespace iquest::cuda {
 
+// One element of a float storage type widened to f32 (overloads, for typed kernels).
+__device__ __forceinline__ float ToFloat(float v) { return v; }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float ToFloat(__half v) { return __half2float(v); }
+
+// f32 rounded to nearest even into the storage type T (float, __nv_bfloat16 or __half).
+template <typename T>
+__device__ __forceinline__ T Narrow(float x);
+template <>
+__device__ __forceinline__ float Narrow<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 Narrow<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <>
+__device__ __forceinline__ __half Narrow<__half>(float x) {
+  return __float2half_rn(x);
+}
+
 // Element i of a float tensor of `dtype` (kF32, kBF16 or kF16), widened to f32.
 __device__ __forceinline__ float LoadFloat(const void* data, DType dtype, int64_t i) {
   switch (dtype) {

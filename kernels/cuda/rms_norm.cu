@@ -15,13 +15,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// f32 -> the element type of the destination pointer (the tag), rounding to nearest even.
-__device__ __forceinline__ float Narrow(float x, float* /*tag*/) { return x; }
-__device__ __forceinline__ __nv_bfloat16 Narrow(float x, __nv_bfloat16* /*tag*/) {
-  return __float2bfloat16_rn(x);
-}
-__device__ __forceinline__ __half Narrow(float x, __half* /*tag*/) { return __float2half_rn(x); }
-
 // TOut: float, __nv_bfloat16 or __half.
 template <typename TOut>
 __global__ void RmsNormKernel(const float* x, float* residual, const void* weight,
@@ -60,7 +53,7 @@ __global__ void RmsNormKernel(const float* x, float* residual, const void* weigh
   const float total = BlockSum(sum_squares, scratch);
   const float inv_rms = rsqrtf(total / static_cast<float>(hidden) + eps);
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-    out_row[i] = Narrow(row[i] * inv_rms * LoadFloat(weight, weight_dtype, i), out_row);
+    out_row[i] = Narrow<TOut>(row[i] * inv_rms * LoadFloat(weight, weight_dtype, i));
   }
 }
 
