@@ -159,7 +159,10 @@ absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
                options.parse_special_tokens ? options.plain_ranges : std::span(&everything, 1));
   std::vector<int> piece_ids;
   std::string error;
+  // Only plain text can still hold a special token's text; otherwise added_ took them all.
+  const bool may_hold_specials = !options.parse_special_tokens || !options.plain_ranges.empty();
   std::vector<TextSegment> inner;
+  std::vector<std::string_view> parts;
   for (const TextSegment& segment : segments) {
     if (segment.token_id >= 0) {
       ids.push_back(segment.token_id);
@@ -168,8 +171,8 @@ absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
     // A special token's text left in plain text (content, or parse_special_tokens off) would
     // still be matched by SentencePiece when the model lists it as a user-defined symbol: cut
     // the text one byte into each such occurrence, so no piece holds it whole.
-    std::vector<std::string_view> parts;
-    special_.Split(segment.text, &inner);
+    parts.clear();
+    if (may_hold_specials) special_.Split(segment.text, &inner);
     size_t from = 0;
     for (const TextSegment& s : inner) {
       if (s.token_id < 0) continue;
