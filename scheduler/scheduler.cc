@@ -22,6 +22,12 @@ absl::Status SchedulerConfig::Validate() const {
   if (min_steps_before_priority_preemption < 0) {
     return absl::InvalidArgumentError("min_steps_before_priority_preemption must be >= 0");
   }
+  for (const auto& [tenant, weight] : tenant_weights) {
+    if (!(weight > 0.0 && weight <= kMaxTenantWeight)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tenant weight of '", tenant, "' must be in (0, ", kMaxTenantWeight, "]"));
+    }
+  }
   if (!(long_prefill_token_threshold >= 0 && long_prefill_token_threshold <= (1 << 20))) {
     return absl::InvalidArgumentError("long_prefill_token_threshold must be in [0, 1048576]");
   }
@@ -68,17 +74,30 @@ int64_t Scheduler::ChunkCap(int64_t num_tokens) const {
   return cap > 0 ? std::min(num_tokens, cap) : num_tokens;
 }
 
+double Scheduler::TenantWeight(const std::string& tenant) const {
+  auto it = config_.tenant_weights.find(tenant);
+  return it == config_.tenant_weights.end() ? 1.0 : it->second;
+}
+
 ScheduledBatch Scheduler::Schedule(Clock::time_point now) {
   ExpireDeadlines(now);
   ++num_steps_;
   PreemptForPriority();
+  std::vector<Candidate> running;
+  for (Request* r : running_) {
+    const int64_t remaining = r->num_tokens() - r->num_computed_tokens;
+    CHECK_GT(remaining, 0) << "running request " << r->id << " has nothing to compute";
+    running.push_back({r, ChunkCap(remaining)});
+  }
+  std::vector<Candidate> admissions = PickAdmissions();
+  PlanGrants(running, admissions);
   ScheduledBatch batch;
-  int64_t budget = config_.max_num_batched_tokens;
   bool preempted = false;
-  ScheduleRunning(batch, budget, preempted);
+  ScheduleRunning(running, batch, preempted);
   // As in vLLM: a step that had to preempt admits nobody new.
-  if (!preempted) ScheduleWaiting(batch, budget);
+  if (!preempted) Admit(admissions, batch);
   for (const ScheduledRequest& s : batch.requests) batch.num_tokens += s.num_tokens;
+  CHECK_LE(batch.num_tokens, config_.max_num_batched_tokens);
   return batch;
 }
 
@@ -99,16 +118,95 @@ void Scheduler::PreemptForPriority() {
   }
 }
 
-void Scheduler::ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted) {
-  // running_ is kept in (priority, arrival) order, so preemption victims come off the back.
-  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
-    Request& request = *running_[i];
-    const int64_t num_new =
-        ChunkCap(std::min(request.num_tokens() - request.num_computed_tokens, budget));
-    CHECK_GT(num_new, 0) << "running request " << request.id << " has nothing to compute";
-    if (!ReserveForRunning(request, num_new, batch, preempted)) break;  // It preempted itself.
-    batch.requests.push_back({&request, num_new});
-    budget -= num_new;
+std::vector<Scheduler::Candidate> Scheduler::PickAdmissions() {
+  std::vector<Candidate> picks;
+  int64_t seats = config_.max_num_seqs - num_running();
+  if (seats <= 0 || waiting_.empty()) return picks;
+  std::map<std::string, int64_t> seats_held;
+  for (const Request* r : running_) ++seats_held[r->tenant];
+  // Each tenant's waiting requests in waiting order, and the next one to consider.
+  std::map<std::string, std::vector<Request*>> queues;
+  for (Request* r : waiting_) queues[r->tenant].push_back(r);
+  std::map<std::string, size_t> next;
+  // Every admission computes at least one token, so the budget bounds the picks too.
+  while (seats > 0 && static_cast<int64_t>(picks.size()) < config_.max_num_batched_tokens) {
+    Request* best = nullptr;
+    double best_load = 0.0;
+    for (const auto& [tenant, queue] : queues) {
+      const size_t i = next[tenant];
+      if (i == queue.size()) continue;
+      Request* head = queue[i];
+      // Seats per unit of weight if this one were admitted: the fewest goes first.
+      const double load =
+          static_cast<double>(seats_held[tenant] + head->sampling.n) / TenantWeight(tenant);
+      if (best == nullptr || head->priority < best->priority ||
+          (head->priority == best->priority &&
+           (load < best_load || (load == best_load && WaitingOrder()(head, best))))) {
+        best = head;
+        best_load = load;
+      }
+    }
+    // Nobody left, or the next in line needs more seats than are free: it is not overtaken.
+    if (best == nullptr || best->sampling.n > seats) break;
+    seats -= best->sampling.n;
+    seats_held[best->tenant] += best->sampling.n;
+    ++next[best->tenant];
+    // Prompt logprobs need every prompt position computed, so such a request takes no cached
+    // prefix (as in vLLM); its full blocks are still cached for others afterwards.
+    const int64_t cached =
+        best->sampling.prompt_logprobs > 0 ? 0 : blocks_.FindCachedPrefix(*best).num_tokens;
+    picks.push_back({best, ChunkCap(best->num_tokens() - cached)});
+  }
+  return picks;
+}
+
+void Scheduler::PlanGrants(std::vector<Candidate>& running, std::vector<Candidate>& admissions) {
+  // Within a tenant and a priority: running requests first (in running_ order), then admissions
+  // in pick order.
+  std::map<int32_t, std::map<std::string, std::vector<Candidate*>>> classes;
+  for (Candidate& c : running) classes[c.request->priority][c.request->tenant].push_back(&c);
+  for (Candidate& c : admissions) classes[c.request->priority][c.request->tenant].push_back(&c);
+  std::map<std::string, double> carry;
+  int64_t remaining = config_.max_num_batched_tokens;
+  for (auto& [priority, tenants] : classes) {
+    std::vector<TenantDemand> demands;
+    for (const auto& [tenant, candidates] : tenants) {
+      TenantDemand d;
+      d.weight = TenantWeight(tenant);
+      for (const Candidate* c : candidates) d.demand += c->demand;
+      auto it = carry.find(tenant);
+      if (it != carry.end()) {
+        d.carry = it->second;
+      } else if (auto old = tenant_carry_.find(tenant); old != tenant_carry_.end()) {
+        d.carry = old->second;
+      }
+      demands.push_back(d);
+    }
+    SplitTokens(remaining, demands);
+    size_t k = 0;
+    for (auto& [tenant, candidates] : tenants) {
+      const TenantDemand& d = demands[k++];
+      carry[tenant] = d.carry;
+      remaining -= d.granted;
+      int64_t left = d.granted;
+      for (Candidate* c : candidates) {
+        c->grant = std::min(c->demand, left);
+        left -= c->grant;
+      }
+    }
+  }
+  tenant_carry_ = std::move(carry);  // Tenants with nothing to compute carry nothing.
+}
+
+void Scheduler::ScheduleRunning(const std::vector<Candidate>& running, ScheduledBatch& batch,
+                                bool& preempted) {
+  // running_ is kept in (priority, arrival) order, so preemption victims come off the back: never
+  // one already in the batch.
+  for (const Candidate& c : running) {
+    if (c.request->state != RequestState::kRunning) continue;  // A victim of this step.
+    if (c.grant == 0) continue;
+    if (!ReserveForRunning(*c.request, c.grant, batch, preempted)) break;  // It preempted itself.
+    batch.requests.push_back({c.request, c.grant});
   }
 }
 
@@ -142,37 +240,16 @@ void Scheduler::Preempt(Request& victim) {
   waiting_.insert(&victim);  // Its arrival time puts it ahead of later arrivals.
 }
 
-void Scheduler::ScheduleWaiting(ScheduledBatch& batch, int64_t& budget) {
-  std::map<std::string, int64_t> tenant_used;
-  std::set<std::string> tenants;
-  for (const Request* r : waiting_) tenants.insert(r->tenant);
-  if (tenants.size() > 1) {
-    // Fair share first, then the leftover to anyone.
-    const int64_t share =
-        (budget + static_cast<int64_t>(tenants.size()) - 1) / static_cast<int64_t>(tenants.size());
-    if (!AdmitWaiting(batch, budget, share, tenant_used)) return;
-  }
-  AdmitWaiting(batch, budget, -1, tenant_used);
-}
-
-bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t tenant_cap,
-                             std::map<std::string, int64_t>& tenant_used) {
-  for (auto it = waiting_.begin(); it != waiting_.end() && budget > 0;) {
-    Request& request = **it;
-    if (num_running() + request.sampling.n > config_.max_num_seqs) return false;
-    int64_t allowance = budget;
-    if (tenant_cap >= 0) allowance = std::min(allowance, tenant_cap - tenant_used[request.tenant]);
-    if (allowance <= 0) {
-      ++it;  // This tenant has had its share; others may still use theirs.
-      continue;
-    }
-    // Prompt logprobs need every prompt position computed, so such a request takes no cached
-    // prefix (as in vLLM); its full blocks are still cached for others afterwards.
+void Scheduler::Admit(const std::vector<Candidate>& admissions, ScheduledBatch& batch) {
+  for (const Candidate& c : admissions) {
+    if (c.grant == 0) continue;
+    Request& request = *c.request;
+    // Looked up again: this step's allocations for running requests may have evicted blocks.
     const BlockManager::CachedPrefix prefix = request.sampling.prompt_logprobs > 0
                                                   ? BlockManager::CachedPrefix()
                                                   : blocks_.FindCachedPrefix(request);
-    const int64_t num_new = ChunkCap(std::min(request.num_tokens() - prefix.num_tokens, allowance));
-    if (!blocks_.Allocate(request, prefix.num_tokens + num_new, &prefix)) return false;
+    const int64_t num_new = std::min(c.grant, request.num_tokens() - prefix.num_tokens);
+    if (!blocks_.Allocate(request, prefix.num_tokens + num_new, &prefix)) return;  // No blocks.
     counters_.prefix_cache_queries += request.num_tokens();
     counters_.prefix_cache_hits += prefix.num_tokens;
     request.num_computed_tokens = prefix.num_tokens;
@@ -182,14 +259,11 @@ bool Scheduler::AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t ten
     }
     request.state = RequestState::kRunning;
     request.admitted_step = num_steps_;
-    it = waiting_.erase(it);
+    waiting_.erase(&request);
     running_.insert(std::upper_bound(running_.begin(), running_.end(), &request, WaitingOrder()),
                     &request);
     batch.requests.push_back({&request, num_new});
-    budget -= num_new;
-    tenant_used[request.tenant] += num_new;
   }
-  return true;
 }
 
 std::vector<const Request*> Scheduler::Update(const ScheduledBatch& batch,

@@ -4,12 +4,21 @@
 // a decode is a one-token chunk. The step's contract is {request: num_tokens}.
 //
 // Policy:
-//  - running requests first, most important first: priority (lower first), then arrival;
+//  - priority classes are strict: a step's tokens go to the most important priority (lower
+//    values) first, then to the next, as in Kubernetes' API Priority and Fairness;
+//  - within a priority, tenants share the step's token budget by weight (--tenant-weights; unknown
+//    tenants weigh 1): running decodes, prefill chunks and admissions alike, by weighted
+//    water-filling with the fractions carried between steps (fair_share.h). It is work-conserving:
+//    what one tenant cannot use goes to the others. Free seats (max_num_seqs) are given the same
+//    way: the next admission goes to the tenant with the fewest seats per unit of weight. Seats
+//    already held are not taken back for fairness (only for priority, below), so when seats are
+//    the bottleneck shares converge as requests finish rather than at once;
+//  - within a tenant, requests are served in (priority, arrival) order, running ones first;
 //  - when blocks run out, preempt by recompute: the least important, newest running request gives
 //    its blocks back and returns to the waiting queue (its tokens are kept and recomputed later);
-//  - then waiting requests are admitted in (priority, arrival) order from a bounded queue; when
-//    several tenants wait, each gets an equal share of the remaining token budget first, and what
-//    is left over goes to anyone (work-conserving);
+//    a step that preempted admits nobody new;
+//  - a more important waiting request that cannot get a seat or blocks preempts the least
+//    important running one, bounded by min_steps_before_priority_preemption (no thrashing);
 //  - an expired deadline finishes a waiting or running request; cancellation finishes it at once.
 // Finished requests hold no blocks.
 #pragma once
@@ -27,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "scheduler/block_manager.h"
 #include "scheduler/check_fits.h"
+#include "scheduler/fair_share.h"
 #include "scheduler/request.h"
 
 namespace iquest {
@@ -47,6 +57,8 @@ struct SchedulerConfig {
   // least this many steps since it was admitted. The second condition bounds thrashing: a victim
   // always makes this much progress per admission, and equal priorities never preempt each other.
   int64_t min_steps_before_priority_preemption = 8;
+  // Tenant -> weight in (0, kMaxTenantWeight]; tenants not named weigh 1.
+  TenantWeights tenant_weights;
 
   absl::Status Validate() const;
 };
@@ -118,20 +130,27 @@ class Scheduler {
     }
   };
 
+  // One request that may compute tokens this step: running, or waiting and given a seat.
+  struct Candidate {
+    Request* request;
+    int64_t demand;     // Tokens it could compute this step (ChunkCap applied).
+    int64_t grant = 0;  // Tokens the fair share gives it.
+  };
+
   void ExpireDeadlines(Clock::time_point now);
   // Priority preemption (SchedulerConfig::min_steps_before_priority_preemption), before the step
   // is built so that no victim is already in the batch.
   void PreemptForPriority();
   // `num_tokens` of one request this step, capped by long_prefill_token_threshold.
   int64_t ChunkCap(int64_t num_tokens) const;
-  void ScheduleRunning(ScheduledBatch& batch, int64_t& budget, bool& preempted);
-  void ScheduleWaiting(ScheduledBatch& batch, int64_t& budget);
-  // Admits waiting requests while `tenant_cap` allows (-1: no cap). Returns false when admission
-  // must stop altogether (no blocks, no seats).
-  bool AdmitWaiting(ScheduledBatch& batch, int64_t& budget, int64_t tenant_cap,
-                    std::map<std::string, int64_t>& tenant_used);
-  // Makes room for `request` to compute `num_new` tokens, preempting others if needed. Returns
-  // false if `request` itself had to be preempted.
+  double TenantWeight(const std::string& tenant) const;
+  // Waiting requests that get the free seats this step, in admission order (seats by weight).
+  std::vector<Candidate> PickAdmissions();
+  // Sets every candidate's grant: priority classes in order, tenants by weight within one.
+  void PlanGrants(std::vector<Candidate>& running, std::vector<Candidate>& admissions);
+  void ScheduleRunning(const std::vector<Candidate>& running, ScheduledBatch& batch,
+                       bool& preempted);
+  void Admit(const std::vector<Candidate>& admissions, ScheduledBatch& batch);
   bool ReserveForRunning(Request& request, int64_t num_new, ScheduledBatch& batch, bool& preempted);
   void Preempt(Request& victim);
   void Fork(Request& parent, const std::vector<int32_t>& tokens,
@@ -145,6 +164,8 @@ class Scheduler {
   uint64_t next_id_ = 1;
   int64_t num_queued_ = 0;
   int64_t num_steps_ = 0;  // Schedule calls so far.
+  // SplitTokens's carry per backlogged tenant; dropped when the tenant has nothing to compute.
+  std::map<std::string, double> tenant_carry_;
   std::unordered_map<uint64_t, std::unique_ptr<Request>> live_;
   std::set<Request*, WaitingOrder> waiting_;
   std::vector<Request*> running_;

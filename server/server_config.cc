@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/mapped_file.h"
 #include "kernels/backend_flags.h"
 
 namespace iquest {
@@ -31,6 +32,9 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddInt("max-num-seqs", &max_num_seqs, "requests in one step", 1, 65536);
   p.AddInt("min-steps-before-priority-preemption", &min_steps_before_priority_preemption,
            "steps a request runs before a more important arrival may preempt it", 0, 1 << 20);
+  p.AddString("tenant-weights", &tenant_weights_file,
+              "file of `TENANT WEIGHT` lines: shares of each step's tokens and seats under "
+              "contention; tenants not named weigh 1");
   p.AddInt("long-prefill-token-threshold", &long_prefill_token_threshold,
            "most prompt tokens of one request per step; 0: no cap", 0, 1 << 20);
   p.AddInt("max-num-batched-tokens", &max_num_batched_tokens, "token budget of one step", 1,
@@ -96,11 +100,16 @@ absl::Status ServerConfig::Validate() const {
   for (const auto& [flag, path] : {std::pair<std::string, std::string>{"tls-cert", tls_cert},
                                    {"tls-key", tls_key},
                                    {"tls-client-ca", tls_client_ca},
-                                   {"auth-token-file", auth_token_file}}) {
+                                   {"auth-token-file", auth_token_file},
+                                   {"tenant-weights", tenant_weights_file}}) {
     if (!path.empty()) {
       const absl::Status status = ReadableFile(flag, path);
       if (!status.ok()) return status;
     }
+  }
+  if (absl::StatusOr<TenantWeights> weights = LoadTenantWeights(tenant_weights_file);
+      !weights.ok()) {
+    return weights.status();  // Before the model loads: a typo fails in a second, not minutes.
   }
   if (health_port > 0 && health_port == port) {
     return absl::InvalidArgumentError("--health-port must differ from --port");
@@ -118,6 +127,18 @@ absl::Status ServerConfig::Validate() const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<TenantWeights> LoadTenantWeights(const std::string& path) {
+  if (path.empty()) return TenantWeights();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  absl::StatusOr<TenantWeights> weights =
+      text.ok() ? ParseTenantWeights(*text) : absl::StatusOr<TenantWeights>(text.status());
+  if (!weights.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tenant-weights ", path, ": ", weights.status().message()));
+  }
+  return weights;
+}
+
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
       Kv("device", device), Kv("threads", backend.num_threads),
@@ -125,6 +146,7 @@ std::string ServerConfig::Describe() const {
       Kv("max_num_seqs", max_num_seqs), Kv("max_num_batched_tokens", max_num_batched_tokens),
       Kv("long_prefill_token_threshold", long_prefill_token_threshold),
       Kv("min_steps_before_priority_preemption", min_steps_before_priority_preemption),
+      Kv("tenant_weights", tenant_weights_file.empty() ? "none" : tenant_weights_file),
       Kv("max_queue", max_queue), Kv("max_prompt_bytes", max_prompt_bytes),
       Kv("max_message_bytes", max_message_bytes),
       Kv("max_concurrent_streams", max_concurrent_streams),

@@ -6,8 +6,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/flags.h"
 #include "kernels/backend.h"
+#include "scheduler/fair_share.h"
 
 namespace iquest {
 
@@ -30,12 +32,12 @@ struct ServerConfig {
   int64_t kv_cache_mb = 256;
   int64_t max_num_seqs = 64;
   int64_t max_num_batched_tokens = 2048;
-  int64_t long_prefill_token_threshold = 0;
-  int64_t min_steps_before_priority_preemption =
-      8;                       // 0: a prefill chunk is bounded by the budget only.
-  int64_t max_queue = 256;     // Waiting requests; beyond: RESOURCE_EXHAUSTED.
-  int64_t max_model_len = 0;   // 0: the model's context.
-  int64_t max_tokens_cap = 0;  // 0: max_model_len.
+  int64_t long_prefill_token_threshold = 0;  // 0: a prefill chunk is bounded by the budget only.
+  int64_t min_steps_before_priority_preemption = 8;
+  std::string tenant_weights_file;  // `TENANT WEIGHT` lines (fair_share.h); empty: all weigh 1.
+  int64_t max_queue = 256;          // Waiting requests; beyond: RESOURCE_EXHAUSTED.
+  int64_t max_model_len = 0;        // 0: the model's context.
+  int64_t max_tokens_cap = 0;       // 0: max_model_len.
   bool enable_prefix_caching = true;
   // Limits.
   int64_t max_prompt_bytes = 4 << 20;
@@ -62,5 +64,8 @@ struct ServerConfig {
   absl::Status Validate() const;
   std::string Describe() const;  // key=value, for the start-up log line.
 };
+
+// Reads and parses a --tenant-weights file; an empty path is no weights. Errors name the flag.
+absl::StatusOr<TenantWeights> LoadTenantWeights(const std::string& path);
 
 }  // namespace iquest

@@ -177,6 +177,7 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   engine.scheduler.long_prefill_token_threshold = config.long_prefill_token_threshold;
   engine.scheduler.min_steps_before_priority_preemption =
       config.min_steps_before_priority_preemption;
+  ASSIGN_OR_RETURN(engine.scheduler.tenant_weights, LoadTenantWeights(config.tenant_weights_file));
   engine.scheduler.max_waiting_requests = config.max_queue;
   engine.scheduler.max_model_len = serving->max_model_len;
   engine.scheduler.enable_prefix_caching = config.enable_prefix_caching;

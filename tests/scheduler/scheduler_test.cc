@@ -28,6 +28,7 @@ class SchedulerTest : public ::testing::Test {
     config.max_num_seqs = max_seqs;
     config.max_waiting_requests = 4;
     config.max_model_len = 64;
+    config.tenant_weights = tenant_weights_;
     scheduler_ = std::make_unique<Scheduler>(config, num_blocks, 4);
   }
 
@@ -64,6 +65,7 @@ class SchedulerTest : public ::testing::Test {
     return out;
   }
 
+  TenantWeights tenant_weights_;  // Set before Configure.
   std::unique_ptr<Scheduler> scheduler_;
   int step_ = 0;
 };
@@ -192,6 +194,44 @@ TEST_F(SchedulerTest, FairShareAmongTenants) {
   // Without fair share a1 would take the whole budget; with it a1 and b1 get 4 each.
   EXPECT_EQ(Step(), (StepMap{{a1, 4}, {b1, 4}}));
   (void)a2;
+}
+
+TEST_F(SchedulerTest, TenantWeightsSplitTheBudgetAndLeftoversGoToOthers) {
+  tenant_weights_ = {{"a", 3.0}};  // b is not named: weight 1.
+  Configure(/*budget=*/8, /*max_seqs=*/8, /*num_blocks=*/16);
+  const uint64_t a = Add(16, 2, 0, "a", 1);
+  const uint64_t b = Add(16, 2, 0, "b", 2);
+  EXPECT_EQ(Step(), (StepMap{{a, 6}, {b, 2}}));  // 3:1.
+  EXPECT_EQ(Step(), (StepMap{{a, 6}, {b, 2}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 4}, {b, 4}}));  // a needs only 4: b takes the rest.
+  EXPECT_EQ(Step(), (StepMap{{a, 1}, {b, 7}}));  // A decode is one token; work-conserving.
+  EXPECT_EQ(Step(), (StepMap{{b, 1}}));          // a is done; b's prompt ended last step.
+}
+
+TEST_F(SchedulerTest, FractionalSharesAreCarriedBetweenSteps) {
+  tenant_weights_ = {{"a", 3.0}, {"b", 1.0}};
+  Configure(/*budget=*/5, /*max_seqs=*/8, /*num_blocks=*/16);
+  const uint64_t a = Add(40, 1, 0, "a", 1);
+  const uint64_t b = Add(40, 1, 0, "b", 2);
+  // Shares are 3.75 and 1.25 tokens; what rounding withholds in one step is paid in the next, so
+  // over four steps the grants are exactly 15:5.
+  EXPECT_EQ(Step(), (StepMap{{a, 4}, {b, 1}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 4}, {b, 1}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 3}, {b, 2}}));
+  EXPECT_EQ(Step(), (StepMap{{a, 4}, {b, 1}}));
+}
+
+TEST_F(SchedulerTest, FreeSeatsGoByWeight) {
+  tenant_weights_ = {{"a", 3.0}};
+  Configure(/*budget=*/64, /*max_seqs=*/3, /*num_blocks=*/16);
+  const uint64_t b1 = Add(1, 3, 0, "b", 0);
+  const uint64_t b2 = Add(1, 3, 0, "b", 0);
+  const uint64_t a1 = Add(1, 3, 0, "a", 1);
+  const uint64_t a2 = Add(1, 3, 0, "a", 1);
+  // The next seat goes to the fewest seats per weight if admitted: a1 (1/3), a2 (2/3), then b1
+  // (1/1). With equal weights it would be b1, a1, b2 (ties go by arrival).
+  EXPECT_EQ(Step(), (StepMap{{a1, 1}, {a2, 1}, {b1, 1}}));
+  EXPECT_EQ(scheduler_->Find(b2)->state, RequestState::kWaiting);
 }
 
 TEST_F(SchedulerTest, DeadlinesExpireWaitingAndRunningRequests) {
