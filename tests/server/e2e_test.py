@@ -120,6 +120,29 @@ class GenerationTest(unittest.TestCase):
         self.assertEqual(stopped, text[:start])  # Held back, never sent, not included.
         self.assertEqual(last.finish_reason, pb.FINISH_REASON_STOP_STRING)
 
+    def test_stop_string_inside_a_multi_byte_character(self):
+        # "é" is two byte-fallback tokens (<0xC3> <0xA9>) in this vocabulary; a logit bias on them
+        # makes the random model write runs of both bytes, so characters arrive split over steps.
+        byte_ids = list(self.server.stub.Tokenize(
+            pb.TokenizeRequest(text="é", add_special_tokens=False), timeout=5).token_ids)[-2:]
+
+        def generate(stop):
+            request = greedy([1, 40, 41, 42], 24, stop=stop)
+            for i in byte_ids:
+                request.sampling.logit_bias[i] = 30.0
+            return collect(self.server.stub.Generate(request, timeout=30))
+        ids, text, _ = generate([])
+        start = text.find("é")
+        self.assertGreater(start, 0, text)  # Lone bytes (U+FFFD) first, then a whole "é".
+        _, stopped, last = generate(["é"])
+        self.assertEqual(stopped, text[:start])
+        self.assertEqual(last.finish_reason, pb.FINISH_REASON_STOP_STRING)
+        # "ê" shares é's first byte: held back until the second byte says otherwise, never
+        # matched, and the text comes out whole, no character cut.
+        _, unstopped, last = generate(["ê"])
+        self.assertEqual(unstopped, text)
+        self.assertEqual(last.finish_reason, pb.FINISH_REASON_LENGTH)
+
     def test_cache_salt_separates_prefix_cache_hits(self):
         prompt = [1] + [100 + i for i in range(23)]
 
