@@ -9,17 +9,24 @@ MODEL ?= models/demo
 BENCH_MODEL ?= $(BUILD_DIR)/models/random
 HOST ?= 127.0.0.1
 PORT ?= 50051
+# The OpenAI-compatible HTTP API beside gRPC (-1: off).
+HTTP_PORT ?= 8000
 # `make docker` builds deploy/docker/Dockerfile.$(FLAVOR) (cpu or cuda) as iquest-serve:$(FLAVOR).
 FLAVOR ?= cpu
 
-.PHONY: all deps configure build run test eval bench fuzz gpu-check docker format clean
+.PHONY: all deps build-deps configure build run test eval bench fuzz gpu-check docker format clean
 
 all: build
 
+# `make run` installs only what the build needs; `make test` adds the test peers (Python gRPC,
+# Prometheus, npm packages).
 deps:
 	@bash scripts/install-deps.sh
 
-configure: deps
+build-deps:
+	@IQUEST_DEPS_BUILD_ONLY=1 bash scripts/install-deps.sh
+
+configure: build-deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) > /dev/null
 
 build: configure
@@ -27,9 +34,10 @@ build: configure
 
 # Starts iquest-serve in the foreground; Ctrl-C (SIGINT) or SIGTERM drains and stops it.
 run: build
-	$(BUILD_DIR)/bin/iquest-serve --model $(MODEL) --host $(HOST) --port $(PORT)
+	$(BUILD_DIR)/bin/iquest-serve --model $(MODEL) --host $(HOST) --port $(PORT) \
+	  --http-port $(HTTP_PORT)
 
-test: build
+test: deps build
 	cd $(BUILD_DIR) && ctest -LE gpu --output-on-failure -j $(JOBS) --timeout 900
 
 # The model-quality gate (scripts/ci/eval.sh, the pipeline's eval stage): logits parity, tiny

@@ -19,7 +19,7 @@ target="127.0.0.1:$PORT"
 
 for threshold in $THRESHOLDS; do
   "$BUILD_DIR/bin/iquest-serve" --model "$MODEL" --host 127.0.0.1 --port "$PORT" \
-    --health-port -1 --metrics-port -1 --log-level warning \
+    --health-port -1 --metrics-port -1 --http-port -1 --log-level warning \
     --long-prefill-token-threshold "$threshold" &
   server=$!
   for _ in $(seq 1 600); do

@@ -19,7 +19,7 @@ METRICS_PORT="${METRICS_PORT:-50092}"
 OUT_DIR="${OUT_DIR:-$BUILD_DIR/bench-step-time}"
 mkdir -p "$OUT_DIR"
 
-"$SERVE" --model "$MODEL" --host 127.0.0.1 --port "$PORT" --health-port -1 \
+"$SERVE" --model "$MODEL" --host 127.0.0.1 --port "$PORT" --health-port -1 --http-port -1 \
   --metrics-port "$METRICS_PORT" --max-num-seqs 256 --log-level warning &
 server=$!
 trap 'kill "$server" 2> /dev/null; wait "$server" 2> /dev/null || true' EXIT

@@ -178,7 +178,7 @@ if [[ "${SKIP_SERVING:-0}" != 1 ]]; then
     log "iquest-serve has no --threads flag yet: it runs with its default"
   fi
   log "iquest-serve on 127.0.0.1:$PORT; iquest-bench at concurrency $SERVE_CONCURRENCY"
-  "$BIN/iquest-serve" --model "$HF_DIR" --host 127.0.0.1 --port "$PORT" --metrics-port -1 \
+  "$BIN/iquest-serve" --model "$HF_DIR" --host 127.0.0.1 --port "$PORT" --metrics-port -1 --http-port -1 \
     --max-num-seqs "$SERVE_CONCURRENCY" --max-model-len "$CONTEXT" --kv-cache-mb 2048 \
     "${THREAD_FLAG[@]}" >"$RESULTS/iquest_serve.log" 2>&1 &
   SERVER_PID=$!

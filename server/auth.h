@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ class BearerAuth {
   // names the token without revealing it: "token:" and 16 hex digits of its SHA-256.
   grpc::Status Check(const grpc::ServerContextBase& context, std::string* identity = nullptr) const;
   bool Accepts(const std::string& token) const;
+  // The identity of `token` if it is one of ours (the HTTP front door's check).
+  std::optional<std::string> IdentityOf(const std::string& token) const;
 
  private:
   explicit BearerAuth(std::vector<Sha256Digest> digests) : digests_(std::move(digests)) {}

@@ -19,6 +19,8 @@ class GenerationService final : public serve::v1::Generation::CallbackService {
   void SetReady(const ServingContext* serving) { serving_.store(serving); }
   void StartDraining() { draining_.store(true); }
   bool draining() const { return draining_.load(); }
+  // Null until SetReady (the HTTP front door reads it too).
+  const ServingContext* serving() const { return serving_.load(); }
 
   grpc::ServerWriteReactor<serve::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const serve::v1::GenerateRequest* request) override;

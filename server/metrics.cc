@@ -9,6 +9,7 @@
 #include "common/build_version.h"
 #include "prometheus/collectable.h"
 #include "prometheus/gauge.h"
+#include "prometheus/text_serializer.h"
 
 namespace iquest {
 namespace {
@@ -203,6 +204,12 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
   metrics->exposer_->RegisterCollectable(metrics->registry_);
   metrics->exposer_->RegisterCollectable(metrics->engine_collector_);
   return metrics;
+}
+
+std::string ServerMetrics::Render() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (prometheus::MetricFamily& f : engine_collector_->Collect()) families.push_back(std::move(f));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 void ServerMetrics::ObserveRequestDone(const GenerationOutput& last) {

@@ -29,6 +29,8 @@ class ServerMetrics {
   ~ServerMetrics();
 
   int port() const { return port_; }
+  // The exposition text a scrape of the metrics port returns (the HTTP port's /metrics alias).
+  std::string Render() const;
   // Engine gauges appear once the engine exists.
   void SetEngine(const Engine* engine) { engine_.store(engine); }
   // iquest_model_info{model, architecture, fingerprint} 1, once the model is loaded and checked

@@ -25,6 +25,19 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
            65535);
   p.AddInt("metrics-port", &metrics_port, "Prometheus /metrics port; -1 off, 0 picks one", -1,
            65535);
+  p.AddInt("http-port", &http_port,
+           "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, ...); -1 off, 0 "
+           "picks one",
+           -1, 65535);
+  p.AddInt("http-threads", &http_threads, "I/O threads serving all HTTP connections", 1, 64);
+  p.AddInt("http-request-timeout-s", &http_request_timeout_s,
+           "deadline of an HTTP generation request; 0: none", 0, 86400);
+  p.AddInt("http-idle-timeout-s", &http_idle_timeout_s,
+           "close an HTTP connection idle (or sending one request) this long", 1, 3600);
+  p.AddInt("http-write-timeout-s", &http_write_timeout_s,
+           "drop an HTTP client that takes longer to take one write", 1, 3600);
+  p.AddInt("http-max-connections", &http_max_connections, "open HTTP connections at most", 1,
+           1 << 20);
   p.AddInt("block-size", &block_size, "KV cache block size in tokens", 1, 1024);
   p.AddInt("num-kv-blocks", &num_kv_blocks, "KV cache blocks; 0 sizes from --kv-cache-mb", 0,
            1 << 24);
@@ -117,6 +130,18 @@ absl::Status ServerConfig::Validate() const {
   if (metrics_port > 0 && (metrics_port == port || metrics_port == health_port)) {
     return absl::InvalidArgumentError("--metrics-port must differ from --port and --health-port");
   }
+  if (http_port > 0 &&
+      (http_port == port || http_port == health_port || http_port == metrics_port)) {
+    return absl::InvalidArgumentError(
+        "--http-port must differ from --port, --health-port and --metrics-port");
+  }
+  if (http_port >= 0 && !tls_cert.empty()) {
+    // Serving plaintext HTTP beside a TLS-only gRPC port would be a silent downgrade.
+    return absl::InvalidArgumentError(
+        "--http-port: TLS on the HTTP port is not implemented yet; with --tls-cert, pass "
+        "--http-port -1 (or terminate TLS in front of the HTTP port and run it without "
+        "--tls-cert)");
+  }
   if (log_level != "debug" && log_level != "info" && log_level != "warning" &&
       log_level != "error") {
     return absl::InvalidArgumentError("--log-level must be debug, info, warning or error");
@@ -152,7 +177,11 @@ std::string ServerConfig::Describe() const {
       Kv("max_concurrent_streams", max_concurrent_streams),
       Kv("keepalive_time_s", keepalive_time_s), Kv("keepalive_timeout_s", keepalive_timeout_s),
       Kv("min_ping_interval_s", min_ping_interval_s),
-      Kv("handshake_timeout_s", handshake_timeout_s),
+      Kv("handshake_timeout_s", handshake_timeout_s), Kv("http_threads", http_threads),
+      Kv("http_request_timeout_s", http_request_timeout_s),
+      Kv("http_idle_timeout_s", http_idle_timeout_s),
+      Kv("http_write_timeout_s", http_write_timeout_s),
+      Kv("http_max_connections", http_max_connections),
       Kv("tls", tls_cert.empty() ? "off" : (tls_client_ca.empty() ? "on" : "mtls")),
       Kv("auth", auth_token_file.empty() ? "off" : "bearer"),
       Kv("drain_timeout_s", drain_timeout_s));

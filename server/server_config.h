@@ -26,6 +26,13 @@ struct ServerConfig {
   int64_t port = 50051;         // 0: pick a free port (printed at start-up).
   int64_t health_port = -1;     // -1: health on the main port only; 0: pick; else that port.
   int64_t metrics_port = 9400;  // Prometheus /metrics; -1: off; 0: pick.
+  // The OpenAI-compatible HTTP API (server/http): -1 off; 0 picks a free port.
+  int64_t http_port = 8000;
+  int64_t http_threads = 2;            // Asio I/O threads serving every HTTP connection.
+  int64_t http_request_timeout_s = 0;  // 0: none (the x-request-timeout header may set one).
+  int64_t http_idle_timeout_s = 60;    // Between requests, and to read one whole request.
+  int64_t http_write_timeout_s = 30;   // One write to a (slow) client.
+  int64_t http_max_connections = 4096;
   // KV cache and scheduling.
   int64_t block_size = 16;
   int64_t num_kv_blocks = 0;  // 0: from kv_cache_mb.

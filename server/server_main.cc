@@ -18,6 +18,8 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/generation_service.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_service.h"
 #include "server/server_config.h"
 #include "server/serving_setup.h"
 
@@ -107,9 +109,33 @@ int Run(const ServerConfig& config) {
     }
     metrics = std::move(*started);
   }
+  // The HTTP API shares the engine and the readiness / drain state with gRPC.
+  OpenAiService openai(auth.get(), service, metrics.get(),
+                       OpenAiServiceOptions{config.http_request_timeout_s});
+  std::unique_ptr<HttpServer> http;
+  if (config.http_port >= 0) {
+    HttpServerOptions options;
+    options.host = config.host;
+    options.port = static_cast<int>(config.http_port);
+    options.num_threads = static_cast<int>(config.http_threads);
+    options.max_body_bytes = config.max_message_bytes;
+    options.idle_timeout_s = config.http_idle_timeout_s;
+    options.write_timeout_s = config.http_write_timeout_s;
+    options.max_connections = config.http_max_connections;
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(
+        options, [&openai](HttpRequest request, std::shared_ptr<HttpExchange> exchange) {
+          openai.Handle(std::move(request), std::move(exchange));
+        });
+    if (!started.ok()) {
+      LOG(ERROR) << "event=startup_failed" << Kv("error", started.status().ToString());
+      return 1;
+    }
+    http = std::move(*started);
+  }
   LOG(INFO) << "event=listening" << Kv("host", config.host) << Kv("port", servers->port)
             << Kv("health_port", servers->health_port)
-            << Kv("metrics_port", metrics ? metrics->port() : -1) << config.Describe();
+            << Kv("metrics_port", metrics ? metrics->port() : -1)
+            << Kv("http_port", http ? http->port() : -1) << config.Describe();
 
   absl::StatusOr<std::unique_ptr<ServingContext>> serving =
       LoadServingContext(config, metrics.get());

@@ -31,7 +31,7 @@ def start_server(args, port):
     return subprocess.Popen(
         [os.path.join(args.build_dir, "bin", "iquest-serve"), "--model", args.model,
          "--device", args.device, "--host", "127.0.0.1", "--port", str(port),
-         "--metrics-port", "-1"])
+         "--metrics-port", "-1", "--http-port", "-1"])
 
 
 def generate(stub, pb, prompt, max_tokens):

@@ -87,7 +87,7 @@ class ManifestCheckTest(unittest.TestCase):
 
     def start(self, *flags):
         return subprocess.run([binary("iquest-serve"), "--model", self.model, "--port", "0",
-                               "--metrics-port", "-1", *flags],
+                               "--metrics-port", "-1", "--http-port", "-1", *flags],
                               capture_output=True, text=True, timeout=60)
 
     def use_foreign_tokenizer(self):

@@ -523,8 +523,9 @@ class AuthAndTlsTest(unittest.TestCase):
             with open(os.path.join(d, name), "rb") as f:
                 return f.read()
 
+        # The HTTP port has no TLS yet, and refuses to start in plaintext beside TLS gRPC.
         server = Server(MODEL_DIR, "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server.key",
-                        "--tls-client-ca", f"{d}/ca.pem")
+                        "--tls-client-ca", f"{d}/ca.pem", "--http-port", "-1")
         try:
             target = f"localhost:{server.port}"
             good = grpc.secure_channel(target, grpc.ssl_channel_credentials(

@@ -77,8 +77,9 @@ class Server:
     def __init__(self, model_dir, *flags, wait_ready=True, env=None):
         self.log_path = tempfile.mktemp(prefix="iquest-serve-", suffix=".log")
         self.log = open(self.log_path, "w")
+        http = [] if "--http-port" in flags else ["--http-port", "0"]
         args = [binary("iquest-serve"), "--model", model_dir, "--port", "0", "--health-port",
-                "0", "--metrics-port", "0", "--num-kv-blocks", "128", "--block-size", "4",
+                "0", "--metrics-port", "0", *http, "--num-kv-blocks", "128", "--block-size", "4",
                 # The reference kernels: these tests are about serving (deadlines, drain, limits,
                 # leaks) and their timing was set against these single-threaded ops; on a 2-core
                 # CI machine shared with other tests, a spinning kernel pool beside gRPC's threads
@@ -97,9 +98,10 @@ class Server:
         while time.time() < deadline:
             with open(self.log_path) as f:
                 match = re.search(
-                    r"event=listening .* port=(\d+) health_port=(\d+) metrics_port=(\d+)",
-                    f.read())
+                    r"event=listening .* port=(\d+) health_port=(\d+) metrics_port=(\d+)"
+                    r" http_port=(-?\d+)", f.read())
             if match:
+                self.http_port = int(match.group(4))
                 return int(match.group(1)), int(match.group(2)), int(match.group(3))
             if self.process.poll() is not None:
                 raise RuntimeError(f"iquest-serve exited: {self.logs()}")
