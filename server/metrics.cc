@@ -141,18 +141,25 @@ ServerMetrics::ServerMetrics(std::string model_name)
   };
   requests_ = &prometheus::BuildCounter()
                    .Name("iquest_requests_total")
-                   .Help("Finished requests by finish reason.")
+                   .Help("Finished requests by finish reason and api (grpc, http).")
                    .Register(*registry_);
   rejected_ = &prometheus::BuildCounter()
                    .Name("iquest_requests_rejected_total")
-                   .Help("Requests refused before running, by gRPC status code.")
+                   .Help("Requests refused before running, by gRPC status code and api.")
                    .Register(*registry_);
   prompt_tokens_ = counter("iquest_prompt_tokens_total", "Prompt tokens of finished requests.");
   generation_tokens_ = counter("iquest_generation_tokens_total", "Generated tokens.");
-  ttft_ = histogram("iquest_time_to_first_token_seconds", "Arrival to first token.", kTtftSeconds);
+  // Latencies users feel, by front door: {model, api}.
+  auto by_api = [&](prometheus::Histogram* (&out)[2], const char* name, const char* help,
+                    const prometheus::Histogram::BucketBoundaries& buckets) {
+    auto& family = prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_);
+    out[0] = &family.Add({{"model", model_name_}, {"api", "grpc"}}, buckets);
+    out[1] = &family.Add({{"model", model_name_}, {"api", "http"}}, buckets);
+  };
+  by_api(ttft_, "iquest_time_to_first_token_seconds", "Arrival to first token.", kTtftSeconds);
   itl_ = histogram("iquest_inter_token_latency_seconds", "Gap between a sample's tokens.",
                    kItlSeconds);
-  e2e_ = histogram("iquest_e2e_request_latency_seconds", "Arrival to finish.", kE2eSeconds);
+  by_api(e2e_, "iquest_e2e_request_latency_seconds", "Arrival to finish.", kE2eSeconds);
   queue_ = histogram("iquest_request_queue_seconds", "Arrival to first scheduled.", kQueueSeconds);
   request_prompt_tokens_ =
       histogram("iquest_request_prompt_tokens", "Prompt tokens per request.", kTokens);
@@ -212,23 +219,31 @@ std::string ServerMetrics::Render() const {
   return prometheus::TextSerializer().Serialize(families);
 }
 
-void ServerMetrics::ObserveRequestDone(const GenerationOutput& last) {
-  requests_->Add({{"model", model_name_}, {"finish_reason", FinishReasonName(last.finish_reason)}})
+namespace {
+const char* ApiName(Api api) { return api == Api::kHttp ? "http" : "grpc"; }
+}  // namespace
+
+void ServerMetrics::ObserveRequestDone(const GenerationOutput& last, Api api) {
+  requests_
+      ->Add({{"model", model_name_},
+             {"finish_reason", FinishReasonName(last.finish_reason)},
+             {"api", ApiName(api)}})
       .Increment();
+  const int a = api == Api::kHttp ? 1 : 0;
   const RequestTimings& t = last.timings;
   prompt_tokens_->Increment(static_cast<double>(last.usage.prompt_tokens));
   request_prompt_tokens_->Observe(static_cast<double>(last.usage.prompt_tokens));
   request_generation_tokens_->Observe(static_cast<double>(last.usage.completion_tokens));
   if (t.first_scheduled != Clock::time_point{})
     queue_->Observe(Seconds(t.arrival, t.first_scheduled));
-  if (t.first_token != Clock::time_point{}) ttft_->Observe(Seconds(t.arrival, t.first_token));
-  if (t.finished != Clock::time_point{}) e2e_->Observe(Seconds(t.arrival, t.finished));
+  if (t.first_token != Clock::time_point{}) ttft_[a]->Observe(Seconds(t.arrival, t.first_token));
+  if (t.finished != Clock::time_point{}) e2e_[a]->Observe(Seconds(t.arrival, t.finished));
 }
 
-void ServerMetrics::ObserveRejected(int grpc_code) {
+void ServerMetrics::ObserveRejected(int grpc_code, Api api) {
   // gRPC and absl share the canonical code numbers and names ("RESOURCE_EXHAUSTED", ...).
   const std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(grpc_code));
-  rejected_->Add({{"model", model_name_}, {"code", name}}).Increment();
+  rejected_->Add({{"model", model_name_}, {"code", name}, {"api", ApiName(api)}}).Increment();
 }
 
 void ServerMetrics::ObserveTokens(int64_t num_tokens) {

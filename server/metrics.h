@@ -21,6 +21,9 @@
 
 namespace iquest {
 
+// Which front door a request came through: the `api` label of request counts and latencies.
+enum class Api { kGrpc, kHttp };
+
 class ServerMetrics {
  public:
   // Listens on `bind_address` ("host:port", port 0 picks one).
@@ -37,8 +40,8 @@ class ServerMetrics {
   // against its manifest (fingerprint "" when it has none).
   void SetModelInfo(const std::string& architecture, const std::string& fingerprint);
 
-  void ObserveRequestDone(const GenerationOutput& last);
-  void ObserveRejected(int grpc_code);
+  void ObserveRequestDone(const GenerationOutput& last, Api api = Api::kGrpc);
+  void ObserveRejected(int grpc_code, Api api = Api::kGrpc);
   void ObserveTokens(int64_t num_tokens);
   void ObserveInterTokenLatency(double seconds);
   void ObserveStep(double seconds, int64_t num_batch_tokens);
@@ -59,9 +62,9 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>* model_info_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
-  prometheus::Histogram* ttft_;
+  prometheus::Histogram* ttft_[2];  // By Api.
   prometheus::Histogram* itl_;
-  prometheus::Histogram* e2e_;
+  prometheus::Histogram* e2e_[2];
   prometheus::Histogram* queue_;
   prometheus::Histogram* request_prompt_tokens_;
   prometheus::Histogram* request_generation_tokens_;

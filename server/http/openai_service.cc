@@ -222,7 +222,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
         it->second = handed;
       }
     }
-    if (output.request_done) metrics->ObserveRequestDone(output);
+    if (output.request_done) metrics->ObserveRequestDone(output, Api::kHttp);
   }
 
   std::string TokenText(int32_t id) const {
@@ -631,7 +631,9 @@ void OpenAiService::Generate(const HttpRequest& request, bool chat, const Servin
         headers = {{"Retry-After", absl::StrCat((hint_ms + 999) / 1000)},
                    {"retry-after-ms", absl::StrCat(hint_ms)}};
       }
-      if (metrics_ != nullptr) metrics_->ObserveRejected(static_cast<int>(submitted.code()));
+      if (metrics_ != nullptr) {
+        metrics_->ObserveRejected(static_cast<int>(submitted.code()), Api::kHttp);
+      }
       return RespondError(*exchange, submitted, std::move(headers));
     }
     generation->prompts[k].submitted = true;

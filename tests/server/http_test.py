@@ -186,6 +186,15 @@ class HttpApiTest(unittest.TestCase):
         status, headers, metrics = request(self.port, "GET", "/metrics")
         self.assertEqual(status, 200)
         self.assertIn("iquest_requests_running", metrics)
+        # Request counts and latencies carry the front door: both appear once both were used.
+        self.post("/v1/completions", {"prompt": [1, 2], "max_tokens": 1})
+        list(self.server.stub.Generate(pb.GenerateRequest(
+            token_ids=pb.TokenIds(ids=[1, 2]), sampling=pb.SamplingParams(max_tokens=1)),
+            timeout=30))
+        metrics = request(self.port, "GET", "/metrics")[2]
+        for api in ("grpc", "http"):
+            self.assertRegex(metrics, r'iquest_requests_total\{api="%s",finish_reason="length"' % api)
+            self.assertRegex(metrics, r'iquest_time_to_first_token_seconds_count\{api="%s"' % api)
 
     def test_errors_are_openai_shaped_with_the_right_status(self):
         cases = [
