@@ -125,6 +125,10 @@ void Engine::Loop() {
     EmitFinished();  // Deadlines and cancellations.
     if (!batch.empty()) RunStep(batch);
     PublishStats();
+    if (config_.kv_event_observer) {
+      std::vector<KvCacheEvent> events = scheduler_.TakeKvEvents();
+      if (!events.empty()) config_.kv_event_observer(std::move(events));
+    }
     // Idle: sleep until new work, a cancel, shutdown, or the next deadline check.
     if (batch.empty()) inbox_.Wait(std::chrono::milliseconds(scheduler_.has_work() ? 1 : 50));
   }

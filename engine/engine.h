@@ -38,6 +38,9 @@ struct EngineConfig {
   // Called on the engine thread after every step (for metrics) with the step's whole time:
   // forward, sampling, scheduler update and handing the outputs to the sinks. Must not block.
   std::function<void(double step_seconds, int64_t num_batch_tokens)> step_observer;
+  // KV-cache events (scheduler/kv_events.h), handed over after every loop turn that made some;
+  // on the engine thread, so it must not block. Needs scheduler.record_kv_events.
+  std::function<void(std::vector<KvCacheEvent>)> kv_event_observer;
   // Rows that need no logit processor are sampled on the backend (ModelRunner); false sends
   // every row's logits to the host (for comparisons).
   bool backend_sampling = true;

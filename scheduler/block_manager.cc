@@ -54,6 +54,12 @@ int32_t BlockManager::PopFront() {
   Remove(b);
   Block& block = blocks_[b];
   if (block.hash) {  // Evict: its content is about to be overwritten.
+    if (record_kv_events_) {
+      KvCacheEvent event;
+      event.kind = KvCacheEvent::Kind::kRemoved;
+      event.block_hash = ExternalBlockHash(*block.hash);
+      kv_events_.push_back(std::move(event));
+    }
     cache_.erase(*block.hash);
     block.hash.reset();
   }
@@ -145,8 +151,38 @@ void BlockManager::CacheFullBlocks(Request& request) {
     if (block.hash) continue;
     const Sha256Digest& key = request.block_hashes[static_cast<size_t>(i)];
     // If another block already holds this content, keep that one; this one stays unkeyed.
-    if (cache_.emplace(key, request.block_ids[static_cast<size_t>(i)]).second) block.hash = key;
+    if (!cache_.emplace(key, request.block_ids[static_cast<size_t>(i)]).second) continue;
+    block.hash = key;
+    if (record_kv_events_) {
+      KvCacheEvent event;
+      event.block_hash = ExternalBlockHash(key);
+      if (i > 0) {
+        event.parent_block_hash =
+            ExternalBlockHash(request.block_hashes[static_cast<size_t>(i - 1)]);
+      }
+      const auto first = request.token_ids.begin() + i * block_size_;
+      event.token_ids.assign(first, first + block_size_);
+      kv_events_.push_back(std::move(event));
+    }
   }
+}
+
+std::vector<KvCacheEvent> BlockManager::TakeKvEvents() {
+  std::vector<KvCacheEvent> out = std::move(kv_events_);
+  kv_events_.clear();
+  return out;
+}
+
+std::vector<uint64_t> BlockManager::KeyedBlockHashes() const {
+  std::vector<uint64_t> out;
+  for (const auto& [digest, block] : cache_) out.push_back(ExternalBlockHash(digest));
+  return out;
+}
+
+uint64_t ExternalBlockHash(const Sha256Digest& digest) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < 8; ++i) h = (h << 8) | digest[i];
+  return h & ~(uint64_t{1} << 63);
 }
 
 void BlockManager::Free(Request& request) {

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "common/sha256.h"
+#include "scheduler/kv_events.h"
 #include "scheduler/request.h"
 
 namespace iquest {
@@ -68,6 +69,13 @@ class BlockManager {
   // Free-queue order, front (next to allocate) first. For tests.
   std::vector<int32_t> FreeQueue() const;
 
+  // KV-cache events (kv_events.h), recorded only when enabled; TakeKvEvents hands them over in
+  // order. Off by default: no cost for a server without --kv-events-endpoint.
+  void set_record_kv_events(bool on) { record_kv_events_ = on; }
+  std::vector<KvCacheEvent> TakeKvEvents();
+  // The external hashes of all keyed blocks (used or cached), for tests against a replay.
+  std::vector<uint64_t> KeyedBlockHashes() const;
+
   // Recounts everything against the block tables of the `live` requests.
   absl::Status CheckInvariants(const std::vector<const Request*>& live) const;
 
@@ -97,6 +105,8 @@ class BlockManager {
   int64_t free_count_ = 0;
   std::unordered_map<Sha256Digest, int32_t, DigestHasher> cache_;
   int64_t cached_free_count_ = 0;  // Keyed blocks in the free queue.
+  bool record_kv_events_ = false;
+  std::vector<KvCacheEvent> kv_events_;
 };
 
 }  // namespace iquest

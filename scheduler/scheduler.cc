@@ -40,6 +40,7 @@ Scheduler::Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t 
       fit_limits_{vocab_size, config.max_model_len, num_blocks, block_size},
       blocks_(num_blocks, block_size, config.enable_prefix_caching) {
   CHECK(config.Validate().ok()) << config.Validate();
+  blocks_.set_record_kv_events(config.record_kv_events);
 }
 
 absl::StatusOr<uint64_t> Scheduler::AddRequest(std::unique_ptr<Request> request) {

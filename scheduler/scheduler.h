@@ -57,6 +57,7 @@ struct SchedulerConfig {
   // least this many steps since it was admitted. The second condition bounds thrashing: a victim
   // always makes this much progress per admission, and equal priorities never preempt each other.
   int64_t min_steps_before_priority_preemption = 8;
+  bool record_kv_events = false;  // For --kv-events-endpoint (kv_events.h).
   // Tenant -> weight in (0, kMaxTenantWeight]; tenants not named weigh 1.
   TenantWeights tenant_weights;
 
@@ -117,6 +118,8 @@ class Scheduler {
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
   const BlockManager& block_manager() const { return blocks_; }
+  // KV-cache events since the last call (BlockManager::TakeKvEvents); see record_kv_events.
+  std::vector<KvCacheEvent> TakeKvEvents() { return blocks_.TakeKvEvents(); }
   const SchedulerCounters& counters() const { return counters_; }
   const SchedulerConfig& config() const { return config_; }
   const FitLimits& fit_limits() const { return fit_limits_; }

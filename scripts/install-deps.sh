@@ -19,11 +19,15 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libutf8proc-dev
   # The OpenAI-compatible HTTP front door: Boost.Beast on Asio (header-only), TLS through OpenSSL.
   libboost-dev libssl-dev
+  # KV-cache events for prefix-aware routers (llm-d, Dynamo): ZeroMQ PUB + msgpack.
+  libzmq3-dev libmsgpack-dev
 )
 if [ "$BUILD_ONLY" != 1 ]; then
   PACKAGES+=(
     # Test peers: the NumPy reference of the forward pass; a Python gRPC client; TLS test certs.
     python3 python3-numpy python3-grpcio python3-protobuf openssl
+    # The KV-events subscriber of tests/server/kv_events_test.py.
+    python3-zmq python3-msgpack
     # A real Prometheus (and promtool) for the metrics, rules and dashboard tests.
     prometheus
     # Deployment tests: yamllint, PyYAML, rsync (gitlab-ci-local copies job folders with it).

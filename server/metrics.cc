@@ -150,7 +150,7 @@ ServerMetrics::ServerMetrics(std::string model_name)
   prompt_tokens_ = counter("iquest_prompt_tokens_total", "Prompt tokens of finished requests.");
   generation_tokens_ = counter("iquest_generation_tokens_total", "Generated tokens.");
   // Latencies users feel, by front door: {model, api}.
-  auto by_api = [&](prometheus::Histogram* (&out)[2], const char* name, const char* help,
+  auto by_api = [&](prometheus::Histogram*(&out)[2], const char* name, const char* help,
                     const prometheus::Histogram::BucketBoundaries& buckets) {
     auto& family = prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_);
     out[0] = &family.Add({{"model", model_name_}, {"api", "grpc"}}, buckets);

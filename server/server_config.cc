@@ -38,6 +38,10 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
            "drop an HTTP client that takes longer to take one write", 1, 3600);
   p.AddInt("http-max-connections", &http_max_connections, "open HTTP connections at most", 1,
            1 << 20);
+  p.AddString("kv-events-endpoint", &kv_events_endpoint,
+              "publish KV-cache block events (vLLM's ZMQ/msgpack format, for llm-d / Dynamo) to "
+              "this ZeroMQ endpoint: tcp://*:5557 binds, tcp://host:5557 connects; empty: off");
+  p.AddString("kv-events-topic", &kv_events_topic, "topic frame of every KV-events message");
   p.AddInt("block-size", &block_size, "KV cache block size in tokens", 1, 1024);
   p.AddInt("num-kv-blocks", &num_kv_blocks, "KV cache blocks; 0 sizes from --kv-cache-mb", 0,
            1 << 24);
@@ -182,6 +186,7 @@ std::string ServerConfig::Describe() const {
       Kv("http_idle_timeout_s", http_idle_timeout_s),
       Kv("http_write_timeout_s", http_write_timeout_s),
       Kv("http_max_connections", http_max_connections),
+      Kv("kv_events", kv_events_endpoint.empty() ? "off" : kv_events_endpoint),
       Kv("tls", tls_cert.empty() ? "off" : (tls_client_ca.empty() ? "on" : "mtls")),
       Kv("auth", auth_token_file.empty() ? "off" : "bearer"),
       Kv("drain_timeout_s", drain_timeout_s));

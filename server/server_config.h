@@ -33,6 +33,9 @@ struct ServerConfig {
   int64_t http_idle_timeout_s = 60;    // Between requests, and to read one whole request.
   int64_t http_write_timeout_s = 30;   // One write to a (slow) client.
   int64_t http_max_connections = 4096;
+  // KV-cache events for prefix-aware routers (server/kv_events_publisher.h); empty: off.
+  std::string kv_events_endpoint;
+  std::string kv_events_topic;
   // KV cache and scheduling.
   int64_t block_size = 16;
   int64_t num_kv_blocks = 0;  // 0: from kv_cache_mb.

@@ -12,6 +12,7 @@
 #include "model/llama.h"
 #include "model/tokenizer/chat_template.h"
 #include "model/tokenizer/tokenizer.h"
+#include "server/kv_events_publisher.h"
 #include "server/metrics.h"
 #include "server/stream_pump.h"
 
@@ -28,6 +29,7 @@ struct ServingContext {
   absl::Status chat_template_error;           // ...and this says why.
   // Before the engine: the engine's last outputs (at its destruction) still reach the pump.
   std::unique_ptr<StreamPump> stream_pump;
+  std::unique_ptr<KvEventsPublisher> kv_events;  // Null without --kv-events-endpoint.
   std::unique_ptr<Engine> engine;
   int64_t max_model_len = 0;
   int64_t max_tokens_cap = 0;

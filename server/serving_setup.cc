@@ -193,6 +193,17 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
     };
   }
   serving->stream_pump = std::make_unique<StreamPump>();
+  if (!config.kv_events_endpoint.empty()) {
+    ASSIGN_OR_RETURN(
+        serving->kv_events,
+        KvEventsPublisher::Start(config.kv_events_endpoint, config.kv_events_topic,
+                                 config.block_size, config.device == "cuda" ? "GPU" : "CPU"));
+    engine.scheduler.record_kv_events = true;
+    KvEventsPublisher* publisher = serving->kv_events.get();
+    engine.kv_event_observer = [publisher](std::vector<KvCacheEvent> events) {
+      publisher->Publish(std::move(events));
+    };
+  }
   ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
   if (metrics != nullptr) {
     metrics->SetModelInfo(serving->model->config().architecture_name, serving->model_fingerprint);

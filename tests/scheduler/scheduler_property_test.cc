@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <unordered_map>
 
 #include "scheduler/scheduler.h"
@@ -29,6 +30,7 @@ class PropertyHarness {
     // the less important requests (the drain below) nor break the block accounting.
     config.min_steps_before_priority_preemption = 2;
     config.tenant_weights = {{"a", 3.0}, {"b", 1.0}};
+    config.record_kv_events = true;
     scheduler_ = std::make_unique<Scheduler>(config, /*num_blocks=*/12, /*block_size=*/4);
   }
 
@@ -78,6 +80,21 @@ class PropertyHarness {
 
   void Check() {
     ASSERT_OK(scheduler_->block_manager().CheckInvariants(scheduler_->LiveRequests()));
+    // Replaying the KV-cache events rebuilds exactly the set of keyed blocks.
+    for (const KvCacheEvent& e : scheduler_->TakeKvEvents()) {
+      if (e.kind == KvCacheEvent::Kind::kStored) {
+        ASSERT_TRUE(replayed_.insert(e.block_hash).second) << "stored twice: " << e.block_hash;
+        ASSERT_EQ(e.token_ids.size(), 4u);
+        if (e.parent_block_hash) {
+          ASSERT_TRUE(replayed_.count(*e.parent_block_hash));
+        }
+        ++num_kv_events_;
+      } else {
+        ASSERT_EQ(replayed_.erase(e.block_hash), 1u) << "removed but not stored: " << e.block_hash;
+      }
+    }
+    const std::vector<uint64_t> keyed = scheduler_->block_manager().KeyedBlockHashes();
+    ASSERT_EQ(std::set<uint64_t>(keyed.begin(), keyed.end()), replayed_);
     for (const auto& finished : scheduler_->TakeFinished()) {
       ASSERT_TRUE(finished->block_ids.empty()) << "finished request " << finished->id;
       ++num_finished_;
@@ -102,6 +119,11 @@ class PropertyHarness {
   int64_t num_recomputed_ = 0;
   int64_t num_computed_ = 0;
   int32_t max_preemptions_ = 0;  // Of any finished request.
+  std::set<uint64_t> replayed_;  // Keyed blocks as the KV-cache events tell them.
+  int64_t num_kv_events_ = 0;
+
+ public:
+  int64_t num_kv_events() const { return num_kv_events_; }
 };
 
 TEST(SchedulerPropertyTest, InvariantsHoldUnderRandomEvents) {
@@ -145,6 +167,7 @@ TEST(SchedulerPropertyTest, InvariantsHoldUnderRandomEvents) {
         harness.max_preemptions(),
         static_cast<long long>(harness.scheduler().counters().num_priority_preemptions));
     EXPECT_LT(recomputed_fraction, 0.3) << "seed " << seed;
+    EXPECT_GT(harness.num_kv_events(), 100) << "seed " << seed;
     EXPECT_LE(harness.max_preemptions(), 16) << "seed " << seed;
   }
 }
