@@ -139,13 +139,6 @@ absl::Status ServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         "--http-port must differ from --port, --health-port and --metrics-port");
   }
-  if (http_port >= 0 && !tls_cert.empty()) {
-    // Serving plaintext HTTP beside a TLS-only gRPC port would be a silent downgrade.
-    return absl::InvalidArgumentError(
-        "--http-port: TLS on the HTTP port is not implemented yet; with --tls-cert, pass "
-        "--http-port -1 (or terminate TLS in front of the HTTP port and run it without "
-        "--tls-cert)");
-  }
   if (log_level != "debug" && log_level != "info" && log_level != "warning" &&
       log_level != "error") {
     return absl::InvalidArgumentError("--log-level must be debug, info, warning or error");

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/mapped_file.h"
 #include "common/status.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -122,6 +123,19 @@ int Run(const ServerConfig& config) {
     options.idle_timeout_s = config.http_idle_timeout_s;
     options.write_timeout_s = config.http_write_timeout_s;
     options.max_connections = config.http_max_connections;
+    // The gRPC port's TLS flags serve the HTTP port too.
+    for (const auto& [path, pem] :
+         {std::pair<const std::string&, std::string&>{config.tls_cert, options.tls_cert_pem},
+          {config.tls_key, options.tls_key_pem},
+          {config.tls_client_ca, options.tls_client_ca_pem}}) {
+      if (path.empty()) continue;
+      absl::StatusOr<std::string> text = ReadFileToString(path);
+      if (!text.ok()) {
+        LOG(ERROR) << "event=startup_failed" << Kv("error", text.status().ToString());
+        return 1;
+      }
+      pem = *std::move(text);
+    }
     absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(
         options, [&openai](HttpRequest request, std::shared_ptr<HttpExchange> exchange) {
           openai.Handle(std::move(request), std::move(exchange));

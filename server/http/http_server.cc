@@ -10,10 +10,13 @@
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/ssl.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "boost/beast/ssl.hpp"
 #include "common/check.h"
 #include "common/log.h"
 
@@ -24,6 +27,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
 using error_code = beast::error_code;
 
 std::string ErrorBody(const std::string& message, const std::string& type) {
@@ -82,16 +86,35 @@ class Exchange : public HttpExchange {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServerOptions& options, const HttpHandler& handler,
-          std::atomic<int64_t>& num_connections)
-      : stream_(std::move(socket)),
+  // `tls` null: plaintext.
+  Session(tcp::socket socket, ssl::context* tls, const HttpServerOptions& options,
+          const HttpHandler& handler, std::atomic<int64_t>& num_connections)
+      : executor_(socket.get_executor()),
+        socket_(executor_),
+        read_timer_(executor_),
+        write_timer_(executor_),
         options_(options),
         handler_(handler),
-        num_connections_(num_connections) {}
+        num_connections_(num_connections) {
+    if (tls != nullptr) {
+      tls_ = std::make_unique<ssl::stream<tcp::socket>>(std::move(socket), *tls);
+    } else {
+      socket_ = std::move(socket);
+    }
+  }
   ~Session() { num_connections_.fetch_sub(1); }
 
   void Start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+    net::dispatch(executor_, [self = shared_from_this()] {
+      if (!self->tls_) return self->ReadRequest();
+      // The handshake counts against the idle timeout, as a slow request would.
+      self->Arm(self->read_timer_, self->options_.idle_timeout_s);
+      self->tls_->async_handshake(ssl::stream_base::server, [self](error_code ec) {
+        self->read_timer_.cancel();
+        if (ec) return self->Close();
+        self->ReadRequest();
+      });
+    });
   }
 
   // Strand only, from Exchange.
@@ -114,30 +137,55 @@ class Session : public std::enable_shared_from_this<Session> {
     if (serial == serial_) streaming_ = true;
   }
   bool keep_alive() const { return keep_alive_; }
+  net::any_io_executor executor() const { return executor_; }
   void Close() {
     if (closed_) return;
     closed_ = true;
+    read_timer_.cancel();
+    write_timer_.cancel();
     error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    lowest().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().close(ignored);
   }
 
  private:
+  tcp::socket& lowest() { return tls_ ? tls_->next_layer() : socket_; }
+  // Runs `f` with the stream requests are read from and responses written to.
+  template <typename F>
+  void WithStream(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(socket_);
+    }
+  }
+  // A deadline for the operations in flight: when it passes, the connection closes (and they
+  // fail). Cancelled when they complete.
+  void Arm(net::steady_timer& timer, int64_t seconds) {
+    timer.expires_after(std::chrono::seconds(seconds));
+    timer.async_wait([weak = weak_from_this()](error_code ec) {
+      if (ec) return;  // Cancelled: the operation finished in time.
+      if (std::shared_ptr<Session> self = weak.lock()) self->Close();
+    });
+  }
+
   void ReadRequest() {
     if (closed_) return;
     parser_.emplace();
     parser_->body_limit(static_cast<uint64_t>(options_.max_body_bytes));
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
-    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_s));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](error_code ec, size_t) { self->OnRead(ec); });
+    Arm(read_timer_, options_.idle_timeout_s);
+    WithStream([&](auto& stream) {
+      http::async_read(stream, buffer_, *parser_,
+                       [self = shared_from_this()](error_code ec, size_t) { self->OnRead(ec); });
+    });
   }
 
   void OnRead(error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-        ec == net::error::eof) {
-      return Close();
+    read_timer_.cancel();
+    if (ec && (ec.category() != http::make_error_code(http::error::bad_version).category() ||
+               ec == http::error::end_of_stream || ec == http::error::partial_message)) {
+      return Close();  // The peer closed, reset, or timed out (the timer closed the socket).
     }
     if (ec) {
       // Malformed or over a limit: answer, then close (the stream cannot be resynchronised).
@@ -165,7 +213,6 @@ class Session : public std::enable_shared_from_this<Session> {
           field.name_string().data(), field.name_string().size()))] = std::string(field.value());
     }
     request.body = std::move(message.body());
-    stream_.expires_never();
     std::shared_ptr<HttpExchange> exchange = BeginExchange();
     Watch();
     handler_(std::move(request), std::move(exchange));
@@ -183,31 +230,32 @@ class Session : public std::enable_shared_from_this<Session> {
     streaming_ = false;
     client_gone_ = false;
     on_client_gone_ = nullptr;
-    return std::make_shared<Exchange>(weak_from_this(), serial_, stream_.get_executor());
+    return std::make_shared<Exchange>(weak_from_this(), serial_, executor_);
   }
 
-  // A read on the raw socket (outside the stream's timer) while the response is pending: EOF or
-  // an error means the client has gone; bytes are kept for the next request.
+  // A read while the response is pending (no deadline: generation may take long): EOF or an
+  // error means the client has gone; bytes are kept for the next request.
   void Watch() {
     if (watching_ || closed_) return;
     if (buffer_.size() >= static_cast<size_t>(options_.max_header_bytes + options_.max_body_bytes))
       return;  // Pipelined too far ahead: stop reading until this response is done.
     watching_ = true;
-    stream_.socket().async_read_some(buffer_.prepare(4096),
-                                     [self = shared_from_this()](error_code ec, size_t n) {
-                                       self->watching_ = false;
-                                       if (!ec) {
-                                         self->buffer_.commit(n);
-                                         if (self->response_done_) return self->ReadRequest();
-                                         return self->Watch();
-                                       }
-                                       if (ec == net::error::operation_aborted) {
-                                         if (self->response_done_ && !self->closed_)
-                                           self->ReadRequest();
-                                         return;
-                                       }
-                                       self->ClientGone();
-                                     });
+    WithStream([&](auto& stream) {
+      stream.async_read_some(buffer_.prepare(4096),
+                             [self = shared_from_this()](error_code ec, size_t n) {
+                               self->watching_ = false;
+                               if (!ec) {
+                                 self->buffer_.commit(n);
+                                 if (self->response_done_) return self->ReadRequest();
+                                 return self->Watch();
+                               }
+                               if (ec == net::error::operation_aborted) {
+                                 if (self->response_done_ && !self->closed_) self->ReadRequest();
+                                 return;
+                               }
+                               self->ClientGone();
+                             });
+    });
   }
 
   void ClientGone() {
@@ -230,17 +278,19 @@ class Session : public std::enable_shared_from_this<Session> {
     writing_ = true;
     current_ = std::move(writes_.front());
     writes_.pop_front();
-    stream_.expires_after(std::chrono::seconds(options_.write_timeout_s));
-    net::async_write(stream_, net::buffer(current_),
-                     [self = shared_from_this()](error_code ec, size_t) {
-                       self->writing_ = false;
-                       self->stream_.expires_never();
-                       if (ec) {
-                         self->ClientGone();
-                         return self->Close();
-                       }
-                       self->WriteNext();
-                     });
+    Arm(write_timer_, options_.write_timeout_s);
+    WithStream([&](auto& stream) {
+      net::async_write(stream, net::buffer(current_),
+                       [self = shared_from_this()](error_code ec, size_t) {
+                         self->writing_ = false;
+                         self->write_timer_.cancel();
+                         if (ec) {
+                           self->ClientGone();
+                           return self->Close();
+                         }
+                         self->WriteNext();
+                       });
+    });
   }
 
   void ResponseDone() {
@@ -249,13 +299,17 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!keep_alive_ || client_gone_) return Close();
     if (watching_) {
       error_code ignored;
-      stream_.socket().cancel(ignored);  // The watch's handler then reads the next request.
+      lowest().cancel(ignored);  // The watch's handler then reads the next request.
     } else {
       ReadRequest();
     }
   }
 
-  beast::tcp_stream stream_;
+  net::any_io_executor executor_;  // The connection's strand.
+  tcp::socket socket_;             // Plaintext; unused with TLS.
+  std::unique_ptr<ssl::stream<tcp::socket>> tls_;
+  net::steady_timer read_timer_;
+  net::steady_timer write_timer_;
   const HttpServerOptions& options_;
   const HttpHandler& handler_;
   std::atomic<int64_t>& num_connections_;
@@ -334,7 +388,8 @@ struct HttpServer::Impl {
           error_code ignored;
           socket.close(ignored);  // Over the limit: refused at once.
         } else {
-          std::make_shared<Session>(std::move(socket), options, handler, num_connections)->Start();
+          std::make_shared<Session>(std::move(socket), tls.get(), options, handler, num_connections)
+              ->Start();
         }
       }
       Accept();
@@ -345,6 +400,7 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   HttpHandler handler;
   std::atomic<int64_t> num_connections{0};
+  std::unique_ptr<ssl::context> tls;  // Null: plaintext.
   net::io_context io;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
@@ -356,6 +412,30 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   CHECK_GE(options.num_threads, 1);
   auto impl = std::make_unique<Impl>(options, std::move(handler));
   error_code ec;
+  if (!options.tls_cert_pem.empty()) {
+    impl->tls = std::make_unique<ssl::context>(ssl::context::tls_server);
+    impl->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                               ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                               ssl::context::no_tlsv1_1,
+                           ec);
+    if (!ec) {
+      impl->tls->use_certificate_chain(
+          net::buffer(options.tls_cert_pem.data(), options.tls_cert_pem.size()), ec);
+    }
+    if (!ec) {
+      impl->tls->use_private_key(
+          net::buffer(options.tls_key_pem.data(), options.tls_key_pem.size()), ssl::context::pem,
+          ec);
+    }
+    if (!ec && !options.tls_client_ca_pem.empty()) {
+      impl->tls->add_certificate_authority(
+          net::buffer(options.tls_client_ca_pem.data(), options.tls_client_ca_pem.size()), ec);
+      if (!ec) {
+        impl->tls->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
+      }
+    }
+    if (ec) return absl::InvalidArgumentError(absl::StrCat("HTTP TLS: ", ec.message()));
+  }
   const net::ip::address address = net::ip::make_address(options.host, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("--host: not an address: ", options.host));
   const tcp::endpoint endpoint(address, static_cast<uint16_t>(options.port));

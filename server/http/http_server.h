@@ -1,7 +1,8 @@
 // HttpServer: the HTTP/1.1 front door, Boost.Beast on Asio. A few I/O threads serve every
 // connection asynchronously, so a thousand streaming clients need no more threads than ten.
 //
-// A connection reads one request at a time (keep-alive; pipelined bytes wait in its buffer),
+// TLS (and mutual TLS) when HttpServerOptions carries a certificate. A connection reads one
+// request at a time (keep-alive; pipelined bytes wait in its buffer),
 // within a header-size and a body-size limit (431 / 413) and an idle timeout that also bounds a
 // slow sender (slowloris). Each write must finish within the write timeout or the connection is
 // dropped (a slow reader cannot pin memory). While a response is pending, a read on the socket
@@ -33,6 +34,10 @@ struct HttpServerOptions {
   int64_t idle_timeout_s = 60;   // Between requests, and to read one whole request.
   int64_t write_timeout_s = 30;  // One write.
   int64_t max_connections = 4096;
+  // TLS when a certificate is given (PEM text, not paths); a client CA makes it mutual TLS.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  std::string tls_client_ca_pem;
 };
 
 struct HttpRequest {

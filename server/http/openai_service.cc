@@ -203,8 +203,8 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
       const absl::StatusCode code = output.finish_reason == FinishReason::kCancelled
                                         ? absl::StatusCode::kCancelled
                                         : FinishStatus(output.finish_reason).code();
-      LogRequest({prompts[prompt].request_id, static_cast<int>(code),
-                  prompts[prompt].tenant, prompts[prompt].priority, output},
+      LogRequest({prompts[prompt].request_id, static_cast<int>(code), prompts[prompt].tenant,
+                  prompts[prompt].priority, output},
                  request_log_json);
       if (++num_done_ == prompts.size()) Finish();
     }

@@ -523,9 +523,8 @@ class AuthAndTlsTest(unittest.TestCase):
             with open(os.path.join(d, name), "rb") as f:
                 return f.read()
 
-        # The HTTP port has no TLS yet, and refuses to start in plaintext beside TLS gRPC.
         server = Server(MODEL_DIR, "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server.key",
-                        "--tls-client-ca", f"{d}/ca.pem", "--http-port", "-1")
+                        "--tls-client-ca", f"{d}/ca.pem")
         try:
             target = f"localhost:{server.port}"
             good = grpc.secure_channel(target, grpc.ssl_channel_credentials(
@@ -539,6 +538,31 @@ class AuthAndTlsTest(unittest.TestCase):
             self.assertEqual(error.exception.code(), grpc.StatusCode.UNAVAILABLE)
             # The health port stays plaintext for the kubelet.
             self.assertEqual(server.readiness(), SERVING)
+            # The HTTP port takes the same TLS flags: mTLS there too.
+            import http.client
+            import json
+            import ssl
+            with_cert = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+            with_cert.load_cert_chain(os.path.join(d, "client.pem"), os.path.join(d, "client.key"))
+            conn = http.client.HTTPSConnection("localhost", server.http_port, context=with_cert,
+                                               timeout=30)
+            conn.request("POST", "/v1/completions",
+                         body=json.dumps({"prompt": [1, 2, 3], "max_tokens": 3,
+                                          "ignore_eos": True}))
+            response = conn.getresponse()
+            self.assertEqual(response.status, 200)
+            self.assertEqual(json.loads(response.read())["usage"]["completion_tokens"], 3)
+            conn.close()
+            without = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+            with self.assertRaises((ssl.SSLError, ConnectionResetError, http.client.HTTPException)):
+                conn = http.client.HTTPSConnection("localhost", server.http_port,
+                                                   context=without, timeout=10)
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+            plain = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+            with self.assertRaises((http.client.HTTPException, ConnectionError, OSError)):
+                plain.request("GET", "/health")
+                plain.getresponse().read()
         finally:
             server.stop()
 
