@@ -388,6 +388,10 @@ struct HttpServer::Impl {
           error_code ignored;
           socket.close(ignored);  // Over the limit: refused at once.
         } else {
+          // Streams are many small writes (an SSE event per token): without this, Nagle holds
+          // each behind the client's delayed ACK, ~40 ms.
+          error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
           std::make_shared<Session>(std::move(socket), tls.get(), options, handler, num_connections)
               ->Start();
         }

@@ -49,6 +49,8 @@ void AddFlags(FlagParser& flags, Options& options) {
   flags.AddInt("num-channels", &options.num_channels, "gRPC channels (TCP connections)", 1, 64);
   flags.AddString("json-out", &options.json_out, "also write the result as JSON to this file");
   flags.AddBool("json", &options.json, "print JSON instead of the table");
+  flags.AddString("api", &bench.api, "grpc (Generate streams) or http (streaming /v1/completions)");
+  flags.AddString("http-target", &bench.http_target, "host:port of the HTTP API, for --api http");
   flags.AddString("metrics-target", &options.metrics_target,
                   "host:port of the server's /metrics; adds the engine step time to the report");
 }
@@ -67,7 +69,8 @@ nlohmann::json ConfigToJson(const Options& options) {
           {"max_duration_s", bench.max_duration_s},
           {"seed", bench.seed},
           {"num_channels", options.num_channels},
-          {"metrics_target", options.metrics_target}};
+          {"metrics_target", options.metrics_target},
+          {"api", bench.api}};
 }
 
 int Run(Options& options) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "iquest/serve/v1/generation.grpc.pb.h"
+#include "tools/bench/http_stream.h"
 
 namespace iquest {
 namespace {
@@ -178,6 +179,12 @@ absl::Status Validate(const BenchConfig& config) {
     return absl::InvalidArgumentError("give --concurrency or --request-rate (or both)");
   }
   if (config.num_requests <= 0) return absl::InvalidArgumentError("--num-requests must be > 0");
+  if (config.api != "grpc" && config.api != "http") {
+    return absl::InvalidArgumentError("--api must be grpc or http");
+  }
+  if (config.api == "http" && config.concurrency == 0) {
+    return absl::InvalidArgumentError("--api http needs --concurrency (one thread per stream)");
+  }
   return absl::OkStatus();
 }
 
@@ -193,7 +200,8 @@ class Sender {
         connection_(connection),
         source_(source),
         arrival_rng_(config.seed ^ 0x9e3779b97f4a7c15ULL),
-        cancel_rng_(config.seed + 1) {
+        cancel_rng_(config.seed + 1),
+        http_(config.http_target, /*bearer_token=*/"") {
     const auto budget = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(config.max_duration_s));
     run_deadline_ = Clock::now() + budget;
@@ -226,6 +234,16 @@ class Sender {
           Clock::now() >= run_deadline_) {
         break;
       }
+      if (config_.api == "http") {
+        in_flight_.Add();
+        std::thread([this, &record = records[static_cast<size_t>(i)], request = source_.Next(i),
+                     cancel_it = cancel(cancel_rng_)] {
+          http_.Run(request, cancel_it, record);
+          in_flight_.Done();
+        }).detach();
+        ++sent;
+        continue;
+      }
       auto* reactor =
           new StreamReactor(in_flight_, records[static_cast<size_t>(i)], cancel(cancel_rng_));
       connection_.Prepare(reactor->context());
@@ -249,6 +267,7 @@ class Sender {
   std::mt19937_64 cancel_rng_;
   Clock::time_point run_deadline_;
   std::chrono::system_clock::time_point rpc_deadline_;
+  HttpStreamClient http_;
 };
 
 }  // namespace

@@ -34,6 +34,10 @@ struct BenchConfig {
   // then end with DEADLINE_EXCEEDED.
   double max_duration_s = 600;
   uint64_t seed = 0;
+  // "grpc" (Generate streams) or "http" (streaming /v1/completions at http_target, one thread
+  // per stream in flight, keep-alive connections pooled).
+  std::string api = "grpc";
+  std::string http_target = "127.0.0.1:8000";
 };
 
 struct BenchResult {
