@@ -101,6 +101,10 @@ void Engine::PublishStats() {
   stats_.counters = scheduler_.counters();
 }
 
+void Engine::ResetPrefixCache(std::function<void(absl::Status)> done) {
+  inbox_.ResetPrefixCache(std::move(done));
+}
+
 bool Engine::TakeInbox() {
   if (inbox_.ShouldExit(Clock::now(), scheduler_.has_work())) return false;
   EngineInbox::Taken taken = inbox_.Take();
@@ -116,6 +120,7 @@ bool Engine::TakeInbox() {
       scheduler_.Finish(id, FinishReason::kCancelled);
     }
   }
+  for (auto& done : taken.cache_resets) done(scheduler_.ResetPrefixCache());
   return true;
 }
 

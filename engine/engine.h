@@ -92,6 +92,10 @@ class Engine {
   // Thread-safe. Cancels `owner`'s live request `request_id` (it finishes with kCancelled) and
   // returns true; false when `owner` has no such live request (another owner's is untouched).
   bool Cancel(const std::string& owner, const std::string& request_id);
+  // Thread-safe. Drops every prefix-cache key (vLLM's reset_prefix_cache), publishing
+  // AllBlocksCleared; FAILED_PRECONDITION while any block is in use. `done` runs on the engine
+  // thread within one loop turn and must not block.
+  void ResetPrefixCache(std::function<void(absl::Status)> done);
   // Stops admitting, lets running requests finish until `drain` has passed, cancels the rest,
   // and joins the step thread. Idempotent.
   void Shutdown(absl::Duration drain);

@@ -29,6 +29,12 @@ bool EngineInbox::Cancel(std::string key) {
   return true;
 }
 
+void EngineInbox::ResetPrefixCache(std::function<void(absl::Status)> done) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cache_resets_.push_back(std::move(done));
+  wake_.notify_one();
+}
+
 void EngineInbox::Stop(Clock::time_point drain_deadline) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!stopping_) {
@@ -53,6 +59,7 @@ EngineInbox::Taken EngineInbox::Take() {
   Taken taken;
   taken.submissions.swap(pending_);
   taken.cancels.swap(cancels_);
+  taken.cache_resets.swap(cache_resets_);
   // They join the scheduler's queue next: count them there now, so that a Push racing with the
   // hand-over cannot overshoot the bound that Scheduler::AddRequest enforces.
   num_queued_ += static_cast<int64_t>(taken.submissions.size());
@@ -61,8 +68,9 @@ EngineInbox::Taken EngineInbox::Take() {
 
 void EngineInbox::Wait(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
-  wake_.wait_for(lock, timeout,
-                 [&] { return !pending_.empty() || !cancels_.empty() || stopping_; });
+  wake_.wait_for(lock, timeout, [&] {
+    return !pending_.empty() || !cancels_.empty() || !cache_resets_.empty() || stopping_;
+  });
 }
 
 void EngineInbox::set_num_queued(int64_t num_queued) {

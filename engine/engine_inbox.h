@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,6 +45,8 @@ class EngineInbox {
   // Any thread. Refuses new submissions from now on; the engine stops at `drain_deadline` or
   // once it has no work. The first call sets the deadline.
   void Stop(Clock::time_point drain_deadline);
+  // Any thread. Queues a prefix-cache reset; `done` runs on the engine thread with its result.
+  void ResetPrefixCache(std::function<void(absl::Status)> done);
   // Submissions not yet taken (for stats).
   int64_t num_pending() const;
 
@@ -54,6 +57,7 @@ class EngineInbox {
   struct Taken {
     std::vector<Submission> submissions;
     std::vector<std::string> cancels;
+    std::vector<std::function<void(absl::Status)>> cache_resets;
   };
   Taken Take();
   // Sleeps until something is pushed, cancelled or stopped, or `timeout` passes.
@@ -71,6 +75,7 @@ class EngineInbox {
   std::condition_variable wake_;
   std::vector<Submission> pending_;
   std::vector<std::string> cancels_;
+  std::vector<std::function<void(absl::Status)>> cache_resets_;
   std::unordered_set<std::string> live_keys_;  // Submitted and not yet done.
   int64_t num_queued_ = 0;                     // Published by the engine thread.
   bool stopping_ = false;

@@ -167,6 +167,22 @@ void BlockManager::CacheFullBlocks(Request& request) {
   }
 }
 
+absl::Status BlockManager::ResetPrefixCache() {
+  if (num_used_blocks() > 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot reset the prefix cache while ",
+                                                      num_used_blocks(), " blocks are in use"));
+  }
+  for (Block& block : blocks_) block.hash.reset();
+  cache_.clear();
+  cached_free_count_ = 0;
+  if (record_kv_events_) {
+    KvCacheEvent event;
+    event.kind = KvCacheEvent::Kind::kAllCleared;
+    kv_events_.push_back(std::move(event));
+  }
+  return absl::OkStatus();
+}
+
 std::vector<KvCacheEvent> BlockManager::TakeKvEvents() {
   std::vector<KvCacheEvent> out = std::move(kv_events_);
   kv_events_.clear();

@@ -73,6 +73,8 @@ class BlockManager {
   // order. Off by default: no cost for a server without --kv-events-endpoint.
   void set_record_kv_events(bool on) { record_kv_events_ = on; }
   std::vector<KvCacheEvent> TakeKvEvents();
+  // Forgets every key (an AllBlocksCleared event); FAILED_PRECONDITION if a block is used.
+  absl::Status ResetPrefixCache();
   // The external hashes of all keyed blocks (used or cached), for tests against a replay.
   std::vector<uint64_t> KeyedBlockHashes() const;
 

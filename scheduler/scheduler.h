@@ -120,6 +120,9 @@ class Scheduler {
   const BlockManager& block_manager() const { return blocks_; }
   // KV-cache events since the last call (BlockManager::TakeKvEvents); see record_kv_events.
   std::vector<KvCacheEvent> TakeKvEvents() { return blocks_.TakeKvEvents(); }
+  // Drops every prefix-cache key; FAILED_PRECONDITION while any block is in use (a request holds
+  // it), as vLLM refuses a reset with requests running.
+  absl::Status ResetPrefixCache() { return blocks_.ResetPrefixCache(); }
   const SchedulerCounters& counters() const { return counters_; }
   const SchedulerConfig& config() const { return config_; }
   const FitLimits& fit_limits() const { return fit_limits_; }

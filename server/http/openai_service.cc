@@ -439,11 +439,9 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpExchange> ex
   const struct {
     const char* path;
     bool post;
-  } routes[] = {{"/v1/completions", true},
-                {"/v1/chat/completions", true},
-                {"/v1/models", false},
-                {"/tokenize", true},
-                {"/detokenize", true}};
+  } routes[] = {{"/v1/completions", true}, {"/v1/chat/completions", true},
+                {"/v1/models", false},     {"/tokenize", true},
+                {"/detokenize", true},     {"/reset_prefix_cache", true}};
   const auto route = std::find_if(std::begin(routes), std::end(routes),
                                   [&](const auto& r) { return path == r.path; });
   if (route == std::end(routes)) {
@@ -468,6 +466,13 @@ void OpenAiService::Handle(HttpRequest request, std::shared_ptr<HttpExchange> ex
   if (path == "/v1/models") return Models(*serving, *exchange);
   if (path == "/tokenize") return Tokenize(request, *serving, *exchange);
   if (path == "/detokenize") return Detokenize(request, *serving, *exchange);
+  if (path == "/reset_prefix_cache") {
+    // vLLM's admin call; answered from the engine thread within one loop turn.
+    return serving->engine->ResetPrefixCache([exchange](absl::Status status) {
+      if (status.ok()) return RespondJson(*exchange, 200, {{"status", "ok"}});
+      RespondError(*exchange, status);
+    });
+  }
   Generate(request, path == "/v1/chat/completions", *serving, identity, std::move(exchange));
 }
 

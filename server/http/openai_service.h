@@ -3,6 +3,7 @@
 //   POST /v1/completions, /v1/chat/completions  (stream: SSE chunks, then `data: [DONE]`)
 //   GET  /v1/models, /health (200; 503 while loading or draining), /metrics (the Prometheus text)
 //   POST /tokenize, /detokenize                 (vLLM's shapes)
+//   POST /reset_prefix_cache                    (vLLM's; 400 while any KV block is in use)
 //
 // A request is parsed (openai_request.h), validated by the gRPC path's ToGenerationRequest, and
 // submitted; engine outputs are posted to the connection's strand and formatted there, never on

@@ -65,6 +65,31 @@ TEST_F(BlockManagerTest, PrefixCacheHitsFullBlocksOnly) {
   ExpectConsistent({&a, &b});
 }
 
+TEST_F(BlockManagerTest, KvEventsAndResetFollowTheKeys) {
+  blocks_.set_record_kv_events(true);
+  Request a = MakeRequest({1, 2, 3, 4, 5, 6, 7, 8, 9});  // |1 2 3 4|5 6 7 8|9
+  ASSERT_TRUE(blocks_.Allocate(a, 9));
+  a.num_computed_tokens = 9;
+  blocks_.CacheFullBlocks(a);
+  std::vector<KvCacheEvent> events = blocks_.TakeKvEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].token_ids, (std::vector<int32_t>{1, 2, 3, 4}));
+  EXPECT_FALSE(events[0].parent_block_hash.has_value());
+  EXPECT_EQ(events[1].parent_block_hash, events[0].block_hash);
+  EXPECT_EQ(blocks_.ResetPrefixCache().code(), absl::StatusCode::kFailedPrecondition);  // In use.
+  blocks_.Free(a);
+  EXPECT_EQ(blocks_.num_cached_blocks(), 2);
+  ASSERT_OK(blocks_.ResetPrefixCache());
+  EXPECT_EQ(blocks_.num_cached_blocks(), 0);
+  EXPECT_TRUE(blocks_.KeyedBlockHashes().empty());
+  events = blocks_.TakeKvEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, KvCacheEvent::Kind::kAllCleared);
+  Request b = MakeRequest({1, 2, 3, 4, 5, 6, 7, 8, 9});
+  EXPECT_EQ(blocks_.FindCachedPrefix(b).num_tokens, 0);  // Nothing is cached any more.
+  ExpectConsistent({});
+}
+
 TEST_F(BlockManagerTest, AtLeastOneTokenIsLeftToCompute) {
   Request a = MakeRequest({1, 2, 3, 4, 5, 6, 7, 8});
   ASSERT_TRUE(blocks_.Allocate(a, 8));

@@ -370,6 +370,37 @@ class HttpAuthTest(unittest.TestCase):
             os.remove(token_file)
 
 
+class HttpLimitsTest(unittest.TestCase):
+    def test_full_queue_is_429_with_retry_after_and_deadlines_are_504(self):
+        server = Server(MODEL_DIR, "--max-queue", "1", "--max-num-seqs", "1")
+        try:
+            port = server.http_port
+            long = {"prompt": [1, 3], "max_tokens": 400, "temperature": 0, "ignore_eos": True}
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(
+                request(port, "POST", "/v1/completions", long))) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            statuses = sorted(status for status, _, _ in results)
+            self.assertIn(429, statuses)
+            self.assertIn(200, statuses)
+            status, headers, error = next(r for r in results if r[0] == 429)
+            self.assertEqual(error["error"]["type"], "rate_limit_error")
+            self.assertGreaterEqual(int(headers["Retry-After"]), 1)
+            # A deadline from the header ends the request with 504; its blocks come back.
+            status, _, error = request(port, "POST", "/v1/completions", long,
+                                       {"x-request-timeout": "0.05"})
+            self.assertEqual(status, 504, error)
+            status, _, error = request(port, "POST", "/v1/completions", long,
+                                       {"x-request-timeout": "soon"})
+            self.assertEqual((status, error["error"]["param"]), (400, "x-request-timeout"))
+            server.wait_kv_free(10)
+        finally:
+            server.stop()
+
+
 class HttpDrainTest(unittest.TestCase):
     def test_drain_refuses_new_requests_and_finishes_in_flight(self):
         server = Server(MODEL_DIR, "--drain-timeout-s", "30")

@@ -21,6 +21,7 @@ import msgpack
 import zmq
 
 from harness import Server, make_model, pb
+from http_test import request
 
 BLOCK_SIZE = 4  # The harness's --block-size.
 
@@ -79,13 +80,18 @@ class KvEventsTest(unittest.TestCase):
             expected = {}  # External hash -> (parent, tokens), from our own computation.
             for i in range(60):
                 prompt = rng.choice(stems) + [rng.randrange(3, 500) for _ in range(rng.randrange(0, 12))]
-                request = pb.GenerateRequest(token_ids=pb.TokenIds(ids=prompt),
+                generate = pb.GenerateRequest(token_ids=pb.TokenIds(ids=prompt),
                                              sampling=pb.SamplingParams(max_tokens=4, temperature=0,
                                                                         ignore_eos=True))
-                ids = [t for r in server.stub.Generate(request, timeout=30) for t in r.token_ids]
+                ids = [t for r in server.stub.Generate(generate, timeout=30) for t in r.token_ids]
                 # Blocks of the prompt and output whose K/V were computed: all but the last token.
                 for ext, parent, block in block_keys((prompt + ids)[:-1]):
                     expected[ext] = (parent, block)
+                if i == 40:
+                    # vLLM's reset: the subscriber must see AllBlocksCleared and start over.
+                    server.wait_kv_free(10)
+                    status = request(server.http_port, "POST", "/reset_prefix_cache", {})[0]
+                    self.assertEqual(status, 200)
             server.wait_kv_free(10)
             time.sleep(1.0)
             stop.set()
@@ -97,7 +103,7 @@ class KvEventsTest(unittest.TestCase):
             self.assertTrue(batches)
             seqs = [s for s, _ in batches]
             self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), "gaps")
-            cached, stored, removed = set(), 0, 0
+            cached, stored, removed, cleared = set(), 0, 0, 0
             for _, batch in batches:
                 self.assertEqual(len(batch), 3)  # [ts, events, data_parallel_rank]
                 ts, events, rank = batch
@@ -106,6 +112,7 @@ class KvEventsTest(unittest.TestCase):
                 for event in events:
                     if event[0] == "AllBlocksCleared":
                         cached.clear()
+                        cleared += 1
                     elif event[0] == "BlockStored":
                         _, hashes, parent, tokens, block_size, lora, medium = event
                         self.assertEqual((block_size, lora, medium), (BLOCK_SIZE, None, "CPU"))
@@ -121,6 +128,7 @@ class KvEventsTest(unittest.TestCase):
                             cached.discard(h)
                             removed += 1
             self.assertGreater(removed, 0, "the workload should have evicted blocks")
+            self.assertGreaterEqual(cleared, 1)
             # Idle, every keyed block is in the free queue: the server's cached-block count.
             self.assertEqual(len(cached), server.load().num_cached_kv_blocks)
             self.assertGreater(stored, len(cached))
