@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-build-fuzz}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-FUZZERS="${FUZZERS:-safetensors_fuzz gguf_fuzz tokenizer_json_fuzz tokenizer_config_fuzz generate_request_fuzz}"
+FUZZERS="${FUZZERS:-safetensors_fuzz gguf_fuzz tokenizer_json_fuzz tokenizer_config_fuzz generate_request_fuzz openai_request_fuzz}"
 JOBS="${JOBS:-1}"  # Fuzzers run at once (each on one core).
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 

@@ -2,6 +2,7 @@
 // input of the shape that fuzzer reads (made by the same code the tests use), so libFuzzer
 // starts from the formats' real structure instead of from nothing.
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -116,6 +117,26 @@ bool Requests(const std::filesystem::path& dir) {
   return true;
 }
 
+// First byte: the endpoint (even: completions, odd: chat); then the JSON body.
+bool OpenAiRequests(const std::filesystem::path& dir) {
+  const char* bodies[] = {
+      "\x00{\"model\": \"m\", \"prompt\": \"def f(\", \"max_tokens\": 8, \"temperature\": 0.7, "
+      "\"stop\": [\"\\n\"], \"logprobs\": 2, \"echo\": true, \"seed\": 3}",
+      "\x00{\"prompt\": [[1, 2, 3], [4, 5]], \"n\": 2, \"logit_bias\": {\"5\": -100}, "
+      "\"stream\": true, \"stream_options\": {\"include_usage\": true}}",
+      "\x01{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": "
+      "\"user\", \"content\": [{\"type\": \"text\", \"text\": \"hi\"}]}], \"logprobs\": true, "
+      "\"top_logprobs\": 2, \"max_completion_tokens\": 4, \"top_k\": -1}",
+      "\x01{\"messages\": [], \"tools\": [{}], \"response_format\": {\"type\": \"json\"}}",
+  };
+  for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); ++i) {
+    // The bodies hold a NUL as their first byte: sized by hand.
+    const std::string body(bodies[i], 1 + std::strlen(bodies[i] + 1));
+    if (!WriteFile(dir / ("body" + std::to_string(i) + ".bin"), body)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 }  // namespace iquest
 
@@ -133,7 +154,8 @@ int main(int argc, char** argv) {
                             {"gguf_fuzz", iquest::Gguf},
                             {"tokenizer_json_fuzz", iquest::TokenizerJson},
                             {"tokenizer_config_fuzz", iquest::TokenizerConfigs},
-                            {"generate_request_fuzz", iquest::Requests}};
+                            {"generate_request_fuzz", iquest::Requests},
+                            {"openai_request_fuzz", iquest::OpenAiRequests}};
   for (const Corpus& c : corpora) {
     const std::filesystem::path dir = root / c.fuzzer;
     std::filesystem::create_directories(dir);
