@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <random>
 
@@ -151,6 +152,9 @@ TEST(WeightedShareTest, ThreeToOneWhenTheTokenBudgetIsTheBottleneck) {
   const std::map<std::string, int64_t> tokens = MeasureShares(config, 30, 4, 4);
   const double ratio =
       static_cast<double>(tokens.at("heavy")) / static_cast<double>(tokens.at("light"));
+  std::printf("token-bound: heavy %lld, light %lld tokens over 1,000 steps: %.3f\n",
+              static_cast<long long>(tokens.at("heavy")),
+              static_cast<long long>(tokens.at("light")), ratio);
   EXPECT_NEAR(ratio, 3.0, 0.1) << tokens.at("heavy") << " vs " << tokens.at("light");
   EXPECT_EQ(tokens.at("heavy") + tokens.at("light"), 16 * 1000);  // Work-conserving.
   // Unweighted, the same load splits evenly.
@@ -169,6 +173,9 @@ TEST(WeightedShareTest, ThreeToOneWhenSeatsAreTheBottleneck) {
   const std::map<std::string, int64_t> tokens = MeasureShares(config, 2, 20, 8);
   const double ratio =
       static_cast<double>(tokens.at("heavy")) / static_cast<double>(tokens.at("light"));
+  std::printf("seat-bound: heavy %lld, light %lld tokens over 1,000 steps: %.3f\n",
+              static_cast<long long>(tokens.at("heavy")),
+              static_cast<long long>(tokens.at("light")), ratio);
   EXPECT_NEAR(ratio, 3.0, 0.15) << tokens.at("heavy") << " vs " << tokens.at("light");
 }
 
