@@ -409,6 +409,14 @@ absl::StatusOr<json> ParseBody(const HttpRequest& request) {
   return body;
 }
 
+// /tokenize and /detokenize: the model must have a tokenizer, the body must be a JSON object.
+absl::StatusOr<json> TokenizerBody(const HttpRequest& request, const ServingContext& serving) {
+  if (serving.tokenizer == nullptr) {
+    return absl::FailedPreconditionError("this model has no tokenizer");
+  }
+  return ParseBody(request);
+}
+
 }  // namespace
 
 OpenAiService::OpenAiService(const BearerAuth* auth, const GenerationService& grpc,
@@ -489,10 +497,7 @@ void OpenAiService::Models(const ServingContext& serving, HttpExchange& exchange
 
 void OpenAiService::Tokenize(const HttpRequest& request, const ServingContext& serving,
                              HttpExchange& exchange) {
-  if (serving.tokenizer == nullptr) {
-    return RespondError(exchange, absl::FailedPreconditionError("this model has no tokenizer"));
-  }
-  absl::StatusOr<json> body = ParseBody(request);
+  absl::StatusOr<json> body = TokenizerBody(request, serving);
   if (!body.ok()) return RespondError(exchange, body.status());
   const auto prompt = body->find("prompt");
   if (prompt == body->end() || !prompt->is_string()) {
@@ -522,10 +527,7 @@ void OpenAiService::Tokenize(const HttpRequest& request, const ServingContext& s
 
 void OpenAiService::Detokenize(const HttpRequest& request, const ServingContext& serving,
                                HttpExchange& exchange) {
-  if (serving.tokenizer == nullptr) {
-    return RespondError(exchange, absl::FailedPreconditionError("this model has no tokenizer"));
-  }
-  absl::StatusOr<json> body = ParseBody(request);
+  absl::StatusOr<json> body = TokenizerBody(request, serving);
   if (!body.ok()) return RespondError(exchange, body.status());
   const auto tokens = body->find("tokens");
   google::protobuf::RepeatedField<int32_t> ids;

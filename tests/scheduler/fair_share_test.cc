@@ -143,40 +143,38 @@ std::map<std::string, int64_t> MeasureShares(const SchedulerConfig& config, int 
   return tokens;
 }
 
-TEST(WeightedShareTest, ThreeToOneWhenTheTokenBudgetIsTheBottleneck) {
+// Heavy's tokens over light's, printed with both counts.
+double Ratio(const std::map<std::string, int64_t>& tokens, const char* regime) {
+  const double ratio =
+      static_cast<double>(tokens.at("heavy")) / static_cast<double>(tokens.at("light"));
+  std::printf("%s: heavy %lld, light %lld tokens over 1,000 steps: %.3f\n", regime,
+              static_cast<long long>(tokens.at("heavy")),
+              static_cast<long long>(tokens.at("light")), ratio);
+  return ratio;
+}
+
+SchedulerConfig ShareConfig(int64_t budget) {
   SchedulerConfig config;
-  config.max_num_batched_tokens = 16;
+  config.max_num_batched_tokens = budget;
   config.max_num_seqs = 8;
   config.max_model_len = 64;
   config.tenant_weights = {{"heavy", 3.0}};
+  return config;
+}
+
+TEST(WeightedShareTest, ThreeToOneWhenTheTokenBudgetIsTheBottleneck) {
+  SchedulerConfig config = ShareConfig(/*budget=*/16);
   const std::map<std::string, int64_t> tokens = MeasureShares(config, 30, 4, 4);
-  const double ratio =
-      static_cast<double>(tokens.at("heavy")) / static_cast<double>(tokens.at("light"));
-  std::printf("token-bound: heavy %lld, light %lld tokens over 1,000 steps: %.3f\n",
-              static_cast<long long>(tokens.at("heavy")),
-              static_cast<long long>(tokens.at("light")), ratio);
-  EXPECT_NEAR(ratio, 3.0, 0.1) << tokens.at("heavy") << " vs " << tokens.at("light");
+  EXPECT_NEAR(Ratio(tokens, "token-bound"), 3.0, 0.1);
   EXPECT_EQ(tokens.at("heavy") + tokens.at("light"), 16 * 1000);  // Work-conserving.
   // Unweighted, the same load splits evenly.
   config.tenant_weights.clear();
-  const std::map<std::string, int64_t> even = MeasureShares(config, 30, 4, 4);
-  EXPECT_NEAR(static_cast<double>(even.at("heavy")) / static_cast<double>(even.at("light")), 1.0,
-              0.05);
+  EXPECT_NEAR(Ratio(MeasureShares(config, 30, 4, 4), "token-bound, unweighted"), 1.0, 0.05);
 }
 
 TEST(WeightedShareTest, ThreeToOneWhenSeatsAreTheBottleneck) {
-  SchedulerConfig config;
-  config.max_num_batched_tokens = 256;  // Never binding: 8 seats of decodes.
-  config.max_num_seqs = 8;
-  config.max_model_len = 64;
-  config.tenant_weights = {{"heavy", 3.0}};
-  const std::map<std::string, int64_t> tokens = MeasureShares(config, 2, 20, 8);
-  const double ratio =
-      static_cast<double>(tokens.at("heavy")) / static_cast<double>(tokens.at("light"));
-  std::printf("seat-bound: heavy %lld, light %lld tokens over 1,000 steps: %.3f\n",
-              static_cast<long long>(tokens.at("heavy")),
-              static_cast<long long>(tokens.at("light")), ratio);
-  EXPECT_NEAR(ratio, 3.0, 0.15) << tokens.at("heavy") << " vs " << tokens.at("light");
+  // A budget never binding: 8 seats of decodes are the bottleneck.
+  EXPECT_NEAR(Ratio(MeasureShares(ShareConfig(/*budget=*/256), 2, 20, 8), "seat-bound"), 3.0, 0.15);
 }
 
 }  // namespace
