@@ -8,6 +8,7 @@ Run by ctest (label e2e) as: /usr/bin/python3 tests/server/http_test.py
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 import unittest
 
-from harness import Server, collect, make_model, pb
+from harness import Server, make_model, pb, proc_status
 
 MODEL_DIR = None
 JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
@@ -368,6 +369,49 @@ class HttpAuthTest(unittest.TestCase):
         finally:
             server.stop()
             os.remove(token_file)
+
+
+class HttpThousandStreamsTest(unittest.TestCase):
+    def test_a_thousand_open_streams_need_no_thread_each(self):
+        # 1,000 connections, each with a streaming request in flight (the queue holds them, a few
+        # run at a time); the server's thread count must not grow with them.
+        # Both ends hold 1,000 sockets: raise the soft descriptor limit (the server inherits it).
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 1000 + 200
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            self.skipTest(f"RLIMIT_NOFILE hard limit {hard} < {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+        server = Server(MODEL_DIR, "--max-queue", "1024", "--max-num-seqs", "16",
+                        "--http-max-connections", "2000")
+        socks = []
+        try:
+            port = server.http_port
+            threads_before = proc_status(server.process.pid, "Threads")
+            body = json.dumps({"prompt": [1, 5, 9], "max_tokens": 8, "temperature": 0,
+                               "ignore_eos": True, "stream": True}).encode()
+            head = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                    f"{len(body)}\r\n\r\n").encode()
+            for _ in range(1000):
+                s = socket.create_connection(("127.0.0.1", port), timeout=60)
+                s.sendall(head + body)
+                socks.append(s)
+            peak = threads_before
+            done = 0
+            for s in socks:  # Read every stream to its end ([DONE] and the last chunk).
+                data = b""
+                while not data.endswith(b"0\r\n\r\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                    peak = max(peak, proc_status(server.process.pid, "Threads"))
+                done += b"data: [DONE]" in data
+            self.assertEqual(done, 1000)
+            self.assertLessEqual(peak, threads_before + 2, (threads_before, peak))
+        finally:
+            for s in socks:
+                s.close()
+            server.stop()
 
 
 class HttpLimitsTest(unittest.TestCase):
