@@ -171,27 +171,36 @@ class Interpreter {
     }
     if (items.empty()) return Exec(stmt.bodies[1], scope, out);
     const int64_t n = static_cast<int64_t>(items.size());
+    // One loop.cycle for the whole loop, reading the current index; shared, not a reference,
+    // because a template can keep `loop` past the loop's end.
+    auto index = std::make_shared<int64_t>(0);
+    const Value cycle = Value::Function("cycle", [index](CallArgs& args) -> absl::StatusOr<Value> {
+      if (args.args.empty()) return absl::InvalidArgumentError("no items for cycling given");
+      return args.args[static_cast<size_t>(*index) % args.args.size()];
+    });
     for (int64_t i = 0; i < n; ++i) {
+      *index = i;
+      RETURN_IF_ERROR(AtLine(budget_.Step(), stmt.line));  // An empty body still costs.
       auto iteration = std::make_shared<Scope>(scope);
       RETURN_IF_ERROR(Assign(stmt.targets, items[i], iteration.get(), stmt.line));
+      // A fresh dict per iteration: a template may keep `loop` (e.g. in a namespace).
       Value loop = Value::Dict();
-      ValueDict& d = loop.as_dict();
-      d.Set("index0", Value(i));
-      d.Set("index", Value(i + 1));
-      d.Set("revindex", Value(n - i));
-      d.Set("revindex0", Value(n - i - 1));
-      d.Set("first", Value(i == 0));
-      d.Set("last", Value(i == n - 1));
-      d.Set("length", Value(n));
-      d.Set("depth", Value(1));
-      d.Set("depth0", Value(0));
-      d.Set("previtem", i > 0 ? items[i - 1] : Value(Undefined{"there is no previous item"}));
-      d.Set("nextitem", i + 1 < n ? items[i + 1] : Value(Undefined{"there is no next item"}));
-      d.Set("cycle", Value::Function("cycle", [i](CallArgs& args) -> absl::StatusOr<Value> {
-              if (args.args.empty())
-                return absl::InvalidArgumentError("no items for cycling given");
-              return args.args[static_cast<size_t>(i) % args.args.size()];
-            }));
+      auto& d = loop.as_dict().items;
+      d.reserve(12);
+      d.emplace_back("index0", Value(i));
+      d.emplace_back("index", Value(i + 1));
+      d.emplace_back("revindex", Value(n - i));
+      d.emplace_back("revindex0", Value(n - i - 1));
+      d.emplace_back("first", Value(i == 0));
+      d.emplace_back("last", Value(i == n - 1));
+      d.emplace_back("length", Value(n));
+      d.emplace_back("depth", Value(1));
+      d.emplace_back("depth0", Value(0));
+      d.emplace_back("previtem",
+                     i > 0 ? items[i - 1] : Value(Undefined{"there is no previous item"}));
+      d.emplace_back("nextitem",
+                     i + 1 < n ? items[i + 1] : Value(Undefined{"there is no next item"}));
+      d.emplace_back("cycle", cycle);
       iteration->vars["loop"] = std::move(loop);
       ASSIGN_OR_RETURN(Flow flow, Exec(stmt.bodies[0], iteration, out));
       if (flow == Flow::kBreak) break;

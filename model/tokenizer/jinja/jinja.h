@@ -21,7 +21,8 @@ struct Stmt;
 
 struct JinjaLimits {
   // Statements executed plus expressions evaluated; far above what a chat template needs for a
-  // long conversation (about 100 per message), low enough to stop a runaway loop in a second.
+  // long conversation (about 100 per message), low enough that a runaway loop ends within a few
+  // seconds.
   int64_t max_steps = 10'000'000;
   // The rendered prompt, and any string built on the way (so `s ~ s` doubling stops early).
   int64_t max_output_bytes = 4 << 20;

@@ -177,7 +177,8 @@ class Parser {
     } else if (tag == "filter") {
       stmt->kind = StmtKind::kFilterBlock;
       auto block = MakeExpr(ExprKind::kBlockValue, token.line);
-      ASSIGN_OR_RETURN(ExprPtr filters, ParseFilters(std::move(block), /*require=*/true));
+      ASSIGN_OR_RETURN(ExprPtr filters,
+                       ParseFilters(std::move(block), /*first_without_pipe=*/true));
       stmt->exprs.push_back(std::move(filters));
       RETURN_IF_ERROR(ParseSimpleBody(stmt.get(), "endfilter"));
     } else if (tag == "break" || tag == "continue") {
@@ -285,7 +286,7 @@ class Parser {
     stmt->kind = StmtKind::kSetBlock;
     stmt->name = stmt->targets[0];
     auto block = MakeExpr(ExprKind::kBlockValue, stmt->line);
-    ASSIGN_OR_RETURN(ExprPtr filters, ParseFilters(std::move(block), /*require=*/false));
+    ASSIGN_OR_RETURN(ExprPtr filters, ParseFilters(std::move(block), /*first_without_pipe=*/false));
     stmt->exprs.push_back(std::move(filters));
     return ParseSimpleBody(stmt, "endset");
   }
@@ -677,7 +678,7 @@ class Parser {
   absl::StatusOr<ExprPtr> ParseFilterExpr(ExprPtr node) {
     while (true) {
       if (IsOp("|")) {
-        ASSIGN_OR_RETURN(node, ParseFilters(std::move(node), true));
+        ASSIGN_OR_RETURN(node, ParseFilters(std::move(node), /*first_without_pipe=*/false));
       } else if (IsName("is")) {
         ASSIGN_OR_RETURN(node, ParseTest(std::move(node)));
       } else if (IsOp("(")) {
@@ -688,10 +689,11 @@ class Parser {
     }
   }
 
-  // `| name(args) | name ...` applied to `node`.
-  absl::StatusOr<ExprPtr> ParseFilters(ExprPtr node, bool require) {
-    if (require && !IsOp("|")) return Error(Cur(), "expected '|'");
-    while (SkipOp("|")) {
+  // `| name(args) | name ...` applied to `node`. `{% filter name %}` omits the first `|`.
+  absl::StatusOr<ExprPtr> ParseFilters(ExprPtr node, bool first_without_pipe) {
+    bool first = true;
+    while ((first && first_without_pipe) || SkipOp("|")) {
+      first = false;
       auto filter = MakeExpr(ExprKind::kFilter, Cur().line);
       ASSIGN_OR_RETURN(filter->name, ExpectName());
       filter->children.push_back(std::move(node));
