@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,7 +29,7 @@ struct CallArgs {
                      std::initializer_list<const char*> names = {}) const;
 };
 
-// The step and size budget one Render call draws on.
+// The step and size budget one Render call draws on, and the namespace() objects it made.
 class Budget {
  public:
   explicit Budget(const JinjaLimits& limits) : limits_(limits) {}
@@ -36,9 +37,14 @@ class Budget {
   absl::Status Step(int64_t steps = 1);
   absl::Status CheckSize(size_t bytes) const;
 
+  void TrackNamespace(const std::shared_ptr<ValueDict>& ns) { namespaces_.push_back(ns); }
+  // Empties every namespace made, breaking any reference cycle through them.
+  void ReleaseNamespaces();
+
  private:
   JinjaLimits limits_;
   int64_t steps_ = 0;
+  std::vector<std::weak_ptr<ValueDict>> namespaces_;
 };
 
 // The error raise_exception returns: its message is the template's, with no line prefixed.

@@ -56,10 +56,13 @@ class Interpreter {
     AddGlobals(&budget_, &builtins);
     for (auto& [name, value] : builtins.items) globals->vars[name] = value;
     for (const auto& [name, value] : context.as_dict().items) globals->vars[name] = value;
-    auto top = std::make_shared<Scope>(globals);
+    top_ = std::make_shared<Scope>(globals);
     std::string out;
-    ASSIGN_OR_RETURN(Flow flow, Exec(body, top, &out));
-    (void)flow;
+    absl::StatusOr<Flow> flow = Exec(body, top_, &out);
+    // namespace() objects are the only mutable values, so the only way to a reference cycle
+    // (`set ns.me = ns`); emptying them all frees everything.
+    budget_.ReleaseNamespaces();
+    if (!flow.ok()) return flow.status();
     return out;
   }
 
@@ -210,8 +213,12 @@ class Interpreter {
 
   Value MakeMacro(const Stmt& stmt, const ScopePtr& defined_in) {
     const Stmt* macro = &stmt;
-    return Value::Function(stmt.name, [this, macro, defined_in](CallArgs& args) {
-      return CallMacro(*macro, defined_in, args);
+    // Weak: the scope holds the macro, so a strong pointer would be a cycle that never frees.
+    // A macro kept past its scope's end (in a namespace) sees the template's top scope.
+    std::weak_ptr<Scope> weak_scope = defined_in;
+    return Value::Function(stmt.name, [this, macro, weak_scope](CallArgs& args) {
+      ScopePtr scope = weak_scope.lock();
+      return CallMacro(*macro, scope != nullptr ? scope : top_, args);
     });
   }
 
@@ -320,6 +327,7 @@ class Interpreter {
   absl::StatusOr<Value> EvalSlice(const Expr& expr, const ScopePtr& scope);
 
   Budget budget_;
+  ScopePtr top_;
   int macro_depth_ = 0;
   Value block_value_;
 };

@@ -260,8 +260,10 @@ absl::StatusOr<Value> Range(Budget* budget, CallArgs& args) {
   return Value::List(std::move(items));
 }
 
-Value KwargsDict(const CallArgs& args, bool is_namespace) {
-  Value dict = Value::Dict();
+Value KwargsDict(const CallArgs& args, bool is_namespace, Budget* budget) {
+  auto ns = std::make_shared<ValueDict>();
+  if (is_namespace) budget->TrackNamespace(ns);
+  Value dict(std::move(ns));
   dict.as_dict().is_namespace = is_namespace;
   for (const Value& arg : args.args) {  // namespace({...}) / dict({...}) copy a mapping.
     if (!arg.is_dict()) continue;
@@ -312,6 +314,13 @@ absl::Status Budget::CheckSize(size_t bytes) const {
         absl::StrCat("template output exceeds ", limits_.max_output_bytes, " bytes"));
   }
   return absl::OkStatus();
+}
+
+void Budget::ReleaseNamespaces() {
+  for (const std::weak_ptr<ValueDict>& weak : namespaces_) {
+    if (std::shared_ptr<ValueDict> ns = weak.lock()) ns->items.clear();
+  }
+  namespaces_.clear();
 }
 
 absl::Status TemplateRaised(std::string message) {
@@ -411,11 +420,11 @@ void AddGlobals(Budget* budget, ValueDict* globals) {
   globals->Set("range",
                Value::Function("range", [budget](CallArgs& args) { return Range(budget, args); }));
   globals->Set("namespace",
-               Value::Function("namespace", [](CallArgs& args) -> absl::StatusOr<Value> {
-                 return KwargsDict(args, /*is_namespace=*/true);
+               Value::Function("namespace", [budget](CallArgs& args) -> absl::StatusOr<Value> {
+                 return KwargsDict(args, /*is_namespace=*/true, budget);
                }));
-  globals->Set("dict", Value::Function("dict", [](CallArgs& args) -> absl::StatusOr<Value> {
-                 return KwargsDict(args, /*is_namespace=*/false);
+  globals->Set("dict", Value::Function("dict", [budget](CallArgs& args) -> absl::StatusOr<Value> {
+                 return KwargsDict(args, /*is_namespace=*/false, budget);
                }));
   globals->Set("raise_exception",
                Value::Function("raise_exception", [](CallArgs& args) -> absl::StatusOr<Value> {

@@ -436,6 +436,19 @@ TEST(JinjaTest, DeepNestingIsAParseErrorNotACrash) {
   EXPECT_FALSE(JinjaTemplate::Parse(ifs).ok());
 }
 
+// Run under ASan's leak checker (tokenizer_asan_test's flags) these must free everything.
+TEST(JinjaTest, ReferenceCyclesAreFreed) {
+  EXPECT_EQ(Render("{% set ns = namespace() %}{% set ns.me = ns %}{% macro m() %}m{% endmacro %}"
+                   "{% set ns.m = m %}{{ ns.m() }}{{ ns.me.me.m() }}")
+                .value(),
+            "mm");
+  // A macro kept past the loop iteration that defined it still runs.
+  EXPECT_EQ(Render("{% set ns = namespace() %}{% for i in [1] %}{% macro m() %}in loop{% endmacro "
+                   "%}{% set ns.m = m %}{% endfor %}{{ ns.m() }}")
+                .value(),
+            "in loop");
+}
+
 TEST(JinjaTest, ContextMustBeAnObject) {
   absl::StatusOr<JinjaTemplate> t = JinjaTemplate::Parse("x");
   ASSERT_TRUE(t.ok());
