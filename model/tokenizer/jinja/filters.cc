@@ -2,6 +2,8 @@
 // json.dumps(ensure_ascii=False) version.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 
 #include "absl/container/flat_hash_map.h"
@@ -275,11 +277,21 @@ absl::StatusOr<Value> Round(const Value& v, const CallArgs& args) {
   const Value* method = args.Get(1, "method");
   const std::string how = method == nullptr ? "common" : method->Str();
   if (!v.is_number() && !v.is_bool()) return absl::InvalidArgumentError("round: not a number");
+  if (how == "common") {
+    // Python's round: an int stays an int; a float is rounded on its exact binary value, halves
+    // to even, which printf's correctly rounded %.*f does too (2.675 -> 2.67).
+    if (v.is_int() || v.is_bool()) return v.is_int() ? v : Value(static_cast<int64_t>(v.as_bool()));
+    if (precision >= 0 && precision <= 20 && std::fabs(v.as_float()) < 1e300) {
+      char buf[512];
+      std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(precision), v.as_float());
+      return Value(std::strtod(buf, nullptr));
+    }
+  }
   const double scale = std::pow(10.0, static_cast<double>(precision));
   const double x = v.as_double() * scale;
   double r;
   if (how == "common") {
-    r = std::nearbyint(x);  // Python's round: halves to even.
+    r = std::nearbyint(x);
   } else if (how == "ceil") {
     r = std::ceil(x);
   } else if (how == "floor") {

@@ -145,20 +145,16 @@ class Lexer {
       }
       const char kind = src_[start + 1];
       const char sign = start + 2 < src_.size() ? src_[start + 2] : '\0';
-      if (sign == '-') {
-        while (!text.empty() && IsSpace(text.back())) text.pop_back();
-      } else if (sign != '+' && options_.lstrip_blocks && kind != '{') {
-        const size_t nl = text.rfind('\n');
-        const size_t l_pos = nl == std::string::npos ? 0 : nl + 1;
-        if ((l_pos > 0 || line_starting) && l_pos < text.size() &&
-            std::all_of(text.begin() + l_pos, text.end(), IsSpace)) {
-          text.resize(l_pos);
-        }
-      }
+      StripBeforeTag(&text, kind, sign, line_starting);
       AddText(std::move(text), pos);
       size_t body = start + 2 + (sign == '-' || sign == '+' ? 1 : 0);
-      absl::StatusOr<size_t> end = kind == '#' ? LexComment(start, body, &strip_next)
-                                               : LexTag(kind, start, body, &strip_next);
+      size_t raw_body = 0;
+      char raw_sign = '\0';
+      absl::StatusOr<size_t> end =
+          kind == '#' ? LexComment(start, body, &strip_next)
+          : kind == '%' && MatchTag(body, "raw", &raw_body, &raw_sign) && raw_sign != '+'
+              ? LexRaw(start, raw_body, raw_sign, &strip_next)
+              : LexTag(kind, start, body, &strip_next);
       if (!end.ok()) return end.status();
       pos = *end;
       line_starting = pos > 0 && src_[pos - 1] == '\n';
@@ -178,6 +174,54 @@ class Lexer {
       }
     }
     return src_.size();
+  }
+
+  // Whitespace control of the text before a tag: `-` strips it all, lstrip_blocks strips the
+  // indentation before {% and {# (not {{), unless `+`.
+  void StripBeforeTag(std::string* text, char kind, char sign, bool line_starting) const {
+    if (sign == '-') {
+      while (!text->empty() && IsSpace(text->back())) text->pop_back();
+    } else if (sign != '+' && options_.lstrip_blocks && kind != '{') {
+      const size_t nl = text->rfind('\n');
+      const size_t l_pos = nl == std::string::npos ? 0 : nl + 1;
+      if ((l_pos > 0 || line_starting) && l_pos < text->size() &&
+          std::all_of(text->begin() + l_pos, text->end(), IsSpace)) {
+        text->resize(l_pos);
+      }
+    }
+  }
+
+  // At `pos` (after `{%` and its sign): `\s*name\s*` then `-%}`, `+%}` or `%}`. On a match,
+  // *end is past the `%}` and *sign the end's sign.
+  bool MatchTag(size_t pos, std::string_view name, size_t* end, char* sign) const {
+    while (pos < src_.size() && IsSpace(src_[pos])) ++pos;
+    if (src_.compare(pos, name.size(), name) != 0) return false;
+    pos += name.size();
+    while (pos < src_.size() && IsSpace(src_[pos])) ++pos;
+    *sign = pos < src_.size() && (src_[pos] == '-' || src_[pos] == '+') ? src_[pos] : '\0';
+    if (*sign != '\0') ++pos;
+    if (src_.compare(pos, 2, "%}") != 0) return false;
+    *end = pos + 2;
+    return true;
+  }
+
+  // `{% raw %}...{% endraw %}`: the body is text, tags in it untouched.
+  absl::StatusOr<size_t> LexRaw(size_t start, size_t body, char begin_sign, bool* strip_next) {
+    for (size_t p = src_.find("{%", body); p != std::string::npos; p = src_.find("{%", p + 2)) {
+      const char sign = p + 2 < src_.size() ? src_[p + 2] : '\0';
+      const size_t name_at = p + 2 + (sign == '-' || sign == '+' ? 1 : 0);
+      size_t end = 0;
+      char end_sign = '\0';
+      if (!MatchTag(name_at, "endraw", &end, &end_sign)) continue;
+      std::string text = src_.substr(body, p - body);
+      if (begin_sign == '-') {
+        text.erase(0, std::find_if_not(text.begin(), text.end(), IsSpace) - text.begin());
+      }
+      StripBeforeTag(&text, '%', sign, body > 0 && src_[body - 1] == '\n');
+      AddText(std::move(text), body);
+      return AfterTagEnd(end, end_sign == '-', options_.trim_blocks && end_sign != '+', strip_next);
+    }
+    return ErrorAt(start, "unexpected end of template, expected 'endraw'");
   }
 
   Token MakeToken(TokenKind kind, std::string text, size_t offset) const {

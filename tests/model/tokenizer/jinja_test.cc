@@ -265,6 +265,22 @@ INSTANTIATE_TEST_SUITE_P(Jinja, ConstructTest, testing::ValuesIn(kConstructCases
 
 TEST(JinjaTest, NormalizesCrLfNewlines) { EXPECT_EQ(Render("a\r\nb\rc\r\n").value(), "a\nb\nc"); }
 
+// Expected strings from python3-jinja2, as in the table above.
+TEST(JinjaTest, RawBlocks) {
+  EXPECT_EQ(Render("<{% raw %}{{ not parsed }}{% endraw %}>").value(), "<{{ not parsed }}>");
+  EXPECT_EQ(Render("a\n  {% raw %}\n  {% if %}x{{ y }}\n  {% endraw %}\nb").value(),
+            "a\n\n  {% if %}x{{ y }}\nb");
+  EXPECT_EQ(Render("a {%- raw -%}  {{ z }}  {%- endraw -%} b").value(), "a{{ z }}b");
+  EXPECT_FALSE(Render("{% raw %} no end").ok());
+}
+
+TEST(JinjaTest, RoundLikePython) {
+  EXPECT_EQ(Render("{{ 2.675 | round(2) }} {{ 1e20 | round(2) }} {{ -2.5 | round }} "
+                   "{{ 2.5 | round(0, 'ceil') }} {{ 7 | round(1, 'floor') }} {{ 7 | round }}")
+                .value(),
+            "2.67 1e+20 -2.0 3.0 7.0 7");
+}
+
 TEST(JinjaTest, AcceptsUnorderedJsonContext) {
   absl::StatusOr<JinjaTemplate> t = JinjaTemplate::Parse("{{ d | tojson }}");
   ASSERT_TRUE(t.ok());
