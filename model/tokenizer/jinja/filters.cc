@@ -82,11 +82,20 @@ absl::StatusOr<Value> ToJsonFilter(Budget& budget, const Value& v, const CallArg
     if (!indent->is_int()) return absl::InvalidArgumentError("tojson: indent must be an integer");
     width = std::max<int64_t>(0, std::min<int64_t>(indent->as_int(), 64));
   }
-  if (const Value* sep = args.Get(2, "separators"); sep != nullptr && !sep->is_none()) {
-    return absl::InvalidArgumentError("tojson: separators are not supported");
+  std::pair<std::string, std::string> separators;
+  const Value* sep = args.Get(2, "separators");
+  const bool has_separators = sep != nullptr && !sep->is_none();
+  if (has_separators) {
+    if (!sep->is_list() || sep->as_list().items.size() != 2 ||
+        !sep->as_list().items[0].is_string() || !sep->as_list().items[1].is_string()) {
+      return absl::InvalidArgumentError("tojson: separators must be two strings");
+    }
+    separators = {sep->as_list().items[0].as_string(), sep->as_list().items[1].as_string()};
   }
-  ASSIGN_OR_RETURN(std::string json,
-                   ToJson(v, static_cast<int>(width), BoolArg(args, 3, "sort_keys", false)));
+  ASSIGN_OR_RETURN(
+      std::string json,
+      ToJson(v, static_cast<int>(width), BoolArg(args, 3, "sort_keys", false),
+             has_separators ? &separators : nullptr, BoolArg(args, 0, "ensure_ascii", false)));
   RETURN_IF_ERROR(budget.CheckSize(json.size()));
   return Value(std::move(json));
 }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "model/tokenizer/unicode.h"
 
 namespace iquest::jinja {
 
@@ -165,9 +166,38 @@ std::string StringRepr(const std::string& s) {
   return out;
 }
 
-void AppendJsonString(const std::string& s, std::string* out) {
+void AppendJsonChar(unsigned char c, std::string* out);
+
+void AppendJsonString(const std::string& s, bool ensure_ascii, std::string* out) {
   out->push_back('"');
-  for (unsigned char c : s) {
+  if (ensure_ascii) {  // Python writes each non-ASCII code point as \uXXXX (UTF-16 pairs).
+    for (size_t pos = 0; pos < s.size();) {
+      char32_t cp = 0;
+      const size_t n = unicode::DecodeAt(s, pos, &cp);
+      if (n == 0 || cp < 0x80) {
+        AppendJsonChar(static_cast<unsigned char>(s[pos]), out);
+        ++pos;
+        continue;
+      }
+      pos += n;
+      char buf[16];
+      if (cp >= 0x10000) {
+        const char32_t v = cp - 0x10000;
+        std::snprintf(buf, sizeof(buf), "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff));
+      } else {
+        std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(cp));
+      }
+      *out += buf;
+    }
+    out->push_back('"');
+    return;
+  }
+  for (unsigned char c : s) AppendJsonChar(c, out);
+  out->push_back('"');
+}
+
+void AppendJsonChar(unsigned char c, std::string* out) {
+  {
     switch (c) {
       case '"':
         *out += "\\\"";
@@ -200,18 +230,25 @@ void AppendJsonString(const std::string& s, std::string* out) {
         }
     }
   }
-  out->push_back('"');
 }
 
-absl::Status AppendJson(const Value& value, int indent, bool sort_keys, int depth,
-                        std::string* out) {
+struct JsonFormat {
+  int indent;
+  bool sort_keys;
+  bool ensure_ascii;
+  std::string item_sep;
+  std::string key_sep;
+};
+
+absl::Status AppendJson(const Value& value, const JsonFormat& format, int depth, std::string* out) {
+  const int indent = format.indent;
   if (depth > 512) return absl::InvalidArgumentError("tojson: value nested too deeply");
   const auto newline = [&](int level) {
     if (indent < 0) return;
     out->push_back('\n');
     out->append(static_cast<size_t>(indent) * level, ' ');
   };
-  const char* item_sep = indent < 0 ? ", " : ",";
+  const std::string& item_sep = format.item_sep;
   if (value.is_none()) {
     *out += "null";
   } else if (value.is_bool()) {
@@ -224,7 +261,7 @@ absl::Status AppendJson(const Value& value, int indent, bool sort_keys, int dept
             : std::isinf(d) ? (d > 0 ? "Infinity" : "-Infinity")
                             : FloatRepr(d);
   } else if (value.is_string()) {
-    AppendJsonString(value.as_string(), out);
+    AppendJsonString(value.as_string(), format.ensure_ascii, out);
   } else if (value.is_list()) {
     const auto& items = value.as_list().items;
     if (items.empty()) {
@@ -235,7 +272,7 @@ absl::Status AppendJson(const Value& value, int indent, bool sort_keys, int dept
     for (size_t i = 0; i < items.size(); ++i) {
       if (i > 0) *out += item_sep;
       newline(depth + 1);
-      RETURN_IF_ERROR(AppendJson(items[i], indent, sort_keys, depth + 1, out));
+      RETURN_IF_ERROR(AppendJson(items[i], format, depth + 1, out));
     }
     newline(depth);
     out->push_back(']');
@@ -246,7 +283,7 @@ absl::Status AppendJson(const Value& value, int indent, bool sort_keys, int dept
       *out += "{}";
       return absl::OkStatus();
     }
-    if (sort_keys) {
+    if (format.sort_keys) {
       std::stable_sort(items.begin(), items.end(),
                        [](const auto* a, const auto* b) { return a->first < b->first; });
     }
@@ -254,9 +291,9 @@ absl::Status AppendJson(const Value& value, int indent, bool sort_keys, int dept
     for (size_t i = 0; i < items.size(); ++i) {
       if (i > 0) *out += item_sep;
       newline(depth + 1);
-      AppendJsonString(items[i]->first, out);
-      *out += ": ";
-      RETURN_IF_ERROR(AppendJson(items[i]->second, indent, sort_keys, depth + 1, out));
+      AppendJsonString(items[i]->first, format.ensure_ascii, out);
+      *out += format.key_sep;
+      RETURN_IF_ERROR(AppendJson(items[i]->second, format, depth + 1, out));
     }
     newline(depth);
     out->push_back('}');
@@ -374,9 +411,16 @@ absl::StatusOr<bool> LessThan(const Value& a, const Value& b) {
                                                  a.TypeName(), "' and '", b.TypeName(), "'"));
 }
 
-absl::StatusOr<std::string> ToJson(const Value& value, int indent, bool sort_keys) {
+absl::StatusOr<std::string> ToJson(const Value& value, int indent, bool sort_keys,
+                                   const std::pair<std::string, std::string>* separators,
+                                   bool ensure_ascii) {
+  JsonFormat format{indent, sort_keys, ensure_ascii, indent < 0 ? ", " : ",", ": "};
+  if (separators != nullptr) {
+    format.item_sep = separators->first;
+    format.key_sep = separators->second;
+  }
   std::string out;
-  RETURN_IF_ERROR(AppendJson(value, indent, sort_keys, 0, &out));
+  RETURN_IF_ERROR(AppendJson(value, format, 0, &out));
   return out;
 }
 

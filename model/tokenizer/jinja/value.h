@@ -119,8 +119,11 @@ absl::StatusOr<bool> LessThan(const Value& a, const Value& b);
 // repr() of a Python float: the shortest round-trip digits, "1.0", "1e+20", "1e-05", "inf".
 std::string FloatRepr(double d);
 
-// json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=sort_keys), as transformers'
-// tojson filter calls it (indent < 0 means None). Undefined and callables are errors.
-absl::StatusOr<std::string> ToJson(const Value& value, int indent, bool sort_keys);
+// json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+// sort_keys=sort_keys), as transformers' tojson filter calls it (indent < 0 and null separators
+// mean None). Undefined and callables are errors.
+absl::StatusOr<std::string> ToJson(const Value& value, int indent, bool sort_keys,
+                                   const std::pair<std::string, std::string>* separators = nullptr,
+                                   bool ensure_ascii = false);
 
 }  // namespace iquest::jinja

@@ -281,6 +281,22 @@ TEST(JinjaTest, RoundLikePython) {
             "2.67 1e+20 -2.0 3.0 7.0 7");
 }
 
+TEST(JinjaTest, ToJsonSeparators) {
+  EXPECT_EQ(Render("{{ d | tojson(separators=(',', ':')) }} {{ d | tojson(indent=1, "
+                   "separators=(';', '=')) }}",
+                   R"({"d": {"a": [1, 2]}})")
+                .value(),
+            "{\"a\":[1,2]} {\n \"a\"=[\n  1;\n  2\n ]\n}");
+}
+
+// transformers' tojson takes ensure_ascii first: tojson(4) means ensure_ascii, not indent.
+TEST(JinjaTest, ToJsonEnsureAscii) {
+  EXPECT_EQ(Render(R"({{ s | tojson(ensure_ascii=true) }} {{ s | tojson(4) }} {{ s | tojson }})",
+                   R"({"s": "é🙂"})")
+                .value(),
+            R"("\u00e9\ud83d\ude42" "\u00e9\ud83d\ude42" "é🙂")");
+}
+
 TEST(JinjaTest, AcceptsUnorderedJsonContext) {
   absl::StatusOr<JinjaTemplate> t = JinjaTemplate::Parse("{{ d | tojson }}");
   ASSERT_TRUE(t.ok());
