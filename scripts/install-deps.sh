@@ -26,8 +26,9 @@ if [ "$BUILD_ONLY" != 1 ]; then
   PACKAGES+=(
     # Test peers: the NumPy reference of the forward pass; a Python gRPC client; TLS test certs.
     python3 python3-numpy python3-grpcio python3-protobuf openssl
-    # The KV-events subscriber of tests/server/kv_events_test.py.
-    python3-zmq python3-msgpack
+    # The KV-events subscriber of tests/server/kv_events_test.py; Jinja2 as the chat-template
+    # interpreter's reference (tests/model/tokenizer/jinja_parity.py).
+    python3-zmq python3-msgpack python3-jinja2
     # A real Prometheus (and promtool) for the metrics, rules and dashboard tests.
     prometheus
     # Deployment tests: yamllint, PyYAML, rsync (gitlab-ci-local copies job folders with it).
