@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "nlohmann/json.hpp"
 
 namespace iquest {
 namespace {
@@ -140,13 +141,36 @@ absl::StatusOr<RenderedChat> RenderChat(const serve::v1::ChatInput& chat,
   }
   std::optional<ChatTemplate> chosen = context.chat_template;
   if (!chat.chat_template().empty()) {
+    if (chat.chat_template().size() > kMaxChatTemplateBytes) {
+      return OutOfRange("chat.chat_template",
+                        absl::StrCat("at most ", kMaxChatTemplateBytes, " bytes"));
+    }
     ASSIGN_OR_RETURN(chosen, ChatTemplateFor(*context.tokenizer, chat.chat_template()));
   }
   if (!chosen) return context.chat_template_error;
+  nlohmann::ordered_json variables = nlohmann::ordered_json::object();
+  if (!chat.chat_template_kwargs().empty()) {
+    if (chat.chat_template_kwargs().size() > kMaxChatTemplateBytes) {
+      return OutOfRange("chat.chat_template_kwargs",
+                        absl::StrCat("at most ", kMaxChatTemplateBytes, " bytes"));
+    }
+    variables = nlohmann::ordered_json::parse(chat.chat_template_kwargs(), nullptr,
+                                              /*allow_exceptions=*/false);
+    if (!variables.is_object()) {
+      return absl::InvalidArgumentError("chat.chat_template_kwargs: must be a JSON object");
+    }
+    for (const char* reserved : {"messages", "tools", "documents", "add_generation_prompt"}) {
+      if (variables.contains(reserved)) {
+        return absl::InvalidArgumentError(absl::StrCat("chat.chat_template_kwargs: may not set '",
+                                                       reserved, "' (it has its own field)"));
+      }
+    }
+  }
   std::vector<ChatMessage> messages;
   for (const auto& m : chat.messages()) messages.push_back({m.role(), m.content()});
   return iquest::RenderChat(*chosen, messages,
-                            chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true);
+                            chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true,
+                            variables);
 }
 
 namespace {

@@ -28,6 +28,8 @@ inline constexpr int kMaxPriority = 1000;
 inline constexpr int kMaxTenantBytes = 64;
 inline constexpr int kMaxCacheSaltBytes = 256;
 inline constexpr int kMaxChatMessages = 1024;
+// A per-request Jinja chat template (parsed for that request alone).
+inline constexpr size_t kMaxChatTemplateBytes = 64 << 10;
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& proto,
                                                       const ServingContext& context);

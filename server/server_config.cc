@@ -16,7 +16,8 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddString("device", &device, "cpu or cuda");
   RegisterBackendFlags(p, &backend);
   p.AddString("chat-template", &chat_template,
-              "override the chat template: chatml, llama3, llama2");
+              "override the model's own chat template: a Jinja FILE, or a fallback: chatml, "
+              "llama3, llama2");
   p.AddBool("allow-manifest-mismatch", &allow_manifest_mismatch,
             "serve a model whose files differ from its manifest.json (logs a warning)");
   p.AddString("host", &host, "address to listen on");

@@ -18,7 +18,7 @@ struct ServerConfig {
   std::string model_dir;
   std::string device = "cpu";  // cpu | cuda
   BackendOptions backend;      // --threads, --cpu-kernels
-  std::string chat_template;   // Override: chatml | llama3 | llama2.
+  std::string chat_template;   // Override: a Jinja file's path, or chatml | llama3 | llama2.
   // Serve a folder whose files differ from its manifest.json (logged as a warning).
   bool allow_manifest_mismatch = false;
   // Network.

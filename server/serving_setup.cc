@@ -124,7 +124,17 @@ absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) 
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(serving.tokenizer, Tokenizer::Load(files.folder));
-  absl::StatusOr<ChatTemplate> chat = ChatTemplateFor(*serving.tokenizer, config.chat_template);
+  std::string chat_spec = config.chat_template;  // A fallback's name, or a Jinja file's text.
+  if (!chat_spec.empty() && !IsChatTemplateName(chat_spec)) {
+    absl::StatusOr<std::string> source = ReadFileToString(chat_spec);
+    if (!source.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--chat-template ", chat_spec, ": not a fallback name (chatml, llama3, llama2) and ",
+          source.status().message()));
+    }
+    chat_spec = std::move(*source);
+  }
+  absl::StatusOr<ChatTemplate> chat = ChatTemplateFor(*serving.tokenizer, chat_spec);
   if (chat.ok()) {
     serving.chat_template = *chat;
   } else if (!config.chat_template.empty()) {

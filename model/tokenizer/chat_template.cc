@@ -1,5 +1,9 @@
-// The three prompt formats, written out by hand from the reference Jinja templates.
+// The model's own template through Jinja, and the three fallback prompt formats, written out by
+// hand from the reference Jinja templates.
 #include "model/tokenizer/chat_template.h"
+
+#include <memory>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -9,7 +13,8 @@
 namespace iquest {
 namespace {
 
-constexpr char kChooseOption[] = "choose one with --chat-template chatml|llama3|llama2";
+constexpr char kChooseOption[] =
+    "choose one with --chat-template chatml|llama3|llama2|FILE (a Jinja template)";
 
 // A default system prompt written literally in a ChatML template, as in
 // '<|im_start|>system\nYou are ...<|im_end|>\n' (the \n is the two characters of a Jinja escape).
@@ -149,30 +154,76 @@ absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name) {
       absl::StrCat("unknown chat template '", std::string(name), "'; ", kChooseOption));
 }
 
-absl::StatusOr<ChatTemplateKind> RecognizeChatTemplate(std::string_view jinja) {
-  if (jinja.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tokenizer_config.json has no chat_template; ", kChooseOption));
+bool IsChatTemplateName(std::string_view name) { return ParseChatTemplateKind(name).ok(); }
+
+absl::StatusOr<ChatTemplate> JinjaChatTemplateFor(const Tokenizer& tokenizer,
+                                                  std::string_view source) {
+  ASSIGN_OR_RETURN(JinjaTemplate program, JinjaTemplate::Parse(source));
+  ChatTemplate t;
+  t.kind = ChatTemplateKind::kJinja;
+  t.jinja.program = std::make_shared<const JinjaTemplate>(std::move(program));
+  std::vector<std::string> control_tokens;
+  for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    if (tokenizer.IsSpecial(id)) {
+      control_tokens.push_back(tokenizer.Decode(std::span(&id, 1), /*skip_special_tokens=*/false));
+    }
   }
-  if (jinja.find("<|im_start|>") != std::string_view::npos) return ChatTemplateKind::kChatMl;
-  if (jinja.find("<|start_header_id|>") != std::string_view::npos) return ChatTemplateKind::kLlama3;
-  if (jinja.find("[INST]") != std::string_view::npos) return ChatTemplateKind::kLlama2;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the chat_template in tokenizer_config.json is not one we recognise (ChatML, Llama-3, "
-      "Llama-2/Mistral); ",
-      kChooseOption));
+  t.jinja.escaper = std::make_shared<const ControlTokenEscaper>(std::move(control_tokens));
+  // What transformers passes from special_tokens_map (absent ones are left undefined). A
+  // tokenizer.model folder without a config still has BOS/EOS: their pieces, as transformers'
+  // slow Llama tokenizer defaults them.
+  const TokenizerConfig& config = tokenizer.config();
+  const auto piece = [&](int32_t id) {
+    return id < 0 ? std::string() : tokenizer.Decode(std::span(&id, 1), false);
+  };
+  const std::string bos = !config.bos_token.empty() ? config.bos_token : piece(tokenizer.bos_id());
+  const std::string eos =
+      !config.eos_token.empty()
+          ? config.eos_token
+          : piece(tokenizer.eos_ids().empty() ? -1 : tokenizer.eos_ids().front());
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"bos_token", &bos},
+                                    {"eos_token", &eos},
+                                    {"unk_token", &config.unk_token}}) {
+    if (!value->empty()) t.jinja.special_tokens[name] = *value;
+  }
+  if (!config.additional_special_tokens.empty()) {
+    t.jinja.special_tokens["additional_special_tokens"] = config.additional_special_tokens;
+  }
+  return t;
 }
 
 absl::StatusOr<ChatTemplate> ChatTemplateFor(const Tokenizer& tokenizer,
-                                             std::string_view override_name) {
-  ChatTemplate t;
-  const std::string& jinja = tokenizer.config().chat_template;
-  if (!override_name.empty()) {
-    ASSIGN_OR_RETURN(t.kind, ParseChatTemplateKind(override_name));
-  } else {
-    ASSIGN_OR_RETURN(t.kind, RecognizeChatTemplate(jinja));
+                                             std::string_view override_spec) {
+  const std::string& own = tokenizer.config().chat_template;
+  if (override_spec.empty()) {
+    if (own.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the model has no chat template (no chat_template.jinja, no chat_template "
+                       "in tokenizer_config.json); ",
+                       kChooseOption));
+    }
+    absl::StatusOr<ChatTemplate> t = JinjaChatTemplateFor(tokenizer, own);
+    if (!t.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the model's chat template: ", t.status().message(), "; ", kChooseOption));
+    }
+    return t;
   }
-  if (t.kind == ChatTemplateKind::kChatMl) t.default_system_prompt = ChatMlDefaultSystem(jinja);
+  if (!IsChatTemplateName(override_spec)) {
+    if (override_spec.find("{{") == std::string_view::npos &&
+        override_spec.find("{%") == std::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("chat template '", std::string(override_spec.substr(0, 64)),
+                       "' is neither a name (chatml, llama3, llama2, mistral) nor Jinja source"));
+    }
+    absl::StatusOr<ChatTemplate> t = JinjaChatTemplateFor(tokenizer, override_spec);
+    if (!t.ok())
+      return absl::InvalidArgumentError(absl::StrCat("chat template: ", t.status().message()));
+    return t;
+  }
+  ChatTemplate t;
+  ASSIGN_OR_RETURN(t.kind, ParseChatTemplateKind(override_spec));
+  if (t.kind == ChatTemplateKind::kChatMl) t.default_system_prompt = ChatMlDefaultSystem(own);
   t.bos_token = tokenizer.config().bos_token;
   t.eos_token = tokenizer.config().eos_token;
   return t;
@@ -180,9 +231,21 @@ absl::StatusOr<ChatTemplate> ChatTemplateFor(const Tokenizer& tokenizer,
 
 absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& chat_template,
                                         std::span<const ChatMessage> messages,
-                                        bool add_generation_prompt) {
+                                        bool add_generation_prompt,
+                                        const nlohmann::ordered_json& variables) {
+  if (chat_template.kind == ChatTemplateKind::kJinja) {
+    nlohmann::ordered_json data =
+        variables.is_object() ? variables : nlohmann::ordered_json::object();
+    data["messages"] = nlohmann::ordered_json::array();
+    for (const ChatMessage& m : messages) {
+      data["messages"].push_back({{"role", m.role}, {"content", m.content}});
+    }
+    return RenderJinjaChat(chat_template.jinja, std::move(data), add_generation_prompt);
+  }
   RETURN_IF_ERROR(CheckRoles(messages));
   switch (chat_template.kind) {
+    case ChatTemplateKind::kJinja:
+      break;
     case ChatTemplateKind::kChatMl:
       return RenderChatMl(chat_template, messages, add_generation_prompt);
     case ChatTemplateKind::kLlama3:

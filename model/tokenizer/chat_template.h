@@ -1,7 +1,7 @@
-// Chat prompt rendering for the template families we serve: ChatML (IQuest-Coder, Qwen),
-// Llama-3 and Llama-2/Mistral. The family is recognised from tokenizer_config.json's
-// chat_template (we do not run Jinja); an unrecognised template is an error that names the
-// option that picks one.
+// Chat prompt rendering. By default the model's own chat template runs as written, through the
+// Jinja interpreter (jinja_chat.h): chat_template.jinja or tokenizer_config.json's
+// chat_template. Three hand-written renderers (ChatML for IQuest-Coder and Qwen, Llama-3,
+// Llama-2/Mistral) remain as fallbacks picked by name, for models that ship no template.
 #pragma once
 
 #include <span>
@@ -11,51 +11,56 @@
 
 #include "absl/status/statusor.h"
 #include "model/tokenizer/added_tokens.h"
+#include "model/tokenizer/jinja_chat.h"
 
 namespace iquest {
 
 class Tokenizer;
 
 struct ChatMessage {
-  std::string role;  // "system", "user" or "assistant".
+  std::string role;  // "system", "user" or "assistant" (a Jinja template may allow others).
   std::string content;
 };
 
-enum class ChatTemplateKind { kChatMl, kLlama3, kLlama2 };
+enum class ChatTemplateKind { kJinja, kChatMl, kLlama3, kLlama2 };
 
 struct ChatTemplate {
   ChatTemplateKind kind = ChatTemplateKind::kChatMl;
+  // The hand-written renderers' facts (kJinja templates read their own):
   // Used when the conversation has no system message; empty for none (taken from the template
   // text, e.g. IQuest's "You are LoopCoder, a helpful assistant developed by IQuest.").
   std::string default_system_prompt;
   std::string bos_token;  // Written by the Llama templates.
   std::string eos_token;
+  JinjaChatTemplate jinja;  // kJinja only.
 };
 
 // "chatml", "llama3" or "llama2" (also "mistral"); anything else is kInvalidArgument.
 absl::StatusOr<ChatTemplateKind> ParseChatTemplateKind(std::string_view name);
+bool IsChatTemplateName(std::string_view name);
 
-// Recognises the family of a Jinja chat template; kInvalidArgument (naming
-// `--chat-template chatml|llama3|llama2`) when absent or not recognised.
-absl::StatusOr<ChatTemplateKind> RecognizeChatTemplate(std::string_view jinja);
-
-// The template for a tokenizer: `override_name` (the --chat-template flag value) wins when
-// non-empty, else the family recognised from the tokenizer's chat_template.
+// The template for a tokenizer. `override_spec` (the --chat-template flag's name or file text, or
+// a request's chat_template) wins when non-empty: a fallback's name, or Jinja source (which must
+// hold a `{{` or `{%`, so a mistyped name is an error rather than a one-line template). Empty:
+// the tokenizer's own template, run as written; kInvalidArgument naming --chat-template when the
+// tokenizer has none or it does not parse.
 absl::StatusOr<ChatTemplate> ChatTemplateFor(const Tokenizer& tokenizer,
-                                             std::string_view override_name);
+                                             std::string_view override_spec);
 
-// A rendered conversation: the prompt text, and where in it the content lies (messages and
-// system prompts, as opposed to the template's markup). Sorted, disjoint.
-struct RenderedChat {
-  std::string text;
-  std::vector<ByteRange> content;
-};
+// The Jinja template for `source`, with the tokenizer's control tokens and special-token
+// variables. Parse errors name the template line.
+absl::StatusOr<ChatTemplate> JinjaChatTemplateFor(const Tokenizer& tokenizer,
+                                                  std::string_view source);
 
-// Renders the conversation. With add_generation_prompt the assistant turn is opened. Roles other
-// than system/user/assistant, or a system message that is not first, are kInvalidArgument.
-absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& chat_template,
-                                        std::span<const ChatMessage> messages,
-                                        bool add_generation_prompt);
+// Renders the conversation. With add_generation_prompt the assistant turn is opened. For the
+// fallbacks, roles other than system/user/assistant, or a system message that is not first, are
+// kInvalidArgument; a Jinja template judges the conversation itself (raise_exception).
+// `variables` are the caller's extra template variables (vLLM's chat_template_kwargs, such as
+// Qwen3's enable_thinking): an object, escaped like the messages; the fallbacks ignore them.
+absl::StatusOr<RenderedChat> RenderChat(
+    const ChatTemplate& chat_template, std::span<const ChatMessage> messages,
+    bool add_generation_prompt,
+    const nlohmann::ordered_json& variables = nlohmann::ordered_json::object());
 
 // RenderChat's text alone (special tokens written as text). Encoding this text loses which
 // special-token strings came from content: use EncodeChat for the prompt's ids.

@@ -2,6 +2,7 @@
 // libsentencepiece.
 #include "model/tokenizer/sentencepiece_tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -42,6 +43,21 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   // Special for matching when tokenizer_config.json marks it either way (never read out of
   // plain text).
   std::vector<AddedToken> added = tokenizer->config_.added_tokens;
+  // transformers registers the model's <unk>, <s> and </s> as special added tokens even
+  // without a tokenizer_config.json (LlamaTokenizer's defaults), so their text in a prompt or
+  // a chat template is the control id, not pieces.
+  for (const int id :
+       {tokenizer->spm_->unk_id(), tokenizer->spm_->bos_id(), tokenizer->spm_->eos_id()}) {
+    if (id < 0 ||
+        std::any_of(added.begin(), added.end(), [&](const AddedToken& t) { return t.id == id; })) {
+      continue;
+    }
+    AddedToken token;
+    token.content = tokenizer->spm_->Piece(id);
+    token.id = id;
+    token.special = true;
+    added.push_back(std::move(token));
+  }
   std::vector<AddedToken> special;
   for (AddedToken& token : added) {
     token.special = token.special || tokenizer->IsSpecial(token.id);

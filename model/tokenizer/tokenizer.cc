@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/mapped_file.h"
+#include "common/status.h"
 #include "model/tokenizer/hf_tokenizer.h"
 #include "model/tokenizer/sentencepiece_tokenizer.h"
 
@@ -13,11 +15,21 @@ Tokenizer::~Tokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir) {
   const std::filesystem::path dir(model_dir);
-  if (std::filesystem::exists(dir / "tokenizer.json")) return LoadHfTokenizer(model_dir);
-  if (std::filesystem::exists(dir / "tokenizer.model"))
-    return LoadSentencePieceTokenizer(model_dir);
-  return absl::NotFoundError(
-      absl::StrCat(model_dir, ": neither tokenizer.json nor tokenizer.model found"));
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (std::filesystem::exists(dir / "tokenizer.json")) {
+    ASSIGN_OR_RETURN(tokenizer, LoadHfTokenizer(model_dir));
+  } else if (std::filesystem::exists(dir / "tokenizer.model")) {
+    ASSIGN_OR_RETURN(tokenizer, LoadSentencePieceTokenizer(model_dir));
+  } else {
+    return absl::NotFoundError(
+        absl::StrCat(model_dir, ": neither tokenizer.json nor tokenizer.model found"));
+  }
+  // transformers (>= 4.43) saves the template beside the config and prefers that file.
+  if (const std::filesystem::path jinja = dir / "chat_template.jinja";
+      std::filesystem::exists(jinja)) {
+    ASSIGN_OR_RETURN(tokenizer->config_.chat_template, ReadFileToString(jinja.string()));
+  }
+  return tokenizer;
 }
 
 std::string Tokenizer::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {

@@ -354,6 +354,17 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
     flag.reset();
     if (absl::Status st = f.Bool("add_generation_prompt", flag); !st.ok()) return st;
     if (flag) shared.mutable_chat()->set_add_generation_prompt(*flag);
+    text.reset();
+    if (absl::Status st = f.String("chat_template", text); !st.ok()) return st;
+    if (text) shared.mutable_chat()->set_chat_template(*text);
+    if (const json* kwargs = f.Get("chat_template_kwargs");
+        kwargs != nullptr && !kwargs->is_null()) {
+      if (!kwargs->is_object()) {
+        return ParamError("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+      }
+      shared.mutable_chat()->set_chat_template_kwargs(
+          kwargs->dump(-1, ' ', false, json::error_handler_t::replace));
+    }
     out.prompts.push_back(shared);
   } else {
     flag.reset();

@@ -148,6 +148,34 @@ class HttpApiTest(unittest.TestCase):
             sampling=pb.SamplingParams(max_tokens=10, temperature=0)))
         self.assertEqual(texts[0], message["content"])
 
+    def test_chat_template_and_its_kwargs_reach_the_template(self):
+        # vLLM's request fields: a Jinja chat_template and chat_template_kwargs. The prompt the
+        # server ran is the one gRPC's ApplyChatTemplate renders for the same fields.
+        template = ("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+                    "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}"
+                    "{% if add_generation_prompt %}[assistant] {% endif %}")
+        messages = [{"role": "user", "content": "print x"}]
+        kwargs = {"enable_thinking": False}
+        status, _, body = self.post("/v1/chat/completions", {
+            "model": self.model(), "messages": messages, "max_tokens": 2, "temperature": 0,
+            "chat_template": template, "chat_template_kwargs": kwargs})
+        self.assertEqual(status, 200, body)
+        applied = self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(
+            chat=pb.ChatInput(messages=[pb.ChatMessage(role="user", content="print x")],
+                              chat_template=template, chat_template_kwargs=json.dumps(kwargs))),
+            timeout=5)
+        self.assertEqual(applied.text, "[user] print x\n/no_think[assistant] ")
+        self.assertEqual(body["usage"]["prompt_tokens"], len(applied.token_ids))
+        for field, value in (("chat_template_kwargs", [1]), ("chat_template", 7)):
+            status, _, body = self.post("/v1/chat/completions", {
+                "model": self.model(), "messages": messages, field: value})
+            self.assertEqual(status, 400, body)
+            self.assertEqual(body["error"]["param"], field)
+        status, _, body = self.post("/v1/chat/completions", {
+            "model": self.model(), "messages": messages, "chat_template": "{% if %}"})
+        self.assertEqual(status, 400, body)
+        self.assertIn("line 1", body["error"]["message"])
+
     def test_stop_logprobs_echo_and_token_prompts(self):
         base = {"model": self.model(), "prompt": [1, 50, 60, 70], "max_tokens": 12,
                 "temperature": 0, "logprobs": 2}

@@ -163,6 +163,8 @@ def contexts(rng, count, bos, eos, with_tools, think, none_content):
         context = {"messages": conversation(rng, with_tools, think, none_content),
                    "add_generation_prompt": rng.random() < 0.5,
                    "bos_token": bos, "eos_token": eos}
+        # transformers passes tools=None when the caller has none (templates test `is none`).
+        context["tools"] = None
         if with_tools and rng.random() < 0.6:
             context["tools"] = rng.sample(TOOLS, rng.randint(1, len(TOOLS)))
         if think and rng.random() < 0.3:

@@ -1,14 +1,20 @@
 // Renders every case jinja_parity.py wrote (template path, context, python3-jinja2's output or
-// error) with our interpreter and compares byte for byte. Prints the counts per template and
-// every mismatch; exits 1 on any.
+// error) with our interpreter and compares byte for byte, twice: the template alone, and the
+// way the server renders chat (RenderJinjaChat: the request's messages and tools escaped for
+// control tokens, rendered, restored), which must not change a byte either. Prints the counts
+// per template and every mismatch; exits 1 on any.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
+#include "common/status.h"
 #include "model/tokenizer/jinja/jinja.h"
+#include "model/tokenizer/jinja_chat.h"
 #include "nlohmann/json.hpp"
 
 namespace {
@@ -36,6 +42,44 @@ std::string FirstDifference(const std::string& want, const std::string& got) {
 std::string StringField(const nlohmann::ordered_json& object, const char* key) {
   const auto it = object.find(key);
   return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// Control tokens of the families the templates are for: the conversations spell some of them.
+const std::vector<std::string> kControlTokens = {"<|im_start|>",
+                                                 "<|im_end|>",
+                                                 "<|endoftext|>",
+                                                 "<|begin_of_text|>",
+                                                 "<|eot_id|>",
+                                                 "<|start_header_id|>",
+                                                 "<|end_header_id|>",
+                                                 "<s>",
+                                                 "</s>",
+                                                 "[INST]",
+                                                 "[/INST]",
+                                                 "<｜begin▁of▁sentence｜>"};
+
+// RenderJinjaChat's view of a case: messages and tools are the request's, the rest the
+// tokenizer's.
+absl::StatusOr<std::string> RenderAsChat(const iquest::JinjaTemplate& program,
+                                         const nlohmann::ordered_json& context) {
+  static const auto* escaper = new iquest::ControlTokenEscaper(kControlTokens);
+  iquest::JinjaChatTemplate chat;
+  chat.program = std::make_shared<const iquest::JinjaTemplate>(program);
+  chat.escaper = std::shared_ptr<const iquest::ControlTokenEscaper>(escaper, [](const auto*) {});
+  nlohmann::ordered_json data = nlohmann::ordered_json::object();
+  bool add_generation_prompt = false;
+  for (const auto& [key, value] : context.items()) {
+    if (key == "messages" || key == "tools") {
+      data[key] = value;
+    } else if (key == "add_generation_prompt") {
+      add_generation_prompt = value.is_boolean() && value.get<bool>();
+    } else {
+      chat.special_tokens[key] = value;
+    }
+  }
+  ASSIGN_OR_RETURN(iquest::RenderedChat rendered,
+                   iquest::RenderJinjaChat(chat, std::move(data), add_generation_prompt));
+  return rendered.text;
 }
 
 }  // namespace
@@ -75,17 +119,23 @@ int main(int argc, char** argv) {
         problem = "parse error: " + std::string(it->second.status().message());
       }
     } else {
-      const absl::StatusOr<std::string> got =
-          it->second->Render(c.contains("context") ? c["context"] : nlohmann::ordered_json());
-      if (c.contains("expected")) {
-        const std::string want = StringField(c, "expected");
-        if (!got.ok()) {
-          problem = "error: " + std::string(got.status().message());
-        } else if (*got != want) {
-          problem = "output differs " + FirstDifference(want, *got);
+      const nlohmann::ordered_json context =
+          c.contains("context") ? c["context"] : nlohmann::ordered_json::object();
+      for (const bool as_chat : {false, true}) {
+        const absl::StatusOr<std::string> got =
+            as_chat ? RenderAsChat(*it->second, context) : it->second->Render(context);
+        const std::string how = as_chat ? "as chat, " : "";
+        if (c.contains("expected")) {
+          const std::string want = StringField(c, "expected");
+          if (!got.ok()) {
+            problem = how + "error: " + std::string(got.status().message());
+          } else if (*got != want) {
+            problem = how + "output differs " + FirstDifference(want, *got);
+          }
+        } else if (got.ok()) {
+          problem = how + "rendered, but python failed with: " + StringField(c, "error");
         }
-      } else if (got.ok()) {
-        problem = "rendered, but python failed with: " + StringField(c, "error");
+        if (!problem.empty()) break;
       }
     }
     if (problem.empty()) {
@@ -100,6 +150,7 @@ int main(int argc, char** argv) {
     std::cout << count.first << "/" << count.second << "  " << path << "\n";
     all += count.second;
   }
-  std::cout << (all - failures) << "/" << all << " cases match python3-jinja2\n";
+  std::cout << (all - failures) << "/" << all
+            << " cases match python3-jinja2, alone and through the chat escaper\n";
   return failures == 0 ? 0 : 1;
 }

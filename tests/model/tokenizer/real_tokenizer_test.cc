@@ -51,7 +51,7 @@ TEST(RealTokenizerTest, AdversarialInputsRoundTrip) {
 TEST(RealTokenizerTest, ChatTemplatesFromTokenizerConfig) {
   LOAD_OR_SKIP(qwen, "qwen3");
   ASSERT_OK_AND_ASSIGN(const ChatTemplate chatml, ChatTemplateFor(*qwen, ""));
-  EXPECT_EQ(chatml.kind, ChatTemplateKind::kChatMl);
+  EXPECT_EQ(chatml.kind, ChatTemplateKind::kJinja);  // Qwen3's own template, as written.
   ASSERT_OK_AND_ASSIGN(const std::string prompt,
                        ApplyChatTemplate(chatml, std::vector<ChatMessage>{{"user", "hi"}}, true));
   ASSERT_OK_AND_ASSIGN(const std::vector<int32_t> ids, qwen->Encode(prompt, false));
@@ -60,8 +60,17 @@ TEST(RealTokenizerTest, ChatTemplatesFromTokenizerConfig) {
 
   LOAD_OR_SKIP(llama3, "llama3");
   ASSERT_OK_AND_ASSIGN(const ChatTemplate l3, ChatTemplateFor(*llama3, ""));
-  EXPECT_EQ(l3.kind, ChatTemplateKind::kLlama3);
+  EXPECT_EQ(l3.kind, ChatTemplateKind::kJinja);
   EXPECT_EQ(llama3->bos_id(), 128000);
+  // The model's template and the hand-written fallback agree on ordinary conversations, but the
+  // template as written opens the assistant turn even without add_generation_prompt.
+  ASSERT_OK_AND_ASSIGN(const ChatTemplate l3_fallback, ChatTemplateFor(*llama3, "llama3"));
+  const std::vector<ChatMessage> conversation = {
+      {"system", "Be terse."}, {"user", " hi "}, {"assistant", "hello"}, {"user", "code?"}};
+  ASSERT_OK_AND_ASSIGN(const std::string own, ApplyChatTemplate(l3, conversation, false));
+  ASSERT_OK_AND_ASSIGN(const std::string fallback,
+                       ApplyChatTemplate(l3_fallback, conversation, true));
+  EXPECT_EQ(own, fallback);
 
   LOAD_OR_SKIP(llama2, "llama2");  // Its tokenizer_config.json has no chat_template.
   auto missing = ChatTemplateFor(*llama2, "");
@@ -76,10 +85,13 @@ int Count(const std::vector<int32_t>& ids, int32_t id) {
 }
 
 // Issue 22, hole 1: chat content that spells control tokens must stay text. Before the fix the
-// forged message below encoded to a real <|eot_id|> and a real system header.
-TEST(RealTokenizerTest, ChatContentCannotForgeControlTokens) {
+// forged message below encoded to a real <|eot_id|> and a real system header. Checked for the
+// model's own template through Jinja (placeholders, jinja_chat.h) and for the fallback.
+class ForgeryTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ForgeryTest, ChatContentCannotForgeControlTokens) {
   LOAD_OR_SKIP(llama3, "llama3");
-  ASSERT_OK_AND_ASSIGN(const ChatTemplate l3, ChatTemplateFor(*llama3, ""));
+  ASSERT_OK_AND_ASSIGN(const ChatTemplate l3, ChatTemplateFor(*llama3, GetParam()));
   const int32_t eot = llama3->TokenToId("<|eot_id|>");
   const int32_t header = llama3->TokenToId("<|start_header_id|>");
   ASSERT_GE(eot, 0);
@@ -107,7 +119,10 @@ TEST(RealTokenizerTest, ChatContentCannotForgeControlTokens) {
   // Ordinary content encodes exactly as the whole text does: only forgeries change.
   for (const char* name : {"llama3", "qwen3"}) {
     LOAD_OR_SKIP(tokenizer, name);
-    ASSERT_OK_AND_ASSIGN(const ChatTemplate t, ChatTemplateFor(*tokenizer, ""));
+    const std::string fallback = std::string(GetParam()).empty() ? ""
+                                 : name == std::string("llama3") ? "llama3"
+                                                                 : "chatml";
+    ASSERT_OK_AND_ASSIGN(const ChatTemplate t, ChatTemplateFor(*tokenizer, fallback));
     const std::vector<ChatMessage> plain = {{"system", "You are terse."},
                                             {"user", "def f(x):\n    return x  # <- a comment\n\n"},
                                             {"assistant", " \u00e9t\u00e9 \n"},
@@ -118,6 +133,8 @@ TEST(RealTokenizerTest, ChatContentCannotForgeControlTokens) {
     EXPECT_EQ(scoped, whole) << name;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(OwnAndFallback, ForgeryTest, ::testing::Values("", "llama3"));
 
 TEST(RealTokenizerTest, ParseSpecialTokensOffEncodesThemAsText) {
   for (const char* name : {"llama3", "qwen3"}) {

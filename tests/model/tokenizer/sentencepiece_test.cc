@@ -65,7 +65,7 @@ class SentencePieceTest : public ::testing::Test {
       "eos_token": "<|im_end|>",
       "added_tokens_decoder": {"3": {"content": "<|im_start|>", "special": true},
                                "4": {"content": "<|im_end|>", "special": true}},
-      "chat_template": "{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are LoopCoder, a helpful assistant developed by IQuest.<|im_end|>\\n' }}{%- endif %}"})";
+      "chat_template": "{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are LoopCoder, a helpful assistant developed by IQuest.<|im_end|>\\n' }}{%- endif %}{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"})";
   }
   static void TearDownTestSuite() {
     delete corpus_;
@@ -101,11 +101,17 @@ TEST_F(SentencePieceTest, SpecialTokensAndChatTemplate) {
   ASSERT_OK_AND_ASSIGN(auto tokenizer, Tokenizer::Load(dir_->path()));
   EXPECT_EQ(tokenizer->eos_ids(), std::vector<int32_t>{4});
   ASSERT_OK_AND_ASSIGN(const ChatTemplate chat, ChatTemplateFor(*tokenizer, ""));
-  EXPECT_EQ(chat.kind, ChatTemplateKind::kChatMl);
-  EXPECT_EQ(chat.default_system_prompt,
-            "You are LoopCoder, a helpful assistant developed by IQuest.");
+  EXPECT_EQ(chat.kind, ChatTemplateKind::kJinja);
   ASSERT_OK_AND_ASSIGN(const std::string prompt,
                        ApplyChatTemplate(chat, std::vector<ChatMessage>{{"user", "x = 42"}}, true));
+  EXPECT_TRUE(prompt.starts_with(
+      "<|im_start|>system\nYou are LoopCoder, a helpful assistant developed by IQuest."));
+  // The ChatML fallback reads the default system prompt from the template: the same prompt.
+  ASSERT_OK_AND_ASSIGN(const ChatTemplate fallback, ChatTemplateFor(*tokenizer, "chatml"));
+  EXPECT_EQ(fallback.default_system_prompt,
+            "You are LoopCoder, a helpful assistant developed by IQuest.");
+  EXPECT_EQ(*ApplyChatTemplate(fallback, std::vector<ChatMessage>{{"user", "x = 42"}}, true),
+            prompt);
   ASSERT_OK_AND_ASSIGN(const std::vector<int32_t> ids, tokenizer->Encode(prompt, false));
   EXPECT_EQ(ids.front(), 3);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 4), 2);
