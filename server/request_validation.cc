@@ -166,8 +166,41 @@ absl::StatusOr<RenderedChat> RenderChat(const serve::v1::ChatInput& chat,
       }
     }
   }
+  if (!chat.tools().empty()) {
+    if (chat.tools().size() > kMaxToolsBytes) {
+      return OutOfRange("chat.tools", absl::StrCat("at most ", kMaxToolsBytes, " bytes"));
+    }
+    nlohmann::ordered_json tools =
+        nlohmann::ordered_json::parse(chat.tools(), nullptr, /*allow_exceptions=*/false);
+    if (!tools.is_array()) return absl::InvalidArgumentError("chat.tools: must be a JSON array");
+    for (size_t i = 0; i < tools.size(); ++i) {
+      const nlohmann::ordered_json& tool = tools[i];
+      const bool is_object = tool.is_object();
+      const auto type = is_object ? tool.find("type") : tool.end();
+      const auto function = is_object ? tool.find("function") : tool.end();
+      const bool function_ok = function != tool.end() && function->is_object() &&
+                               function->contains("name") && (*function)["name"].is_string();
+      if (!is_object || (type != tool.end() && *type != "function") || !function_ok) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chat.tools[", i,
+            "]: must be {\"type\": \"function\", \"function\": {\"name\": string, ...}}"));
+      }
+    }
+    variables["tools"] = std::move(tools);
+  }
   std::vector<ChatMessage> messages;
-  for (const auto& m : chat.messages()) messages.push_back({m.role(), m.content()});
+  for (const auto& m : chat.messages()) {
+    ChatMessage message{m.role(), m.content(), m.name(), m.tool_call_id()};
+    for (const auto& call : m.tool_calls()) {
+      if (!call.type().empty() && call.type() != "function") {
+        return absl::InvalidArgumentError(absl::StrCat("chat.messages[", messages.size(),
+                                                       "].tool_calls: type must be \"function\""));
+      }
+      message.tool_calls.push_back(
+          {call.id(), call.function().name(), call.function().arguments()});
+    }
+    messages.push_back(std::move(message));
+  }
   return iquest::RenderChat(*chosen, messages,
                             chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true,
                             variables);

@@ -30,6 +30,7 @@ inline constexpr int kMaxCacheSaltBytes = 256;
 inline constexpr int kMaxChatMessages = 1024;
 // A per-request Jinja chat template (parsed for that request alone).
 inline constexpr size_t kMaxChatTemplateBytes = 64 << 10;
+inline constexpr size_t kMaxToolsBytes = 1 << 20;  // chat.tools' JSON.
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& proto,
                                                       const ServingContext& context);

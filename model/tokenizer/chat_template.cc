@@ -34,8 +34,33 @@ std::string ChatMlDefaultSystem(std::string_view jinja) {
   return "";
 }
 
+// A message as transformers hands it to a template; tool-call arguments that are a JSON object
+// become that object (vLLM does the same, and templates print them with tojson).
+nlohmann::ordered_json MessageJson(const ChatMessage& m) {
+  nlohmann::ordered_json out = {{"role", m.role}, {"content", m.content}};
+  if (!m.tool_calls.empty()) {
+    nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+    for (const ChatToolCall& call : m.tool_calls) {
+      nlohmann::ordered_json arguments =
+          nlohmann::ordered_json::parse(call.arguments, nullptr, /*allow_exceptions=*/false);
+      if (!arguments.is_object()) arguments = call.arguments;
+      calls.push_back({{"id", call.id},
+                       {"type", "function"},
+                       {"function", {{"name", call.name}, {"arguments", std::move(arguments)}}}});
+    }
+    out["tool_calls"] = std::move(calls);
+  }
+  if (!m.tool_call_id.empty()) out["tool_call_id"] = m.tool_call_id;
+  if (!m.name.empty()) out["name"] = m.name;
+  return out;
+}
+
 absl::Status CheckRoles(std::span<const ChatMessage> messages) {
   for (size_t i = 0; i < messages.size(); ++i) {
+    if (!messages[i].tool_calls.empty() || !messages[i].tool_call_id.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", i, " has tool calls; they need a Jinja chat template, not a fallback"));
+    }
     const std::string& role = messages[i].role;
     if (role != "system" && role != "user" && role != "assistant") {
       return absl::InvalidArgumentError(absl::StrCat("message ", i, " has role '", role,
@@ -237,9 +262,7 @@ absl::StatusOr<RenderedChat> RenderChat(const ChatTemplate& chat_template,
     nlohmann::ordered_json data =
         variables.is_object() ? variables : nlohmann::ordered_json::object();
     data["messages"] = nlohmann::ordered_json::array();
-    for (const ChatMessage& m : messages) {
-      data["messages"].push_back({{"role", m.role}, {"content", m.content}});
-    }
+    for (const ChatMessage& m : messages) data["messages"].push_back(MessageJson(m));
     return RenderJinjaChat(chat_template.jinja, std::move(data), add_generation_prompt);
   }
   RETURN_IF_ERROR(CheckRoles(messages));

@@ -17,9 +17,20 @@ namespace iquest {
 
 class Tokenizer;
 
+// A call an assistant message made; `arguments` is JSON text.
+struct ChatToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;
+};
+
 struct ChatMessage {
   std::string role;  // "system", "user" or "assistant" (a Jinja template may allow others).
   std::string content;
+  // Tool-calling fields (Jinja templates only; the fallbacks refuse them).
+  std::string name = {};          // Role "tool": the function.
+  std::string tool_call_id = {};  // Role "tool": the call answered.
+  std::vector<ChatToolCall> tool_calls = {};
 };
 
 enum class ChatTemplateKind { kJinja, kChatMl, kLlama3, kLlama2 };

@@ -15,7 +15,9 @@
 namespace iquest {
 namespace {
 
-using json = nlohmann::json;
+// Ordered: tools and chat_template_kwargs reach the template with their keys as the client wrote
+// them (a tool schema's property order is part of the prompt).
+using json = nlohmann::ordered_json;
 
 constexpr char kParamPayload[] = "iquest.serve/param";
 
@@ -190,6 +192,57 @@ absl::Status ParseSampling(const Fields& f, OpenAiRequest& out, serve::v1::Sampl
   return absl::OkStatus();
 }
 
+// An assistant message's tool_calls ([{id, type: "function", function: {name, arguments}}]) and
+// a tool message's tool_call_id and name.
+absl::Status ParseToolFields(const json& m, const std::string& where,
+                             serve::v1::ChatMessage& message) {
+  for (const char* key : {"tool_call_id", "name"}) {
+    auto it = m.find(key);
+    if (it == m.end() || it->is_null()) continue;
+    if (!it->is_string()) {
+      return ParamError("messages", absl::StrCat("'", where, ".", key, "' must be a string"));
+    }
+    if (std::string_view(key) == "name") {
+      message.set_name(it->get<std::string>());
+    } else {
+      message.set_tool_call_id(it->get<std::string>());
+    }
+  }
+  auto calls = m.find("tool_calls");
+  if (calls == m.end() || calls->is_null()) return absl::OkStatus();
+  if (!calls->is_array()) {
+    return ParamError("messages", absl::StrCat("'", where, ".tool_calls' must be a list"));
+  }
+  for (size_t j = 0; j < calls->size(); ++j) {
+    const json& call = (*calls)[j];
+    const std::string at = absl::StrCat("'", where, ".tool_calls[", j, "]");
+    auto function = call.is_object() ? call.find("function") : call.end();
+    auto type = call.is_object() ? call.find("type") : call.end();
+    if (!call.is_object() || function == call.end() || !function->is_object() ||
+        (type != call.end() && *type != "function")) {
+      return ParamError("messages", at + "' must be {\"type\": \"function\", \"function\": {...}}");
+    }
+    auto name = function->find("name");
+    auto arguments = function->find("arguments");
+    if (name == function->end() || !name->is_string()) {
+      return ParamError("messages", at + ".function.name' must be a string");
+    }
+    serve::v1::ToolCall* out = message.add_tool_calls();
+    if (auto id = call.find("id"); id != call.end() && id->is_string()) {
+      out->set_id(id->get<std::string>());
+    }
+    out->set_type("function");
+    out->mutable_function()->set_name(name->get<std::string>());
+    if (arguments != function->end() && !arguments->is_null()) {
+      // OpenAI sends arguments as JSON text; an object is taken as well.
+      out->mutable_function()->set_arguments(
+          arguments->is_string() ? arguments->get<std::string>()
+                                 : arguments->dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseMessages(const json& messages, serve::v1::ChatInput& chat) {
   if (!messages.is_array() || messages.empty()) {
     return ParamError("messages", "'messages' must be a non-empty list");
@@ -205,6 +258,7 @@ absl::Status ParseMessages(const json& messages, serve::v1::ChatInput& chat) {
     }
     serve::v1::ChatMessage* message = chat.add_messages();
     message->set_role(role->get<std::string>());
+    if (absl::Status st = ParseToolFields(m, where, *message); !st.ok()) return st;
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) continue;
     if (content->is_string()) {
@@ -229,9 +283,6 @@ absl::Status ParseMessages(const json& messages, serve::v1::ChatInput& chat) {
     } else {
       return ParamError("messages",
                         absl::StrCat("'", where, ".content' must be a string or a list of parts"));
-    }
-    if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
-      return ParamError("messages", absl::StrCat("'", where, ".tool_calls' is not supported yet"));
     }
   }
   return absl::OkStatus();
@@ -320,14 +371,21 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
     if (absl::Status st = Fields(*options).Bool("include_usage", flag); !st.ok()) return st;
     out.include_usage = flag.value_or(false);
   }
-  for (const char* unsupported : {"suffix", "tools", "functions", "function_call"}) {
+  for (const char* unsupported : {"suffix", "functions", "function_call"}) {
     if (f.Get(unsupported) != nullptr) {
       return ParamError(unsupported, absl::StrCat("'", unsupported, "' is not supported yet"));
     }
   }
-  if (const json* tool_choice = f.Get("tool_choice");
-      tool_choice != nullptr && *tool_choice != "none") {
-    return ParamError("tool_choice", "'tool_choice' is not supported yet");
+  // Tools are rendered into the prompt, but calls in the output are not parsed yet, so only
+  // tool_choice "none" is honest; OpenAI's default with tools ("auto") must be refused.
+  const json* tools = f.Get("tools");
+  if (tools != nullptr && tools->is_null()) tools = nullptr;
+  const json* tool_choice = f.Get("tool_choice");
+  if ((tool_choice != nullptr && *tool_choice != "none") ||
+      (tools != nullptr && tool_choice == nullptr)) {
+    return ParamError("tool_choice",
+                      "only tool_choice \"none\" is supported yet (tools are rendered into the "
+                      "prompt; calls in the output are not parsed)");
   }
   if (const json* format = f.Get("response_format")) {
     if (!format->is_object() || !format->contains("type") || (*format)["type"] != "text") {
@@ -351,6 +409,10 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
     const json* messages = f.Get("messages");
     if (messages == nullptr) return ParamError("messages", "'messages' is required");
     if (absl::Status st = ParseMessages(*messages, *shared.mutable_chat()); !st.ok()) return st;
+    if (tools != nullptr) {
+      if (!tools->is_array()) return ParamError("tools", "'tools' must be a list");
+      shared.mutable_chat()->set_tools(tools->dump(-1, ' ', false, json::error_handler_t::replace));
+    }
     flag.reset();
     if (absl::Status st = f.Bool("add_generation_prompt", flag); !st.ok()) return st;
     if (flag) shared.mutable_chat()->set_add_generation_prompt(*flag);

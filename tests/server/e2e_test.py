@@ -245,6 +245,64 @@ class GenerationTest(unittest.TestCase):
                 messages=[pb.ChatMessage(role="user", content="a")], chat_template=think,
                 chat_template_kwargs=kwargs)))
 
+    def test_tools_and_tool_calls_reach_the_template_as_transformers_passes_them(self):
+        # Tools, an assistant turn with calls and the tool's answer, through the ChatML-with-tools
+        # template: the text equals python3-jinja2's with vLLM's context (call arguments that
+        # are a JSON object passed as that object), key order kept.
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.join(here, "../model/tokenizer"))
+        import json
+        import jinja_parity
+        with open(os.path.join(here, "../model/tokenizer/templates/chatml_tools.jinja")) as f:
+            source = f.read()
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"unit": {"type": "string"},
+                                                            "city": {"type": "string"}},
+                           "required": ["city"]}}}]
+        messages = [{"role": "user", "content": "Weather in Paris?"},
+                    {"role": "assistant", "content": "", "tool_calls": [
+                        {"id": "call_1", "type": "function",
+                         "function": {"name": "get_weather",
+                                      "arguments": '{"city": "Paris", "unit": "C"}'}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "name": "get_weather",
+                     "content": "21 C <|im_end|>"}]
+        context_messages = json.loads(json.dumps(messages))
+        for call in context_messages[1]["tool_calls"]:
+            call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+        expected = jinja_parity.make_environment().from_string(source).render(
+            messages=context_messages, tools=tools, documents=None, add_generation_prompt=True,
+            eos_token="</s>", bos_token="<s>")
+        chat = pb.ChatInput(
+            messages=[pb.ChatMessage(role="user", content="Weather in Paris?"),
+                      pb.ChatMessage(role="assistant", tool_calls=[pb.ToolCall(
+                          id="call_1", function=pb.FunctionCall(
+                              name="get_weather",
+                              arguments='{"city": "Paris", "unit": "C"}'))]),
+                      pb.ChatMessage(role="tool", tool_call_id="call_1", name="get_weather",
+                                     content="21 C <|im_end|>")],
+            tools=json.dumps(tools), chat_template=source)
+        applied = self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(chat=chat),
+                                                     timeout=5)
+        self.assertEqual(applied.text, expected)
+        self.assertIn('"properties": {"unit"', applied.text)  # The client's key order.
+        self.assertIn('"arguments": {"city": "Paris", "unit": "C"}', applied.text)
+
+        def error_of(chat):
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(chat=chat),
+                                                   timeout=5)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            return caught.exception.details()
+
+        user = [pb.ChatMessage(role="user", content="a")]
+        self.assertIn("chat.tools: must be a JSON array", error_of(pb.ChatInput(
+            messages=user, tools='{"type": "function"}', chat_template=source)))
+        self.assertIn("chat.tools[0]", error_of(pb.ChatInput(
+            messages=user, tools='[{"type": "function", "function": {}}]', chat_template=source)))
+        self.assertIn("need a Jinja chat template", error_of(pb.ChatInput(
+            messages=[chat.messages[0], chat.messages[1]], chat_template="chatml")))
+
     def test_logprobs_equal_the_numpy_reference_log_softmax(self):
         # The float64 NumPy forward (tests/model/reference_llama.py, independent of our code):
         # log-softmax of its logits must give the served prompt logprobs, top-k and the sampled

@@ -152,7 +152,8 @@ class HttpApiTest(unittest.TestCase):
         # vLLM's request fields: a Jinja chat_template and chat_template_kwargs. The prompt the
         # server ran is the one gRPC's ApplyChatTemplate renders for the same fields.
         template = ("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
-                    "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}"
+                    "{% if enable_thinking is defined and not enable_thinking %}/no_think"
+                    "{% endif %}"
                     "{% if add_generation_prompt %}[assistant] {% endif %}")
         messages = [{"role": "user", "content": "print x"}]
         kwargs = {"enable_thinking": False}
@@ -175,6 +176,47 @@ class HttpApiTest(unittest.TestCase):
             "model": self.model(), "messages": messages, "chat_template": "{% if %}"})
         self.assertEqual(status, 400, body)
         self.assertIn("line 1", body["error"]["message"])
+
+    def test_tools_with_tool_choice_none_and_tool_call_history(self):
+        # Tools and a conversation with calls render as gRPC renders them; calls in the output are
+        # not parsed yet, so OpenAI's default with tools ("auto") is refused, naming tool_choice.
+        template = ("{% for t in tools %}<{{ t.function.name }}>{% endfor %}"
+                    "{% for m in messages %}[{{ m.role }}]{{ m.content }}"
+                    "{% for c in m.tool_calls or [] %}{{ c.id }}:{{ c.function.name }}"
+                    "{{ c.function.arguments | tojson }}{% endfor %}"
+                    "{% if m.tool_call_id %}({{ m.tool_call_id }}){% endif %}{% endfor %}")
+        tools = [{"type": "function", "function": {"name": "grep", "parameters": {}}}]
+        messages = [{"role": "user", "content": "find x"},
+                    {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "c1", "type": "function",
+                         "function": {"name": "grep", "arguments": "{\"q\": \"x\"}"}}]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "x.py"}]
+        body = {"model": self.model(), "messages": messages, "max_tokens": 2, "temperature": 0,
+                "tools": tools, "tool_choice": "none", "chat_template": template}
+        status, _, reply = self.post("/v1/chat/completions", body)
+        self.assertEqual(status, 200, reply)
+        applied = self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(
+            chat=pb.ChatInput(
+                messages=[pb.ChatMessage(role="user", content="find x"),
+                          pb.ChatMessage(role="assistant", tool_calls=[pb.ToolCall(
+                              id="c1", function=pb.FunctionCall(name="grep",
+                                                                arguments='{"q": "x"}'))]),
+                          pb.ChatMessage(role="tool", tool_call_id="c1", content="x.py")],
+                tools=json.dumps(tools), chat_template=template)), timeout=5)
+        self.assertEqual(applied.text,
+                         '<grep>[user]find x[assistant]c1:grep{"q": "x"}[tool]x.py(c1)')
+        self.assertEqual(reply["usage"]["prompt_tokens"], len(applied.token_ids))
+        for change in ({"tool_choice": None}, {"tool_choice": "auto"}, {"tool_choice": "required"}):
+            bad = dict(body, **change)
+            if change["tool_choice"] is None:
+                del bad["tool_choice"]
+            status, _, reply = self.post("/v1/chat/completions", bad)
+            self.assertEqual(status, 400, reply)
+            self.assertEqual(reply["error"]["param"], "tool_choice")
+        bad = dict(body, messages=[messages[0], dict(messages[1], tool_calls=[{"id": "c"}])])
+        status, _, reply = self.post("/v1/chat/completions", bad)
+        self.assertEqual(status, 400, reply)
+        self.assertEqual(reply["error"]["param"], "messages")
 
     def test_stop_logprobs_echo_and_token_prompts(self):
         base = {"model": self.model(), "prompt": [1, 50, 60, 70], "max_tokens": 12,
@@ -238,7 +280,7 @@ class HttpApiTest(unittest.TestCase):
              "messages"),
             ("unsupported", "/v1/chat/completions",
              {"messages": [{"role": "user", "content": "x"}], "tools": [{}]}, self.auth, 400,
-             "tools"),
+             "tool_choice"),  # Tools without tool_choice "none": "auto" is not served yet.
             ("too long", "/v1/completions", {"prompt": [1] * 3000, "max_tokens": 2}, self.auth,
              400, None),
             ("unknown model", "/v1/completions", {"model": "gpt-9", "prompt": "x"}, self.auth,
