@@ -177,6 +177,13 @@ class GenerationTest(unittest.TestCase):
             timeout=30))[2]
         self.assertEqual(last.usage.prompt_tokens, len(applied.token_ids))
 
+    def chat_error(self, chat):
+        """ApplyChatTemplate's INVALID_ARGUMENT details for `chat`."""
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(chat=chat), timeout=5)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        return caught.exception.details()
+
     def test_jinja_chat_template_matches_python_jinja2(self):
         # A Jinja template sent with the request runs as written: the text equals Debian's
         # python3-jinja2 rendering (configured as transformers configures it), and "</s>" typed
@@ -210,22 +217,15 @@ class GenerationTest(unittest.TestCase):
 
         # The template's raise_exception, a typo and a template that does not parse are the
         # request's errors, named.
-        def error_of(chat):
-            with self.assertRaises(grpc.RpcError) as caught:
-                self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(chat=chat),
-                                                   timeout=5)
-            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
-            return caught.exception.details()
-
         twice = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="a"),
                                        pb.ChatMessage(role="user", content="b")],
                              chat_template=source)
-        self.assertIn("roles must alternate", error_of(twice))
-        self.assertIn("neither a name", error_of(pb.ChatInput(
+        self.assertIn("roles must alternate", self.chat_error(twice))
+        self.assertIn("neither a name", self.chat_error(pb.ChatInput(
             messages=[pb.ChatMessage(role="user", content="a")], chat_template="chatmll")))
-        self.assertIn("line 1", error_of(pb.ChatInput(
+        self.assertIn("line 1", self.chat_error(pb.ChatInput(
             messages=[pb.ChatMessage(role="user", content="a")], chat_template="{% for %}")))
-        self.assertIn("chat.chat_template", error_of(pb.ChatInput(
+        self.assertIn("chat.chat_template", self.chat_error(pb.ChatInput(
             messages=[pb.ChatMessage(role="user", content="a")],
             chat_template="{{ x }}" * 20000)))
 
@@ -241,7 +241,7 @@ class GenerationTest(unittest.TestCase):
         self.assertEqual(list(applied.token_ids).count(2), 1)  # The template's; not the note's.
         for kwargs, message in (('{"messages": []}', "may not set 'messages'"),
                                 ("[1]", "must be a JSON object"), ("{", "must be a JSON object")):
-            self.assertIn(message, error_of(pb.ChatInput(
+            self.assertIn(message, self.chat_error(pb.ChatInput(
                 messages=[pb.ChatMessage(role="user", content="a")], chat_template=think,
                 chat_template_kwargs=kwargs)))
 
@@ -288,19 +288,12 @@ class GenerationTest(unittest.TestCase):
         self.assertIn('"properties": {"unit"', applied.text)  # The client's key order.
         self.assertIn('"arguments": {"city": "Paris", "unit": "C"}', applied.text)
 
-        def error_of(chat):
-            with self.assertRaises(grpc.RpcError) as caught:
-                self.server.stub.ApplyChatTemplate(pb.ApplyChatTemplateRequest(chat=chat),
-                                                   timeout=5)
-            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
-            return caught.exception.details()
-
         user = [pb.ChatMessage(role="user", content="a")]
-        self.assertIn("chat.tools: must be a JSON array", error_of(pb.ChatInput(
+        self.assertIn("chat.tools: must be a JSON array", self.chat_error(pb.ChatInput(
             messages=user, tools='{"type": "function"}', chat_template=source)))
-        self.assertIn("chat.tools[0]", error_of(pb.ChatInput(
+        self.assertIn("chat.tools[0]", self.chat_error(pb.ChatInput(
             messages=user, tools='[{"type": "function", "function": {}}]', chat_template=source)))
-        self.assertIn("need a Jinja chat template", error_of(pb.ChatInput(
+        self.assertIn("need a Jinja chat template", self.chat_error(pb.ChatInput(
             messages=[chat.messages[0], chat.messages[1]], chat_template="chatml")))
 
     def test_logprobs_equal_the_numpy_reference_log_softmax(self):
