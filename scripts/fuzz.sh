@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-build-fuzz}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-FUZZERS="${FUZZERS:-safetensors_fuzz gguf_fuzz tokenizer_json_fuzz tokenizer_config_fuzz generate_request_fuzz openai_request_fuzz}"
+FUZZERS="${FUZZERS:-safetensors_fuzz gguf_fuzz tokenizer_json_fuzz tokenizer_config_fuzz generate_request_fuzz openai_request_fuzz jinja_fuzz}"
 JOBS="${JOBS:-1}"  # Fuzzers run at once (each on one core).
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
@@ -20,6 +20,9 @@ cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$FUZZ_BUILD_DIR" --target fuzzers -j "$(nproc)"
 out="$FUZZ_BUILD_DIR/fuzz"
 "$out/iquest-fuzz-seeds" "$out/seeds"
+# The Jinja fuzzer starts from the chat templates the tests render.
+mkdir -p "$out/seeds/jinja_fuzz"
+cp tests/model/tokenizer/templates/*.jinja "$out/seeds/jinja_fuzz/"
 mkdir -p "$out/artifacts"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

@@ -289,7 +289,8 @@ absl::Status CallArgs::Check(const char* function, size_t max_positional,
     return absl::InvalidArgumentError(
         absl::StrCat(function, "() takes at most ", max_positional, " positional argument(s)"));
   }
-  for (const auto& [key, value] : kwargs) {
+  for (const auto& kwarg : kwargs) {
+    const std::string& key = kwarg.first;  // Not a structured binding: clang 14 cannot capture one.
     if (std::find_if(names.begin(), names.end(), [&](const char* n) { return key == n; }) ==
         names.end()) {
       return absl::InvalidArgumentError(
