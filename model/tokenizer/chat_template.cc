@@ -187,20 +187,18 @@ absl::StatusOr<ChatTemplate> JinjaChatTemplateFor(const Tokenizer& tokenizer,
   ChatTemplate t;
   t.kind = ChatTemplateKind::kJinja;
   t.jinja.program = std::make_shared<const JinjaTemplate>(std::move(program));
+  const auto piece = [&](int32_t id) {
+    return id < 0 ? std::string() : tokenizer.Decode(std::span(&id, 1), false);
+  };
   std::vector<std::string> control_tokens;
   for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
-    if (tokenizer.IsSpecial(id)) {
-      control_tokens.push_back(tokenizer.Decode(std::span(&id, 1), /*skip_special_tokens=*/false));
-    }
+    if (tokenizer.IsSpecial(id)) control_tokens.push_back(piece(id));
   }
   t.jinja.escaper = std::make_shared<const ControlTokenEscaper>(std::move(control_tokens));
   // What transformers passes from special_tokens_map (absent ones are left undefined). A
   // tokenizer.model folder without a config still has BOS/EOS: their pieces, as transformers'
   // slow Llama tokenizer defaults them.
   const TokenizerConfig& config = tokenizer.config();
-  const auto piece = [&](int32_t id) {
-    return id < 0 ? std::string() : tokenizer.Decode(std::span(&id, 1), false);
-  };
   const std::string bos = !config.bos_token.empty() ? config.bos_token : piece(tokenizer.bos_id());
   const std::string eos =
       !config.eos_token.empty()
