@@ -1,0 +1,718 @@
+#include "structured/json_schema.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+#include "structured/json_numbers.h"
+#include "structured/regex.h"
+#include "structured/utf8_ranges.h"
+
+namespace iquest {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using E = GrammarExpr;
+
+const std::set<std::string, std::less<>> kAnnotations = {
+    "title", "description", "default",    "examples", "$schema",
+    "$id",   "$comment",    "deprecated", "readOnly", "writeOnly"};
+const std::set<std::string, std::less<>> kSupported = {"type",
+                                                       "enum",
+                                                       "const",
+                                                       "properties",
+                                                       "required",
+                                                       "additionalProperties",
+                                                       "minLength",
+                                                       "maxLength",
+                                                       "pattern",
+                                                       "format",
+                                                       "minimum",
+                                                       "maximum",
+                                                       "exclusiveMinimum",
+                                                       "exclusiveMaximum",
+                                                       "items",
+                                                       "prefixItems",
+                                                       "minItems",
+                                                       "maxItems",
+                                                       "uniqueItems",
+                                                       "anyOf",
+                                                       "oneOf",
+                                                       "allOf",
+                                                       "$ref",
+                                                       "$defs",
+                                                       "definitions"};
+
+// RFC 3339 / RFC 4122 / dotted-quad forms, each exact (see docs/structured-output.md).
+const std::map<std::string, std::string, std::less<>> kFormats = {
+    {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
+    {"ipv4",
+     "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
+     "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"},
+    {"date",
+     "([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+     "|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+     "|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29"},
+    {"time",
+     "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]"
+     ")"},
+};
+
+std::string Where(const std::string& path) { return path.empty() ? "the schema root" : path; }
+
+class SchemaConverter {
+ public:
+  SchemaConverter(const Json& root, GrammarBuilder& b) : root_(root), b_(b) {}
+
+  absl::StatusOr<int32_t> Convert() {
+    const int32_t root = b_.Declare("root");
+    ref_rules_["#"] = root;
+    ASSIGN_OR_RETURN(E body, Visit(root_, "", 0));
+    b_.Define(root, E::Seq({W(), std::move(body), W()}));
+    return root;
+  }
+
+  absl::StatusOr<int32_t> AnyObject() {
+    const int32_t root = b_.Declare("root");
+    b_.Define(root, E::Seq({W(), E::Ref(ObjectRule()), W()}));
+    return root;
+  }
+
+ private:
+  absl::Status Unsupported(const std::string& path, absl::string_view what) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat("json_schema: ", what, " (at ", Where(path), ")"));
+  }
+
+  // Shared rules, made on first use.
+  int32_t Shared(const std::string& name, const std::function<E()>& body) {
+    auto it = shared_.find(name);
+    if (it != shared_.end()) return it->second;
+    const int32_t id = b_.Declare(name);
+    shared_[name] = id;
+    b_.Define(id, body());
+    return id;
+  }
+  E W() {
+    return E::Ref(Shared("ws", [] {
+      ByteSet ws;
+      for (char c : std::string_view(" \t\n\r")) ws.Add(static_cast<uint8_t>(c));
+      return E::Repeat(E::Bytes(ws), 0, kMaxJsonWhitespace);
+    }));
+  }
+  E Char() {
+    return E::Ref(Shared("char", [] {
+      ByteSet simple;
+      for (char c : std::string_view("\"\\/bfnrt")) simple.Add(static_cast<uint8_t>(c));
+      const E hex = E::Bytes([] {
+        ByteSet h = ByteSet::Range('0', '9');
+        h.AddAll(ByteSet::Range('a', 'f'));
+        h.AddAll(ByteSet::Range('A', 'F'));
+        return h;
+      }());
+      ByteSet not_d = ByteSet::Range('0', '9');
+      not_d.AddAll(ByteSet::Range('a', 'c'));
+      not_d.AddAll(ByteSet::Range('e', 'f'));
+      not_d.AddAll(ByteSet::Range('A', 'C'));
+      not_d.AddAll(ByteSet::Range('E', 'F'));
+      ByteSet d;
+      d.Add('d');
+      d.Add('D');
+      // \uXXXX without surrogate halves: one escape, one character.
+      const E u = E::Alt({E::Seq({E::Bytes(not_d), hex, hex, hex}),
+                          E::Seq({E::Bytes(d), E::Bytes(ByteSet::Range('0', '7')), hex, hex})});
+      CodepointSet specials;
+      specials.Add(0, 0x1F);
+      specials.Add('"', '"');
+      specials.Add('\\', '\\');
+      return E::Alt({Utf8Expr(specials.Complement()), E::Seq({E::Literal("\\"), E::Bytes(simple)}),
+                     E::Seq({E::Literal("\\u"), u})});
+    }));
+  }
+  int32_t StringRule() {
+    return Shared("string", [this] {
+      return E::Seq({E::Literal("\""), E::Repeat(Char(), 0, -1), E::Literal("\"")});
+    });
+  }
+  int32_t NumberRule() {
+    return Shared("number", [] {
+      const E digit = E::Bytes(ByteSet::Range('0', '9'));
+      ByteSet e;
+      e.Add('e');
+      e.Add('E');
+      ByteSet sign;
+      sign.Add('+');
+      sign.Add('-');
+      return E::Seq(
+          {IntegerRangeExpr(std::nullopt, std::nullopt),
+           E::Optional(E::Seq({E::Literal("."), E::Repeat(digit, 1, kMaxFractionDigits)})),
+           E::Optional(
+               E::Seq({E::Bytes(e), E::Optional(E::Bytes(sign)), E::Repeat(digit, 1, 2)}))});
+    });
+  }
+  int32_t ValueRule() {
+    auto it = shared_.find("value");
+    if (it != shared_.end()) return it->second;
+    const int32_t value = b_.Declare("value");
+    shared_["value"] = value;
+    const int32_t object = ObjectRule();
+    const int32_t array = b_.Declare("array");
+    b_.Define(array,
+              E::Seq({E::Literal("["), W(),
+                      E::Optional(E::Seq(
+                          {E::Ref(value), W(),
+                           E::Repeat(E::Seq({E::Literal(","), W(), E::Ref(value), W()}), 0, -1)})),
+                      E::Literal("]")}));
+    b_.Define(value,
+              E::Alt({E::Ref(object), E::Ref(array), E::Ref(StringRule()), E::Ref(NumberRule()),
+                      E::Literal("true"), E::Literal("false"), E::Literal("null")}));
+    return value;
+  }
+  int32_t ObjectRule() {
+    auto it = shared_.find("object");
+    if (it != shared_.end()) return it->second;
+    const int32_t object = b_.Declare("object");
+    shared_["object"] = object;
+    const int32_t value = ValueRule();
+    const E member = E::Seq({E::Ref(StringRule()), W(), E::Literal(":"), W(), E::Ref(value), W()});
+    b_.Define(object,
+              E::Seq({E::Literal("{"), W(),
+                      E::Optional(E::Seq(
+                          {member, E::Repeat(E::Seq({E::Literal(","), W(), member}), 0, -1)})),
+                      E::Literal("}")}));
+    return object;
+  }
+
+  static E Literal(const Json& value) { return E::Literal(value.dump()); }
+
+  absl::Status CheckKeywords(const Json& s, const std::string& path) const {
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      if (kSupported.count(it.key()) == 0 && kAnnotations.count(it.key()) == 0) {
+        return Unsupported(path, absl::StrCat("keyword '", it.key(), "' is not supported"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<E> Visit(const Json& s, const std::string& path, int depth) {
+    RETURN_IF_ERROR(b_.CheckTime());
+    if (depth > 64) return Unsupported(path, "schemas nested more than 64 deep");
+    if (s.is_boolean()) {
+      if (s.get<bool>()) return E::Ref(ValueRule());
+      return Unsupported(path, "the schema false matches nothing");
+    }
+    if (!s.is_object()) return Unsupported(path, "a schema must be an object or a boolean");
+    RETURN_IF_ERROR(CheckKeywords(s, path));
+    auto has = [&](const char* k) { return s.contains(k); };
+    if (has("$ref")) {
+      for (auto it = s.begin(); it != s.end(); ++it) {
+        if (it.key() != "$ref" && it.key() != "$defs" && it.key() != "definitions" &&
+            kAnnotations.count(it.key()) == 0) {
+          return Unsupported(path, absl::StrCat("'$ref' beside '", it.key(), "' is not supported"));
+        }
+      }
+      if (!s["$ref"].is_string()) return Unsupported(path, "'$ref' must be a string");
+      ASSIGN_OR_RETURN(const int32_t rule, RefRule(s["$ref"].get<std::string>(), path));
+      return E::Ref(rule);
+    }
+    for (const char* combinator : {"anyOf", "oneOf", "allOf"}) {
+      if (!has(combinator)) continue;
+      const Json& list = s[combinator];
+      if (!list.is_array() || list.empty()) {
+        return Unsupported(path, absl::StrCat("'", combinator, "' must be a non-empty array"));
+      }
+      for (auto it = s.begin(); it != s.end(); ++it) {
+        if (it.key() != combinator && it.key() != "$defs" && it.key() != "definitions" &&
+            kAnnotations.count(it.key()) == 0) {
+          return Unsupported(
+              path, absl::StrCat("'", combinator, "' beside '", it.key(), "' is not supported"));
+        }
+      }
+      if (std::string_view(combinator) == "allOf" && list.size() != 1) {
+        return Unsupported(path, "'allOf' with more than one schema is not supported");
+      }
+      std::vector<E> choices;
+      for (size_t i = 0; i < list.size(); ++i) {
+        ASSIGN_OR_RETURN(E e,
+                         Visit(list[i], absl::StrCat(path, "/", combinator, "/", i), depth + 1));
+        choices.push_back(std::move(e));
+      }
+      return E::Alt(std::move(choices));
+    }
+    if (has("const")) return Literal(s["const"]);
+    if (has("enum")) {
+      const Json& values = s["enum"];
+      if (!values.is_array() || values.empty()) {
+        return Unsupported(path, "'enum' must be a non-empty array");
+      }
+      std::vector<E> choices;
+      for (const Json& v : values) choices.push_back(Literal(v));
+      return E::Alt(std::move(choices));
+    }
+    std::vector<std::string> types;
+    if (has("type")) {
+      const Json& t = s["type"];
+      if (t.is_string()) {
+        types.push_back(t.get<std::string>());
+      } else if (t.is_array() && !t.empty()) {
+        for (const Json& one : t) {
+          if (!one.is_string()) return Unsupported(path, "'type' entries must be strings");
+          types.push_back(one.get<std::string>());
+        }
+      } else {
+        return Unsupported(path, "'type' must be a string or a non-empty array");
+      }
+    } else {
+      // No type: the keywords present say which kind of value they constrain.
+      if (has("properties") || has("required") || has("additionalProperties")) {
+        types.push_back("object");
+      } else if (has("items") || has("prefixItems") || has("minItems") || has("maxItems")) {
+        types.push_back("array");
+      } else if (has("minLength") || has("maxLength") || has("pattern") || has("format")) {
+        types.push_back("string");
+      } else if (has("minimum") || has("maximum") || has("exclusiveMinimum") ||
+                 has("exclusiveMaximum")) {
+        types.push_back("number");
+      } else {
+        return E::Ref(ValueRule());
+      }
+    }
+    std::vector<E> choices;
+    for (const std::string& type : types) {
+      ASSIGN_OR_RETURN(E e, VisitType(s, type, path, depth));
+      choices.push_back(std::move(e));
+    }
+    return E::Alt(std::move(choices));
+  }
+
+  absl::StatusOr<E> VisitType(const Json& s, const std::string& type, const std::string& path,
+                              int depth) {
+    if (type == "string") return String(s, path);
+    if (type == "integer") return Integer(s, path);
+    if (type == "number") return Number(s, path);
+    if (type == "boolean") return E::Alt({E::Literal("true"), E::Literal("false")});
+    if (type == "null") return E::Literal("null");
+    if (type == "object") return Object(s, path, depth);
+    if (type == "array") return Array(s, path, depth);
+    return Unsupported(path, absl::StrCat("unknown type '", type, "'"));
+  }
+
+  absl::StatusOr<std::optional<int64_t>> Count(const Json& s, const char* key,
+                                               const std::string& path) const {
+    if (!s.contains(key)) return std::optional<int64_t>();
+    const Json& v = s[key];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+        v.get<int64_t>() > b_.limits().max_repeat) {
+      return Unsupported(path, absl::StrCat("'", key, "' must be an integer in [0, ",
+                                            b_.limits().max_repeat, "]"));
+    }
+    return std::optional<int64_t>(v.get<int64_t>());
+  }
+
+  absl::StatusOr<E> String(const Json& s, const std::string& path) {
+    ASSIGN_OR_RETURN(const std::optional<int64_t> min_length, Count(s, "minLength", path));
+    ASSIGN_OR_RETURN(const std::optional<int64_t> max_length, Count(s, "maxLength", path));
+    const bool lengths = min_length || max_length;
+    if (s.contains("format")) {
+      if (!s["format"].is_string()) return Unsupported(path, "'format' must be a string");
+      const std::string format = s["format"].get<std::string>();
+      std::string regex;
+      if (format == "date-time") {
+        regex = absl::StrCat("(", kFormats.at("date"), ")T", kFormats.at("time"));
+      } else if (kFormats.count(format)) {
+        regex = kFormats.at(format);
+      } else {
+        return Unsupported(path, absl::StrCat("format '", format,
+                                              "' is not supported (supported: date, time, "
+                                              "date-time, uuid, ipv4)"));
+      }
+      if (lengths || s.contains("pattern")) {
+        return Unsupported(path, "'format' beside 'pattern' or a length is not supported");
+      }
+      ASSIGN_OR_RETURN(E body, RegexToExpr(regex, b_, /*json_escaped=*/true));
+      return E::Seq({E::Literal("\""), std::move(body), E::Literal("\"")});
+    }
+    if (s.contains("pattern")) {
+      if (!s["pattern"].is_string()) return Unsupported(path, "'pattern' must be a string");
+      if (lengths) return Unsupported(path, "'pattern' beside a length is not supported");
+      absl::StatusOr<E> body = RegexToExpr(s["pattern"].get<std::string>(), b_, true);
+      if (!body.ok()) {
+        return Unsupported(path + "/pattern", std::string(body.status().message()));
+      }
+      return E::Seq({E::Literal("\""), *std::move(body), E::Literal("\"")});
+    }
+    if (!lengths) return E::Ref(StringRule());
+    const int32_t lo = static_cast<int32_t>(min_length.value_or(0));
+    const int32_t hi = max_length ? static_cast<int32_t>(*max_length) : -1;
+    if (hi >= 0 && hi < lo) return Unsupported(path, "'maxLength' is below 'minLength'");
+    return E::Seq({E::Literal("\""), E::Repeat(Char(), lo, hi), E::Literal("\"")});
+  }
+
+  // A bound keyword's value: draft 6+ numbers, or draft 4's boolean exclusive flags.
+  struct Bound {
+    double value = 0;
+    bool exclusive = false;
+  };
+  absl::StatusOr<std::optional<Bound>> ReadBound(const Json& s, bool lower,
+                                                 const std::string& path) const {
+    const char* inclusive_key = lower ? "minimum" : "maximum";
+    const char* exclusive_key = lower ? "exclusiveMinimum" : "exclusiveMaximum";
+    std::optional<Bound> bound;
+    if (s.contains(inclusive_key)) {
+      if (!s[inclusive_key].is_number()) {
+        return Unsupported(path, absl::StrCat("'", inclusive_key, "' must be a number"));
+      }
+      bound = Bound{s[inclusive_key].get<double>(), false};
+    }
+    if (s.contains(exclusive_key)) {
+      const Json& e = s[exclusive_key];
+      if (e.is_boolean()) {
+        if (e.get<bool>() && bound) bound->exclusive = true;
+      } else if (e.is_number()) {
+        const double v = e.get<double>();
+        if (!bound || (lower ? v >= bound->value : v <= bound->value)) bound = Bound{v, true};
+      } else {
+        return Unsupported(path, absl::StrCat("'", exclusive_key, "' must be a number"));
+      }
+    }
+    if (bound && !std::isfinite(bound->value)) {
+      return Unsupported(path, "numeric bounds must be finite");
+    }
+    if (bound && std::fabs(bound->value) > 1e18) {
+      return Unsupported(path, "numeric bounds above 1e18 in magnitude are not supported");
+    }
+    return bound;
+  }
+
+  absl::StatusOr<E> Integer(const Json& s, const std::string& path) {
+    ASSIGN_OR_RETURN(const std::optional<Bound> lo, ReadBound(s, true, path));
+    ASSIGN_OR_RETURN(const std::optional<Bound> hi, ReadBound(s, false, path));
+    std::optional<int64_t> a, z;
+    if (lo) {
+      const double c = std::ceil(lo->value);
+      a = static_cast<int64_t>(c) + (lo->exclusive && c == lo->value ? 1 : 0);
+    }
+    if (hi) {
+      const double f = std::floor(hi->value);
+      z = static_cast<int64_t>(f) - (hi->exclusive && f == hi->value ? 1 : 0);
+    }
+    if (a && z && *a > *z) return Unsupported(path, "the integer bounds leave no value");
+    return IntegerRangeExpr(a, z);
+  }
+
+  absl::StatusOr<E> Number(const Json& s, const std::string& path) {
+    ASSIGN_OR_RETURN(const std::optional<Bound> lo, ReadBound(s, true, path));
+    ASSIGN_OR_RETURN(const std::optional<Bound> hi, ReadBound(s, false, path));
+    if (!lo && !hi) return E::Ref(NumberRule());
+    auto integral = [](const std::optional<Bound>& b) {
+      return !b || b->value == std::floor(b->value);
+    };
+    if (!integral(lo) || !integral(hi)) {
+      return Unsupported(path,
+                         "bounds on type number must be integers (use type integer for "
+                         "other bounds, or widen them)");
+    }
+    std::optional<NumberBound> a, z;
+    if (lo) a = NumberBound{static_cast<int64_t>(lo->value), lo->exclusive};
+    if (hi) z = NumberBound{static_cast<int64_t>(hi->value), hi->exclusive};
+    if (a && z &&
+        (a->value > z->value || (a->value == z->value && (a->exclusive || z->exclusive)))) {
+      return Unsupported(path, "the number bounds leave no value");
+    }
+    return NumberRangeExpr(a, z);
+  }
+
+  // Strings of plain characters (no escapes) that are none of `names`: the keys of additional
+  // properties, which so never repeat a listed one.
+  E KeyNotIn(const std::vector<std::string>& names) {
+    CodepointSet plain;
+    plain.Add(0, 0x1F);
+    plain.Add('"', '"');
+    plain.Add('\\', '\\');
+    plain = plain.Complement();
+    // A trie of the names' characters; node 0 is the root.
+    struct Node {
+      std::map<char32_t, int> children;
+      bool terminal = false;
+    };
+    std::vector<Node> trie(1);
+    for (const std::string& name : names) {
+      int node = 0;
+      for (size_t i = 0; i < name.size();) {
+        const unsigned char c = static_cast<unsigned char>(name[i]);
+        const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
+        char32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
+        for (int k = 1; k < len && i + static_cast<size_t>(k) < name.size(); ++k) {
+          cp = (cp << 6) | (static_cast<unsigned char>(name[i + static_cast<size_t>(k)]) & 0x3F);
+        }
+        i += static_cast<size_t>(len);
+        auto it = trie[node].children.find(cp);
+        if (it == trie[node].children.end()) {
+          trie.push_back(Node());
+          it = trie[node].children.emplace(cp, static_cast<int>(trie.size()) - 1).first;
+        }
+        node = it->second;
+      }
+      trie[node].terminal = true;
+    }
+    const E any_tail = E::Seq({E::Repeat(Utf8Expr(plain), 0, -1), E::Literal("\"")});
+    std::vector<int32_t> rules(trie.size());
+    for (size_t i = 0; i < trie.size(); ++i) rules[i] = b_.Declare(absl::StrCat("key-", ++keys_));
+    for (size_t i = 0; i < trie.size(); ++i) {
+      std::vector<E> choices;
+      if (!trie[i].terminal) choices.push_back(E::Literal("\""));
+      CodepointSet taken;
+      for (const auto& [cp, child] : trie[i].children) {
+        taken.Add(cp, cp);
+        std::string bytes;
+        AppendUtf8Char(cp, bytes);
+        if (plain.Contains(cp))
+          choices.push_back(E::Seq({E::Literal(bytes), E::Ref(rules[child])}));
+      }
+      const CodepointSet rest = taken.Complement().Intersect(plain);
+      if (!rest.empty()) choices.push_back(E::Seq({Utf8Expr(rest), any_tail}));
+      b_.Define(rules[i], E::Alt(std::move(choices)));
+    }
+    return E::Seq({E::Literal("\""), E::Ref(rules[0])});
+  }
+
+  absl::StatusOr<E> Object(const Json& s, const std::string& path, int depth) {
+    std::vector<std::string> names;
+    std::vector<E> members;  // key ws ":" ws value ws
+    if (s.contains("properties")) {
+      const Json& props = s["properties"];
+      if (!props.is_object()) return Unsupported(path, "'properties' must be an object");
+      for (auto it = props.begin(); it != props.end(); ++it) {
+        ASSIGN_OR_RETURN(
+            E value, Visit(it.value(), absl::StrCat(path, "/properties/", it.key()), depth + 1));
+        names.push_back(it.key());
+        members.push_back(E::Seq(
+            {E::Literal(Json(it.key()).dump()), W(), E::Literal(":"), W(), std::move(value), W()}));
+      }
+    }
+    std::vector<bool> required(names.size(), false);
+    if (s.contains("required")) {
+      const Json& req = s["required"];
+      if (!req.is_array()) return Unsupported(path, "'required' must be an array");
+      for (const Json& r : req) {
+        if (!r.is_string()) return Unsupported(path, "'required' entries must be strings");
+        const auto it = std::find(names.begin(), names.end(), r.get<std::string>());
+        if (it == names.end()) {
+          return Unsupported(path, absl::StrCat("required property '", r.get<std::string>(),
+                                                "' is not in 'properties'"));
+        }
+        required[static_cast<size_t>(it - names.begin())] = true;
+      }
+    }
+    std::optional<E> extra;  // One additional member.
+    if (s.contains("additionalProperties")) {
+      const Json& add = s["additionalProperties"];
+      if (!(add.is_boolean() && !add.get<bool>())) {
+        ASSIGN_OR_RETURN(E value, Visit(add, path + "/additionalProperties", depth + 1));
+        extra = E::Seq({KeyNotIn(names), W(), E::Literal(":"), W(), std::move(value), W()});
+      }
+    }
+    // after[i]: members i.. once something was written (each after a comma); first[i]: the same
+    // before anything was written. Rules, since each is referred to twice.
+    const size_t n = names.size();
+    std::vector<int32_t> after(n + 1), first(n + 1);
+    const std::string base = absl::StrCat("obj-", ++objects_);
+    for (size_t i = 0; i <= n; ++i) {
+      after[i] = b_.Declare(absl::StrCat(base, "-after-", i));
+      first[i] = b_.Declare(absl::StrCat(base, "-first-", i));
+    }
+    if (extra) {
+      const E more = E::Repeat(E::Seq({E::Literal(","), W(), *extra}), 0, -1);
+      b_.Define(after[n], more);
+      b_.Define(first[n], E::Optional(E::Seq({*extra, more})));
+    } else {
+      b_.Define(after[n], E::Empty());
+      b_.Define(first[n], E::Empty());
+    }
+    for (size_t i = n; i-- > 0;) {
+      std::vector<E> a = {E::Seq({E::Literal(","), W(), members[i], E::Ref(after[i + 1])})};
+      std::vector<E> f = {E::Seq({members[i], E::Ref(after[i + 1])})};
+      if (!required[i]) {
+        a.push_back(E::Ref(after[i + 1]));
+        f.push_back(E::Ref(first[i + 1]));
+      }
+      b_.Define(after[i], E::Alt(std::move(a)));
+      b_.Define(first[i], E::Alt(std::move(f)));
+    }
+    return E::Seq({E::Literal("{"), W(), E::Ref(first[0]), E::Literal("}")});
+  }
+
+  absl::StatusOr<E> Array(const Json& s, const std::string& path, int depth) {
+    ASSIGN_OR_RETURN(const std::optional<int64_t> min_items, Count(s, "minItems", path));
+    ASSIGN_OR_RETURN(const std::optional<int64_t> max_items, Count(s, "maxItems", path));
+    const int32_t lo = static_cast<int32_t>(min_items.value_or(0));
+    int32_t hi = max_items ? static_cast<int32_t>(*max_items) : -1;
+    if (hi >= 0 && hi < lo) return Unsupported(path, "'maxItems' is below 'minItems'");
+    std::vector<E> prefix;
+    if (s.contains("prefixItems")) {
+      const Json& p = s["prefixItems"];
+      if (!p.is_array()) return Unsupported(path, "'prefixItems' must be an array");
+      for (size_t i = 0; i < p.size(); ++i) {
+        ASSIGN_OR_RETURN(E e, Visit(p[i], absl::StrCat(path, "/prefixItems/", i), depth + 1));
+        prefix.push_back(E::Seq({std::move(e), W()}));
+      }
+    }
+    const bool unique =
+        s.contains("uniqueItems") && s["uniqueItems"].is_boolean() && s["uniqueItems"].get<bool>();
+    std::optional<E> item;
+    const Json* items = s.contains("items") ? &s["items"] : nullptr;
+    if (items != nullptr && items->is_boolean() && !items->get<bool>()) {
+      hi = hi < 0 ? static_cast<int32_t>(prefix.size())
+                  : std::min<int32_t>(hi, static_cast<int32_t>(prefix.size()));
+      if (hi < lo) return Unsupported(path, "'items': false leaves fewer than 'minItems'");
+    } else if (unique && (hi < 0 || hi > 1)) {
+      if (!prefix.empty()) return Unsupported(path, "'uniqueItems' with 'prefixItems'");
+      return UniqueArray(items, lo, hi, path);
+    } else {
+      ASSIGN_OR_RETURN(E e, items == nullptr ? absl::StatusOr<E>(E::Ref(ValueRule()))
+                                             : Visit(*items, path + "/items", depth + 1));
+      item = E::Seq({std::move(e), W()});
+    }
+    // Element k (0-based): prefix[k] or the item schema; a comma before every element but the
+    // first; elements past lo are optional, nested so that element k needs element k-1.
+    const int32_t num_prefix = static_cast<int32_t>(prefix.size());
+    auto element = [&](int32_t k) {
+      E e = k < num_prefix ? prefix[static_cast<size_t>(k)] : *item;
+      return k == 0 ? e : E::Seq({E::Literal(","), W(), std::move(e)});
+    };
+    std::vector<E> required_part;
+    for (int32_t k = 0; k < std::max(lo, 0); ++k) {
+      if (k >= num_prefix && !item) break;
+      required_part.push_back(element(k));
+    }
+    // The optional tail from element `lo` on: prefix elements one by one, then a repetition.
+    E tail = E::Empty();
+    const int32_t start = lo;
+    if (item) {
+      const int32_t from = std::max(start, num_prefix);
+      const int32_t reps_hi = hi < 0 ? -1 : std::max(0, hi - from);
+      if (reps_hi != 0) {
+        if (from == 0) {
+          // No element yet: the first has no comma.
+          tail = E::Optional(
+              E::Seq({element(0), reps_hi < 0 ? E::Repeat(element(1), 0, -1)
+                                              : E::Repeat(element(1), 0, reps_hi - 1)}));
+        } else {
+          tail = E::Repeat(element(from), 0, reps_hi);
+        }
+      }
+    }
+    for (int32_t k = std::min(num_prefix, hi < 0 ? num_prefix : hi); k-- > start;) {
+      tail = E::Optional(E::Seq({element(k), std::move(tail)}));
+    }
+    required_part.push_back(std::move(tail));
+    return E::Seq({E::Literal("["), W(), E::Seq(std::move(required_part)), E::Literal("]")});
+  }
+
+  // uniqueItems over a finite set of values: one rule per subset already used.
+  absl::StatusOr<E> UniqueArray(const Json* items, int32_t lo, int32_t hi,
+                                const std::string& path) {
+    std::vector<Json> values;
+    if (items != nullptr && items->is_object() && items->contains("enum") &&
+        (*items)["enum"].is_array()) {
+      for (const Json& v : (*items)["enum"]) values.push_back(v);
+    } else if (items != nullptr && items->is_object() && items->contains("const")) {
+      values.push_back((*items)["const"]);
+    } else if (items != nullptr && items->is_object() && items->contains("type") &&
+               (*items)["type"] == "boolean") {
+      values = {Json(true), Json(false)};
+    } else {
+      return Unsupported(path,
+                         "'uniqueItems' is supported for items that are an enum, a const or "
+                         "a boolean");
+    }
+    std::vector<Json> distinct;
+    for (const Json& v : values) {
+      if (std::find(distinct.begin(), distinct.end(), v) == distinct.end()) distinct.push_back(v);
+    }
+    if (distinct.size() > 8) return Unsupported(path, "'uniqueItems' over more than 8 values");
+    const int k = static_cast<int>(distinct.size());
+    if (lo > k) return Unsupported(path, "'minItems' exceeds the distinct values of 'uniqueItems'");
+    const int32_t max_count = hi < 0 ? k : std::min(hi, k);
+    const std::string base = absl::StrCat("uniq-", ++objects_);
+    std::vector<int32_t> rules(size_t{1} << k);
+    for (size_t m = 0; m < rules.size(); ++m) rules[m] = b_.Declare(absl::StrCat(base, "-", m));
+    for (size_t m = 0; m < rules.size(); ++m) {
+      const int used = std::popcount(m);
+      std::vector<E> choices;
+      if (used >= lo) choices.push_back(E::Empty());
+      if (used < max_count) {
+        for (int v = 0; v < k; ++v) {
+          if (m & (size_t{1} << v)) continue;
+          std::vector<E> seq;
+          if (used > 0) seq = {E::Literal(","), W()};
+          seq.push_back(Literal(distinct[static_cast<size_t>(v)]));
+          seq.push_back(W());
+          seq.push_back(E::Ref(rules[m | (size_t{1} << v)]));
+          choices.push_back(E::Seq(std::move(seq)));
+        }
+      }
+      b_.Define(rules[m], E::Alt(std::move(choices)));
+    }
+    return E::Seq({E::Literal("["), W(), E::Ref(rules[0]), E::Literal("]")});
+  }
+
+  absl::StatusOr<int32_t> RefRule(const std::string& ref, const std::string& path) {
+    auto it = ref_rules_.find(ref);
+    if (it != ref_rules_.end()) return it->second;
+    if (ref.rfind("#/", 0) != 0) {
+      return Unsupported(
+          path, absl::StrCat("'$ref' \"", ref, "\" is not supported (only \"#\" and \"#/...\")"));
+    }
+    const Json* node = &root_;
+    size_t at = 2;
+    while (at <= ref.size()) {
+      size_t end = ref.find('/', at);
+      if (end == std::string::npos) end = ref.size();
+      std::string token;
+      for (size_t i = at; i < end; ++i) {
+        if (ref[i] == '~' && i + 1 < end && (ref[i + 1] == '0' || ref[i + 1] == '1')) {
+          token.push_back(ref[i + 1] == '0' ? '~' : '/');
+          ++i;
+        } else {
+          token.push_back(ref[i]);
+        }
+      }
+      if (!node->is_object() || !node->contains(token)) {
+        return Unsupported(path, absl::StrCat("'$ref' \"", ref, "\" points at nothing"));
+      }
+      node = &(*node)[token];
+      at = end + 1;
+    }
+    const int32_t rule = b_.Declare(absl::StrCat("ref-", ref_rules_.size()));
+    ref_rules_[ref] = rule;
+    ASSIGN_OR_RETURN(E body, Visit(*node, ref.substr(1), 0));
+    b_.Define(rule, std::move(body));
+    return rule;
+  }
+
+  const Json& root_;
+  GrammarBuilder& b_;
+  std::map<std::string, int32_t> shared_;
+  std::map<std::string, int32_t> ref_rules_;
+  int objects_ = 0;
+  int keys_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<int32_t> JsonSchemaToGrammar(const nlohmann::ordered_json& schema,
+                                            GrammarBuilder& builder) {
+  return SchemaConverter(schema, builder).Convert();
+}
+
+absl::StatusOr<int32_t> JsonObjectGrammar(GrammarBuilder& builder) {
+  const nlohmann::ordered_json empty;
+  return SchemaConverter(empty, builder).AnyObject();
+}
+
+}  // namespace iquest
