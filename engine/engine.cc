@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 
+#include <future>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -154,7 +155,20 @@ void Engine::RunStep(const ScheduledBatch& batch) {
 
 void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
   outputs_.OnScheduled(batch, now);
-  absl::StatusOr<std::vector<RequestStepOutput>> outputs = runner_.Execute(batch);
+  // Grammar masks are computed on a helper thread while the forward pass runs; sampling waits
+  // for them. The helper only reads the batch's requests, which the forward does not change.
+  const bool constrained =
+      std::any_of(batch.requests.begin(), batch.requests.end(),
+                  [](const ScheduledRequest& s) { return s.request->sampling.grammar != nullptr; });
+  std::future<std::vector<TokenConstraint>> masks;
+  ModelRunner::ConstraintSource source;
+  if (constrained) {
+    masks =
+        std::async(std::launch::async, [this, &batch] { return constrained_.Constraints(batch); });
+    source = [&masks] { return masks.get(); };
+  }
+  absl::StatusOr<std::vector<RequestStepOutput>> outputs = runner_.Execute(batch, source);
+  if (masks.valid()) masks.wait();
   if (!outputs.ok()) {
     // Only this step's requests fail; the engine keeps serving the rest.
     LOG(ERROR) << "event=step_failed" << Kv("error", outputs.status().ToString());
@@ -168,7 +182,9 @@ void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
   for (size_t i = 0; i < outputs->size(); ++i) {
     for (const SampledToken& sample : (*outputs)[i].samples) sampled[i].push_back(sample.token);
   }
-  outputs_.AddForks(scheduler_.Update(batch, sampled));
+  const std::vector<const Request*> forks = scheduler_.Update(batch, sampled);
+  if (constrained) FinishConstrained(batch, forks);
+  outputs_.AddForks(forks);
   {
     std::lock_guard<std::mutex> lock(stats_mutex_);
     ++stats_.num_steps;
@@ -179,9 +195,30 @@ void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
   EmitFinished();
 }
 
+void Engine::FinishConstrained(const ScheduledBatch& batch,
+                               const std::vector<const Request*>& forks) {
+  auto check = [this](const Request& r) {
+    if (r.is_finished() || r.sampling.grammar == nullptr) return;
+    switch (constrained_.AfterStep(r)) {
+      case ConstrainedDecoding::Verdict::kContinue:
+        return;
+      case ConstrainedDecoding::Verdict::kComplete:
+        scheduler_.Finish(r.id, FinishReason::kStopToken);
+        return;
+      case ConstrainedDecoding::Verdict::kDeadEnd:
+        LOG(ERROR) << "event=grammar_dead_end" << Kv("request_id", r.request_id);
+        scheduler_.Finish(r.id, FinishReason::kInternalError);
+        return;
+    }
+  };
+  for (const ScheduledRequest& s : batch.requests) check(*s.request);
+  for (const Request* fork : forks) check(*fork);
+}
+
 void Engine::EmitFinished() {
   std::vector<std::unique_ptr<Request>> finished = scheduler_.TakeFinished();
   if (finished.empty()) return;
+  for (const auto& r : finished) constrained_.Forget(r->id);
   // Publish first: by the time a client sees its request end, the stats show its blocks freed.
   PublishStats();
   outputs_.OnFinished(std::move(finished), [this](const std::string& key) {

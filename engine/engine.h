@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "engine/constrained_decoding.h"
 #include "engine/engine_inbox.h"
 #include "engine/model_runner.h"
 #include "engine/request_outputs.h"
@@ -113,6 +114,8 @@ class Engine {
   bool TakeInbox();
   void RunStep(const ScheduledBatch& batch);
   void ExecuteStep(const ScheduledBatch& batch, Clock::time_point now);
+  // Ends the requests whose grammar is finished (or left) after this step's tokens.
+  void FinishConstrained(const ScheduledBatch& batch, const std::vector<const Request*>& forks);
   // Hands finished requests' final outputs to their sinks.
   void EmitFinished();
   void PublishStats();
@@ -129,6 +132,7 @@ class Engine {
   Scheduler scheduler_;
   ModelRunner runner_;
   RequestOutputs outputs_;
+  ConstrainedDecoding constrained_;
   std::thread thread_;
 
   // Written by the engine thread, read by Stats().

@@ -6,7 +6,8 @@
 
 namespace iquest {
 
-absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(const ScheduledBatch& batch) {
+absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
+    const ScheduledBatch& batch, const ConstraintSource& constraints) {
   if (!batch.block_copies.empty()) {
     std::vector<std::pair<int32_t, int32_t>> pairs;
     for (const BlockCopy& copy : batch.block_copies)
@@ -74,6 +75,8 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(const Schedu
         .subspan(static_cast<size_t>(index * vocab), static_cast<size_t>(vocab));
   };
 
+  std::vector<TokenConstraint> row_constraints;
+  if (constraints) row_constraints = constraints();
   std::vector<RequestStepOutput> outputs(batch.requests.size());
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     const Request& r = *batch.requests[i].request;
@@ -95,8 +98,10 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(const Schedu
     for (int32_t k = 0; k < num_samples; ++k) {
       const int32_t sample_index = r.sampling.n > 1 ? k : r.sample_index;
       if (plan.on_host) {
-        samples.push_back(
-            sampler_.Sample(host_row(plan.host_row + plan.num_rows - 1), r, sample_index));
+        const TokenConstraint* constraint =
+            i < row_constraints.size() && row_constraints[i].mask ? &row_constraints[i] : nullptr;
+        samples.push_back(sampler_.Sample(host_row(plan.host_row + plan.num_rows - 1), r,
+                                          sample_index, constraint));
       } else {
         const SampledId& id = sampled_ids_[plan.first_sampled + static_cast<size_t>(k)];
         samples.push_back({id.token, id.logprob, {}});

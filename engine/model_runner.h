@@ -11,6 +11,7 @@
 // do not depend on the path its rows took.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -36,8 +37,13 @@ class ModelRunner {
  public:
   ModelRunner(LlamaModel& model, KvCache& cache) : model_(model), cache_(cache) {}
 
-  // One step; outputs are in batch.requests order.
-  absl::StatusOr<std::vector<RequestStepOutput>> Execute(const ScheduledBatch& batch);
+  // Structured-output masks, one per batch request; called once, after the forward pass and
+  // before sampling, so computing them may overlap the forward.
+  using ConstraintSource = std::function<std::vector<TokenConstraint>()>;
+
+  // One step; outputs are in batch.requests order. `constraints` may be empty (none).
+  absl::StatusOr<std::vector<RequestStepOutput>> Execute(const ScheduledBatch& batch,
+                                                         const ConstraintSource& constraints = {});
 
   // Bytes the steps' results cost to bring to the host, over all steps: the host path's logits
   // rows, plus sizeof(SampledId) for each row the backend sampled.

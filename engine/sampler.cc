@@ -78,13 +78,49 @@ void Sampler::ApplyLogitProcessors(const Request& request) {
   }
 }
 
+bool Sampler::ApplyConstraint(const Request& request, const TokenConstraint& constraint) {
+  const TokenMask& mask = *constraint.mask;
+  const int64_t vocab = static_cast<int64_t>(scores_.size());
+  const int64_t masked_vocab = std::min<int64_t>(vocab, static_cast<int64_t>(mask.size()) * 64);
+  // EOS and stop tokens are no text: allowed exactly where the grammar may end.
+  std::vector<std::pair<int32_t, float>> stops;
+  if (constraint.allow_stop) {
+    auto keep = [&](int32_t t) {
+      if (t >= 0 && t < vocab) stops.emplace_back(t, scores_[t]);
+    };
+    if (!request.sampling.ignore_eos) {
+      for (int32_t t : request.eos_token_ids) keep(t);
+    }
+    for (int32_t t : request.sampling.stop_token_ids) keep(t);
+  }
+  bool any = false;
+  for (int64_t word = 0; word * 64 < masked_vocab; ++word) {
+    const uint64_t bits = mask[static_cast<size_t>(word)];
+    const int64_t end = std::min<int64_t>(masked_vocab, (word + 1) * 64);
+    if (bits == ~uint64_t{0} && end - word * 64 == 64) {
+      any = true;
+      continue;
+    }
+    for (int64_t t = word * 64; t < end; ++t) {
+      if (!((bits >> (t & 63)) & 1)) scores_[t] = kNegativeInfinity;
+    }
+    any = any || bits != 0;
+  }
+  for (int64_t t = masked_vocab; t < vocab; ++t) scores_[t] = kNegativeInfinity;
+  for (const auto& [t, score] : stops) {
+    scores_[t] = score;
+    any = any || score != kNegativeInfinity;
+  }
+  return any;
+}
+
 bool Sampler::NeedsHostLogits(const Request& request) {
   const SamplingParams& p = request.sampling;
   const bool masks_stops =
       request.num_output_tokens() < p.min_tokens &&
       (!p.stop_token_ids.empty() || (!p.ignore_eos && !request.eos_token_ids.empty()));
   return !p.logit_bias.empty() || p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
-         p.frequency_penalty != 0.0f || masks_stops || p.logprobs > 0;
+         p.frequency_penalty != 0.0f || masks_stops || p.logprobs > 0 || p.grammar != nullptr;
 }
 
 SampleRow Sampler::BackendRow(const Request& request, int32_t sample_index, int64_t logits_row) {
@@ -101,12 +137,19 @@ SampleRow Sampler::BackendRow(const Request& request, int32_t sample_index, int6
 }
 
 SampledToken Sampler::Sample(std::span<const float> logits, const Request& request,
-                             int32_t sample_index) {
+                             int32_t sample_index, const TokenConstraint* constraint) {
   const SamplingParams& p = request.sampling;
   CHECK(p.seed.has_value()) << "the engine assigns a seed before sampling";
   scores_.assign(logits.begin(), logits.end());
   ApplyLogitProcessors(request);
   SampledToken out;
+  if (constraint != nullptr && constraint->mask != nullptr &&
+      !ApplyConstraint(request, *constraint)) {
+    // Nothing is possible (a grammar dead end): any token; the engine ends the request.
+    out.token = request.eos_token_ids.empty() ? 0 : request.eos_token_ids[0];
+    out.logprob = ComputeLogprobs(logits, out.token, 0).logprob;
+    return out;
+  }
   const double uniform =
       p.temperature <= 0.0f ? 0.0 : Uniform(*p.seed, sample_index, request.num_output_tokens());
   out.token = drawer_.Draw(scores_, {p.temperature, p.top_k, p.top_p, p.min_p}, uniform);

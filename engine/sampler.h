@@ -3,9 +3,10 @@
 // output position i of sample k is a pure function of (seed, k, i).
 //
 // Order of processing (as vLLM): logit_bias, repetition/presence/frequency penalties, the
-// min_tokens mask, then greedy (temperature 0) or temperature -> top_k -> top_p -> min_p ->
-// draw (the CPU sampling rule, kernels/cpu/sampling.h). Logprobs are reported from the raw
-// model logits (vLLM's default "raw_logprobs").
+// min_tokens mask, the structured-output mask (engine/constrained_decoding.h), then greedy
+// (temperature 0) or temperature -> top_k -> top_p -> min_p -> draw (the CPU sampling rule,
+// kernels/cpu/sampling.h). Logprobs are reported from the raw model logits (vLLM's default
+// "raw_logprobs").
 //
 // A row that needs none of the processors and no top logprobs (NeedsHostLogits false) can be
 // sampled where the logits are, by Backend::SampleTokens with BackendRow's parameters; on the
@@ -17,6 +18,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/constrained_decoding.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/sampling.h"
 #include "scheduler/request.h"
@@ -49,10 +51,12 @@ class Sampler {
  public:
   // `logits`: f32 [vocab] of the position after request's last token. `sample_index` selects the
   // random stream (the request's own for n == 1; 0..n-1 when a prompt forks into n samples).
-  SampledToken Sample(std::span<const float> logits, const Request& request, int32_t sample_index);
+  // `constraint`: the structured-output mask of this row, if any.
+  SampledToken Sample(std::span<const float> logits, const Request& request, int32_t sample_index,
+                      const TokenConstraint* constraint = nullptr);
 
   // True when this step's row of `request` needs the full logits on the host: a logit processor
-  // applies (bias, penalties, the min_tokens mask) or top logprobs are wanted.
+  // applies (bias, penalties, the min_tokens mask, a grammar) or top logprobs are wanted.
   static bool NeedsHostLogits(const Request& request);
   // The backend-side equivalent of Sample for a row that does not NeedsHostLogits.
   static SampleRow BackendRow(const Request& request, int32_t sample_index, int64_t logits_row);
@@ -62,6 +66,8 @@ class Sampler {
 
  private:
   void ApplyLogitProcessors(const Request& request);
+  // Makes every token the constraint forbids impossible; false when it allows none.
+  bool ApplyConstraint(const Request& request, const TokenConstraint& constraint);
 
   cpu::TokenDrawer drawer_;
   std::vector<float> scores_;    // Scratch: processed logits [vocab].

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,6 +17,8 @@
 namespace iquest {
 
 using Clock = std::chrono::steady_clock;
+
+class GrammarMatcher;  // structured/grammar_matcher.h; the scheduler only carries the pointer.
 
 // Validated sampling parameters (the server checks ranges before a request exists).
 struct SamplingParams {
@@ -37,6 +40,10 @@ struct SamplingParams {
   int32_t prompt_logprobs = 0;      // Top-k logprobs per prompt token; 0: none.
   int32_t n = 1;                    // Independent samples sharing the prompt's KV blocks.
   bool skip_special_tokens = true;  // For the streamed text.
+  // Structured output: the output must stay in this grammar's language (null: unconstrained).
+  // Shared by every request with the same constraint; each sample keeps its own state in the
+  // engine (engine/constrained_decoding.h).
+  std::shared_ptr<GrammarMatcher> grammar = nullptr;
 };
 
 // Lifecycle order is meaningful: a request only moves forward, except that preemption sends a

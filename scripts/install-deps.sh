@@ -27,8 +27,9 @@ if [ "$BUILD_ONLY" != 1 ]; then
     # Test peers: the NumPy reference of the forward pass; a Python gRPC client; TLS test certs.
     python3 python3-numpy python3-grpcio python3-protobuf openssl
     # The KV-events subscriber of tests/server/kv_events_test.py; Jinja2 as the chat-template
-    # interpreter's reference (tests/model/tokenizer/jinja_parity.py).
-    python3-zmq python3-msgpack python3-jinja2
+    # interpreter's reference (tests/model/tokenizer/jinja_parity.py); jsonschema validates the
+    # structured outputs (tests/server/structured_output_test.py).
+    python3-zmq python3-msgpack python3-jinja2 python3-jsonschema
     # A real Prometheus (and promtool) for the metrics, rules and dashboard tests.
     prometheus
     # Deployment tests: yamllint, PyYAML, rsync (gitlab-ci-local copies job folders with it).

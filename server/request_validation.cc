@@ -78,6 +78,63 @@ absl::Status ParseBiasAndLogprobs(const serve::v1::SamplingParams& p, int64_t vo
 
 }  // namespace
 
+// The oneof constraint -> a compiled grammar (from the cache when the same text was seen).
+absl::Status ParseConstraint(const serve::v1::SamplingParams& p, const ServingContext& context,
+                             SamplingParams& out) {
+  using P = serve::v1::SamplingParams;
+  if (p.constraint_case() == P::CONSTRAINT_NOT_SET) return absl::OkStatus();
+  ConstraintSpec spec;
+  switch (p.constraint_case()) {
+    case P::kJsonSchema:
+      spec.kind = ConstraintSpec::kJsonSchema;
+      spec.text = p.json_schema();
+      break;
+    case P::kRegex:
+      spec.kind = ConstraintSpec::kRegex;
+      spec.text = p.regex();
+      break;
+    case P::kGrammar:
+      spec.kind = ConstraintSpec::kGrammar;
+      spec.text = p.grammar();
+      break;
+    case P::kJsonObject:
+      if (!p.json_object()) return absl::OkStatus();  // false: no constraint.
+      spec.kind = ConstraintSpec::kJsonObject;
+      break;
+    case P::kChoice:
+      spec.kind = ConstraintSpec::kChoice;
+      if (p.choice().choices_size() < 1 || p.choice().choices_size() > kMaxChoices) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sampling.choice.choices must have 1 to ", kMaxChoices, " entries"));
+      }
+      for (const std::string& c : p.choice().choices()) {
+        if (c.empty() || c.size() > kMaxChoiceBytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sampling.choice.choices entries must be 1 to ", kMaxChoiceBytes, " bytes"));
+        }
+        spec.choices.push_back(c);
+      }
+      break;
+    case P::CONSTRAINT_NOT_SET:
+      break;
+  }
+  const std::string field = absl::StrCat("sampling.", ConstraintKindName(spec.kind));
+  if (spec.text.size() > kMaxConstraintBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " has ", spec.text.size(), " bytes; at most ", kMaxConstraintBytes));
+  }
+  if (context.grammars == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " needs a tokenizer; this model has none"));
+  }
+  absl::StatusOr<std::shared_ptr<GrammarMatcher>> matcher = context.grammars->Get(spec);
+  if (!matcher.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", matcher.status().message()));
+  }
+  out.grammar = *std::move(matcher);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams& p,
                                                 const ServingContext& context) {
   const int64_t vocab = context.model->config().vocab_size;
@@ -111,6 +168,7 @@ absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams&
   out.n = p.has_n() ? p.n() : 1;
   RETURN_IF_ERROR(CheckInt(out.n, 1, kMaxN, "sampling.n"));
   out.skip_special_tokens = p.has_skip_special_tokens() ? p.skip_special_tokens() : true;
+  RETURN_IF_ERROR(ParseConstraint(p, context, out));
   return out;
 }
 

@@ -31,6 +31,10 @@ inline constexpr int kMaxChatMessages = 1024;
 // A per-request Jinja chat template (parsed for that request alone).
 inline constexpr size_t kMaxChatTemplateBytes = 64 << 10;
 inline constexpr size_t kMaxToolsBytes = 1 << 20;  // chat.tools' JSON.
+// Structured output: json_schema / regex / grammar text, and the choice list.
+inline constexpr size_t kMaxConstraintBytes = 256 << 10;
+inline constexpr int kMaxChoices = 1024;
+inline constexpr size_t kMaxChoiceBytes = 4096;
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& proto,
                                                       const ServingContext& context);

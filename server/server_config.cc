@@ -64,6 +64,11 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
            1 << 24);
   p.AddBool("enable-prefix-caching", &enable_prefix_caching, "reuse KV blocks of shared prefixes");
   p.AddInt("max-prompt-bytes", &max_prompt_bytes, "largest text prompt", 1, 1 << 30);
+  p.AddInt("grammar-compile-timeout-ms", &grammar_compile_timeout_ms,
+           "longest compile of one structured-output constraint (the request fails past it)", 1,
+           600000);
+  p.AddInt("grammar-cache-size", &grammar_cache_size, "compiled structured-output constraints kept",
+           1, 1 << 16);
   p.AddInt("max-message-bytes", &max_message_bytes, "largest gRPC message received or sent", 1024,
            1 << 30);
   p.AddInt("max-concurrent-streams", &max_concurrent_streams, "streams per connection", 1, 1 << 20);
@@ -171,6 +176,7 @@ std::string ServerConfig::Describe() const {
       Kv("min_steps_before_priority_preemption", min_steps_before_priority_preemption),
       Kv("tenant_weights", tenant_weights_file.empty() ? "none" : tenant_weights_file),
       Kv("max_queue", max_queue), Kv("max_prompt_bytes", max_prompt_bytes),
+      Kv("grammar_compile_timeout_ms", grammar_compile_timeout_ms),
       Kv("max_message_bytes", max_message_bytes),
       Kv("max_concurrent_streams", max_concurrent_streams),
       Kv("keepalive_time_s", keepalive_time_s), Kv("keepalive_timeout_s", keepalive_timeout_s),

@@ -15,6 +15,7 @@
 #include "server/kv_events_publisher.h"
 #include "server/metrics.h"
 #include "server/stream_pump.h"
+#include "structured/constraint.h"
 
 namespace iquest {
 
@@ -27,6 +28,8 @@ struct ServingContext {
   std::unique_ptr<Tokenizer> tokenizer;       // Null when the model folder has none.
   std::optional<ChatTemplate> chat_template;  // Unset when none was recognised...
   absl::Status chat_template_error;           // ...and this says why.
+  // Compiled structured-output constraints over the tokenizer's vocabulary; null without one.
+  std::unique_ptr<GrammarCache> grammars;
   // Before the engine: the engine's last outputs (at its destruction) still reach the pump.
   std::unique_ptr<StreamPump> stream_pump;
   std::unique_ptr<KvEventsPublisher> kv_events;  // Null without --kv-events-endpoint.

@@ -101,14 +101,33 @@ namespace {
 // The tokenizer's streaming decoder as the engine's TextStream.
 class DetokenizerStream : public TextStream {
  public:
-  DetokenizerStream(const Tokenizer& tokenizer, bool skip_special_tokens)
-      : detokenizer_(tokenizer, skip_special_tokens) {}
+  DetokenizerStream(const Tokenizer& tokenizer, bool skip_special_tokens, bool clean_up_spaces)
+      : detokenizer_(tokenizer, skip_special_tokens, clean_up_spaces) {}
   std::string Push(int32_t token) override { return detokenizer_.Push(token); }
   std::string Flush() override { return detokenizer_.Flush(); }
 
  private:
   IncrementalDetokenizer detokenizer_;
 };
+
+// The vocabulary as the grammar matcher sees it: each id's bytes, with control tokens (special,
+// BOS, EOS, UNK) and the model's padding ids beyond the tokenizer left out.
+std::shared_ptr<const TokenVocabulary> BuildTokenVocabulary(const Tokenizer& tokenizer,
+                                                            int64_t model_vocab_size) {
+  std::vector<std::string> bytes(static_cast<size_t>(model_vocab_size));
+  std::vector<bool> excluded(static_cast<size_t>(model_vocab_size), true);
+  const int64_t known = std::min<int64_t>(model_vocab_size, tokenizer.vocab_size());
+  for (int32_t id = 0; id < known; ++id) {
+    bytes[id] = tokenizer.TokenBytes(id);
+    excluded[id] = tokenizer.IsSpecial(id);
+  }
+  auto exclude = [&](int32_t id) {
+    if (id >= 0 && id < model_vocab_size) excluded[id] = true;
+  };
+  exclude(tokenizer.bos_id());
+  for (int32_t id : tokenizer.eos_ids()) exclude(id);
+  return std::make_shared<TokenVocabulary>(bytes, excluded);
+}
 
 bool HasTokenizerFiles(const std::string& dir) {
   struct stat info {};
@@ -164,6 +183,12 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   ASSIGN_OR_RETURN(serving->model, LlamaModel::Load(config.model_dir, *serving->backend));
   RETURN_IF_ERROR(LoadTokenizer(config, *serving));
   const ModelConfig& model = serving->model->config();
+  if (serving->tokenizer != nullptr) {
+    serving->grammars =
+        std::make_unique<GrammarCache>(BuildTokenVocabulary(*serving->tokenizer, model.vocab_size),
+                                       static_cast<size_t>(config.grammar_cache_size),
+                                       absl::Milliseconds(config.grammar_compile_timeout_ms));
+  }
   serving->max_model_len = config.max_model_len > 0
                                ? std::min(config.max_model_len, model.max_context_len)
                                : model.max_context_len;
@@ -194,7 +219,10 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   if (serving->tokenizer != nullptr) {
     const Tokenizer* tokenizer = serving->tokenizer.get();
     engine.text_stream_factory = [tokenizer](const SamplingParams& params) {
-      return std::make_unique<DetokenizerStream>(*tokenizer, params.skip_special_tokens);
+      // A constrained output's text is exactly its tokens' bytes: clean-up would change what
+      // the grammar accepted (" ." -> "." inside a JSON string).
+      return std::make_unique<DetokenizerStream>(*tokenizer, params.skip_special_tokens,
+                                                 /*clean_up_spaces=*/params.grammar == nullptr);
     };
   }
   if (metrics != nullptr) {

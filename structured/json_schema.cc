@@ -98,10 +98,15 @@ class SchemaConverter {
     return id;
   }
   E W() {
+    // Nothing, one space, or one newline and an indentation: every layout json.dumps and the
+    // pretty printers write, and no run of blank lines a sampler could wander into.
     return E::Ref(Shared("ws", [] {
-      ByteSet ws;
-      for (char c : std::string_view(" \t\n\r")) ws.Add(static_cast<uint8_t>(c));
-      return E::Repeat(E::Bytes(ws), 0, kMaxJsonWhitespace);
+      ByteSet indent;
+      indent.Add(' ');
+      indent.Add('\t');
+      return E::Optional(
+          E::Alt({E::Literal(" "),
+                  E::Seq({E::Literal("\n"), E::Repeat(E::Bytes(indent), 0, kMaxJsonIndent)})}));
     }));
   }
   E Char() {

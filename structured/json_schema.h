@@ -10,9 +10,9 @@
 // examples, $schema, $id, $comment, deprecated, readOnly, writeOnly).
 //
 // Numbers have at most 18 integer digits, 16 fraction digits and a 2-digit exponent (so every
-// one is a finite double). Output layout: whitespace between tokens is free but bounded (JSON's [
-// \t\n\r], at most kMaxJsonWhitespace per gap), strings use the escapes \" \\ \/ \b \f \n \r \t and
-// \uXXXX (no surrogate halves, so a string's length in characters is what minLength/maxLength
+// one is a finite double). Output layout: between two tokens nothing, one space, or a
+// newline and up to kMaxJsonIndent spaces or tabs; strings use the escapes \" \\ \/ \b \f \n \r \t
+// and \uXXXX (no surrogate halves, so a string's length in characters is what minLength/maxLength
 // count).
 #pragma once
 
@@ -24,7 +24,9 @@
 
 namespace iquest {
 
-constexpr int kMaxJsonWhitespace = 8;
+// The longest indentation after a newline between two tokens: pretty-printed JSON ten levels
+// deep; bounded so that no output can be whitespace forever.
+constexpr int kMaxJsonIndent = 20;
 
 // Adds the rules for `schema` to `builder`; returns the root rule.
 absl::StatusOr<int32_t> JsonSchemaToGrammar(const nlohmann::ordered_json& schema,

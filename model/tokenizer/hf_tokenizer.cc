@@ -187,6 +187,11 @@ void HfTokenizer::AddPiece(int32_t id, bool skip_special_tokens, bool* first,
   *first = false;
 }
 
+std::string HfTokenizer::TokenBytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size() || !pieces_[id].present) return "";
+  return pieces_[id].text;
+}
+
 std::string HfTokenizer::Normalize(std::string_view text) const {
   std::string out(text);
   for (const NormalizerStep& step : spec_.normalizers) {

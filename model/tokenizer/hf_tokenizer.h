@@ -76,6 +76,7 @@ class HfTokenizer final : public Tokenizer {
   void AddPiece(int32_t id, bool skip_special_tokens, bool* first,
                 DecodeStream* stream) const override;
   DecodeOptions decode_options() const override;
+  std::string TokenBytes(int32_t id) const override;
 
  private:
   struct Piece {

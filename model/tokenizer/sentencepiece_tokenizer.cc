@@ -152,6 +152,11 @@ void SentencePieceTokenizer::AddPiece(int32_t id, bool skip_special_tokens, bool
   *first = false;
 }
 
+std::string SentencePieceTokenizer::TokenBytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) return "";
+  return pieces_[id].text;
+}
+
 absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
     std::string_view text, const EncodeOptions& options) const {
   if (text.size() > kMaxInputBytes) {

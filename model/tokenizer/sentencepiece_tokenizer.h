@@ -30,6 +30,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   void AddPiece(int32_t id, bool skip_special_tokens, bool* first,
                 DecodeStream* stream) const override;
   DecodeOptions decode_options() const override;
+  std::string TokenBytes(int32_t id) const override;
 
   const SpmProcessor& processor() const { return *spm_; }
 

@@ -49,10 +49,21 @@ void Tokenizer::ResolveSpecialIds() {
   }
 }
 
-IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens)
+namespace {
+
+DecodeOptions StreamOptions(const Tokenizer& tokenizer, bool clean_up_spaces) {
+  DecodeOptions options = tokenizer.decode_options();
+  options.clean_up_spaces = options.clean_up_spaces && clean_up_spaces;
+  return options;
+}
+
+}  // namespace
+
+IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens,
+                                               bool clean_up_spaces)
     : tokenizer_(tokenizer),
       skip_special_tokens_(skip_special_tokens),
-      stream_(tokenizer.decode_options()) {}
+      stream_(StreamOptions(tokenizer, clean_up_spaces)) {}
 
 std::string IncrementalDetokenizer::Push(int32_t id) {
   tokenizer_.AddPiece(id, skip_special_tokens_, &first_, &stream_);

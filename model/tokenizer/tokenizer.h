@@ -65,6 +65,10 @@ class Tokenizer {
   virtual void AddPiece(int32_t id, bool skip_special_tokens, bool* first,
                         DecodeStream* stream) const = 0;
   virtual DecodeOptions decode_options() const = 0;
+  // The bytes token `id` adds to the text in the middle of a sequence (raw bytes for byte
+  // tokens, which may be part of a UTF-8 character); empty for ids without a piece. What the
+  // structured-output matcher walks (structured/token_vocabulary.h).
+  virtual std::string TokenBytes(int32_t id) const = 0;
 
  protected:
   // Sets bos_id_/eos_ids_ from config_ through TokenToId.
@@ -79,7 +83,10 @@ class Tokenizer {
 // and the concatenation of every Push and the final Flush equals Decode(all ids).
 class IncrementalDetokenizer {
  public:
-  IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens);
+  // `clean_up_spaces` false leaves out the tokenizer's clean_up_tokenization_spaces, so the text
+  // is exactly the tokens' bytes (what a grammar constrained).
+  IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens,
+                         bool clean_up_spaces = true);
 
   std::string Push(int32_t id);
   // Returns the held-back rest; the detokenizer can then be reused for a new sequence.

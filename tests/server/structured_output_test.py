@@ -1,0 +1,386 @@
+"""Structured output end to end: the real server with a random-weight tiny model (which writes
+garbage when unconstrained), sampled at temperature 1 with n = 4, and independent checkers:
+python3-jsonschema for JSON schemas, Python's re.fullmatch for regexes, Python's own parser (ast)
+and a hand-written recursive-descent parser for GBNF grammars.
+
+Every sample must finish with finish_reason STOP (the grammar ended it, or EOS where it may end)
+and pass its checker. The KV pool is small (128 blocks of 4), so n = 4 samples of a few hundred
+tokens preempt each other: a preempted sample must resume in its grammar.
+
+Run by ctest (label e2e) as: /usr/bin/python3 tests/server/structured_output_test.py
+"""
+
+import ast
+import json
+import random
+import re
+import tempfile
+import threading
+import unittest
+
+import grpc
+import jsonschema
+
+from harness import Server, collect, greedy, make_model, offline_greedy, pb
+
+MODEL_DIR = None
+MAX_TOKENS = 440  # Prompt + max_tokens within the tiny model's 512 positions.
+
+
+def setUpModule():
+    global MODEL_DIR
+    MODEL_DIR = make_model(tempfile.mkdtemp(prefix="iquest-structured-"))
+
+
+def short_string(**extra):
+    # Strings are bounded: over a 512-token vocabulary a random model closes an unbounded string
+    # about once every 500 tokens.
+    return {"type": "string", "maxLength": 8, **extra}
+
+
+# Written for the test: every supported keyword, alone and combined.
+HAND_SCHEMAS = [
+    {"type": "boolean"},
+    {"type": "null"},
+    {"type": "integer"},
+    {"type": "number"},
+    short_string(),
+    {"type": "string", "minLength": 3, "maxLength": 5},
+    {"type": "integer", "minimum": -50, "maximum": 50},
+    {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 7},
+    {"type": "integer", "minimum": 1000},
+    {"type": "number", "minimum": 0, "maximum": 1},
+    {"type": "number", "exclusiveMinimum": -3, "maximum": 2},
+    {"enum": ["red", "green", "blue", 7, None, True]},
+    {"const": {"fixed": [1, 2, "three"]}},
+    {"type": "string", "format": "date"},
+    {"type": "string", "format": "uuid"},
+    {"type": "string", "format": "ipv4"},
+    {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
+    {"type": "string", "pattern": "(ab|cd)+x?"},
+    {"type": ["integer", "null"]},
+    {"type": ["string", "boolean"], "maxLength": 4},
+    {"anyOf": [{"type": "integer", "maximum": 0}, short_string()]},
+    {"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "null"}, "maxItems": 3}]},
+    {"allOf": [{"type": "integer", "minimum": 3, "maximum": 9}]},
+    {"type": "array", "items": {"type": "integer"}, "maxItems": 6},
+    {"type": "array", "items": short_string(), "minItems": 2, "maxItems": 4},
+    {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "items": False},
+    {"type": "array", "prefixItems": [{"const": "head"}], "items": {"type": "number"},
+     "maxItems": 4},
+    {"type": "array", "items": {"enum": ["a", "b", "c", "d"]}, "uniqueItems": True},
+    {"type": "array", "items": {"type": "boolean"}, "uniqueItems": True, "minItems": 1},
+    {"type": "object", "properties": {"name": short_string(), "age": {
+        "type": "integer", "minimum": 0, "maximum": 150}}, "required": ["name", "age"]},
+    {"type": "object", "properties": {"a": {"type": "boolean"}, "b": {"type": "null"},
+                                      "c": {"type": "integer"}}},
+    {"type": "object", "properties": {"id": {"type": "integer"}, "tags": {
+        "type": "array", "items": short_string(), "maxItems": 3}}, "required": ["tags"],
+     "additionalProperties": False},
+    {"type": "object", "properties": {"when": {"type": "string", "format": "date"},
+                                      "where": {"type": "string", "format": "ipv4"}},
+     "required": ["when", "where"]},
+    {"type": "object", "properties": {"outer": {"type": "object", "properties": {
+        "inner": {"type": "object", "properties": {"leaf": {"type": "boolean"}},
+                  "required": ["leaf"]}}, "required": ["inner"]}}, "required": ["outer"]},
+    {"type": "object", "properties": {"kind": {"const": "circle"}, "r": {
+        "type": "number", "minimum": 0, "maximum": 10}}, "required": ["kind", "r"]},
+    {"anyOf": [
+        {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}},
+         "required": ["kind", "x"]},
+        {"type": "object", "properties": {"kind": {"const": "b"}, "y": short_string()},
+         "required": ["kind", "y"]}]},
+    {"$defs": {"point": {"type": "object", "properties": {
+        "x": {"type": "integer", "minimum": -9, "maximum": 9},
+        "y": {"type": "integer", "minimum": -9, "maximum": 9}}, "required": ["x", "y"]}},
+     "type": "array", "items": {"$ref": "#/$defs/point"}, "maxItems": 3},
+    {"definitions": {"node": {"type": "object", "properties": {
+        "v": {"type": "integer", "minimum": 0, "maximum": 99},
+        "kids": {"type": "array", "items": {"$ref": "#/definitions/node"}, "maxItems": 2}},
+        "required": ["v"]}}, "$ref": "#/definitions/node"},
+    {"type": "object", "properties": {"status": {"enum": ["ok", "error"]},
+                                      "code": {"type": "integer", "minimum": 100, "maximum": 599},
+                                      "detail": {"type": ["string", "null"], "maxLength": 6}},
+     "required": ["status", "code", "detail"]},
+    {"title": "annotated", "description": "annotations are ignored", "type": "object",
+     "properties": {"x": {"type": "integer", "default": 3, "examples": [1]}},
+     "required": ["x"], "$comment": "no effect"},
+    {"type": "object", "properties": {"matrix": {"type": "array", "maxItems": 2, "items": {
+        "type": "array", "maxItems": 2, "items": {"type": "integer", "minimum": 0,
+                                                  "maximum": 9}}}}, "required": ["matrix"]},
+    {"type": "object", "properties": {"flag": {"type": "boolean"}},
+     "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 9}},
+    {"type": "string", "format": "time"},
+    {"type": "object", "properties": {"ts": {"type": "string", "format": "date-time"}},
+     "required": ["ts"]},
+]
+
+
+def generated_schemas(count, seed):
+    """Objects of random shape from a pool of leaf schemas, nested up to two levels."""
+    rng = random.Random(seed)
+    leaves = [{"type": "boolean"}, {"type": "integer", "minimum": -20, "maximum": 20},
+              short_string(), {"enum": ["x", "y", 3]}, {"type": "null"},
+              {"type": "number", "minimum": -1, "maximum": 1},
+              {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 5},
+               "maxItems": 3},
+              {"type": "string", "pattern": "[a-f0-9]{2,4}"}, {"type": ["boolean", "null"]}]
+
+    def obj(depth):
+        names = rng.sample(["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta"],
+                           rng.randint(1, 4))
+        props = {}
+        for name in names:
+            props[name] = obj(depth + 1) if depth < 2 and rng.random() < 0.25 else \
+                rng.choice(leaves)
+        required = [n for n in names if rng.random() < 0.6]
+        return {"type": "object", "properties": props, "required": required}
+
+    return [obj(0) for _ in range(count)]
+
+
+SCHEMAS = HAND_SCHEMAS + generated_schemas(20, seed=5)
+
+
+def run(server, prompt, n=4, seed=None, max_tokens=MAX_TOKENS, **constraint):
+    """The n samples' texts and their last responses' finish reasons."""
+    sampling = pb.SamplingParams(temperature=1.0, max_tokens=max_tokens, n=n, **constraint)
+    if seed is not None:
+        sampling.seed = seed
+    texts, reasons = [""] * n, [None] * n
+    for response in server.stub.Generate(pb.GenerateRequest(text=prompt, sampling=sampling),
+                                         timeout=120):
+        texts[response.index] += response.text
+        if response.finish_reason:
+            reasons[response.index] = response.finish_reason
+    return texts, reasons
+
+
+class StructuredOutputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(MODEL_DIR)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0, cls.server.logs()
+
+    def assert_stopped(self, reasons, what):
+        self.assertEqual(reasons, [pb.FINISH_REASON_STOP_TOKEN] * len(reasons), what)
+
+    def test_json_schemas_validate_with_python_jsonschema(self):
+        self.assertGreaterEqual(len(SCHEMAS), 50)
+        checked = 0
+        for i, schema in enumerate(SCHEMAS):
+            with self.subTest(schema=i):
+                texts, reasons = run(self.server, "data:", seed=100 + i,
+                                     json_schema=json.dumps(schema))
+                self.assert_stopped(reasons, (schema, texts))
+                validator = jsonschema.Draft202012Validator(
+                    schema, format_checker=jsonschema.draft202012_format_checker)
+                for text in texts:
+                    value = json.loads(text)
+                    errors = [e.message for e in validator.iter_errors(value)]
+                    self.assertEqual(errors, [], (schema, text))
+                    checked += 1
+        self.assertEqual(checked, 4 * len(SCHEMAS))
+        self.server.wait_kv_free()
+
+    def test_regex_outputs_fullmatch(self):
+        patterns = [r"[0-9]{3}-[0-9]{4}", r"(yes|no|maybe)", r"[a-z]+@[a-z]+\.(com|org)",
+                    r"\d+(\.\d{1,2})?", r"#[0-9a-fA-F]{6}", r"(ab)*c{2,3}", r"[A-Z][a-z]{0,6}",
+                    r"\w{2,5} \w{2,5}", r"[^a-z\n]{1,5}", r"(0|[1-9][0-9]{0,3})(,[0-9]{3})*",
+                    r"\(\d{3}\) \d{3}-\d{4}", r"x{,3}y"]
+        for i, pattern in enumerate(patterns):
+            with self.subTest(pattern=pattern):
+                texts, reasons = run(self.server, "text:", seed=7 + i, regex=pattern)
+                self.assert_stopped(reasons, texts)
+                for text in texts:
+                    self.assertIsNotNone(re.fullmatch(pattern, text), (pattern, text))
+
+    def test_choice_outputs_are_one_of_the_choices(self):
+        choices = ["positive", "negative", "neutral", "posit", "n/a", "día"]
+        seen = set()
+        for seed in range(6):
+            texts, reasons = run(self.server, "label:", seed=seed,
+                                 choice=pb.ChoiceConstraint(choices=choices))
+            self.assert_stopped(reasons, texts)
+            for text in texts:
+                self.assertIn(text, choices)
+                seen.add(text)
+        self.assertGreater(len(seen), 1)  # Temperature 1 on garbage logits: not one answer.
+
+    def test_gbnf_outputs_parse_with_independent_parsers(self):
+        arithmetic = r"""
+            root ::= expr
+            expr ::= term (("+" | "-") term){0,3}
+            term ::= factor (("*" | "/") factor){0,2}
+            factor ::= [1-9] [0-9]{0,2} | "(" expr ")"
+        """
+        for seed in range(5):
+            texts, reasons = run(self.server, "calc:", seed=seed, grammar=arithmetic)
+            self.assert_stopped(reasons, texts)
+            for text in texts:
+                tree = ast.parse(text, mode="eval")  # Python's parser, not ours.
+                self.assertIsInstance(tree.body, (ast.BinOp, ast.Constant), text)
+
+        # key=value lines; checked by a recursive-descent parser written here.
+        config = r"""
+            root ::= line{1,4}
+            line ::= key "=" value "\n"
+            key ::= [a-z] [a-z_]{0,5}
+            value ::= number | "\"" [^"\n]{0,6} "\"" | "[" (number ("," number){0,2})? "]"
+            number ::= "-"? [0-9]{1,4}
+        """
+        for seed in range(5):
+            texts, reasons = run(self.server, "config:", seed=seed, grammar=config)
+            self.assert_stopped(reasons, texts)
+            for text in texts:
+                self.assertTrue(parse_config(text), repr(text))
+
+    def test_json_object_is_an_object(self):
+        texts, reasons = run(self.server, "obj:", seed=3, max_tokens=MAX_TOKENS,
+                             json_object=True)
+        for text, reason in zip(texts, reasons):
+            if reason == pb.FINISH_REASON_STOP_TOKEN:  # Free-form objects may run long.
+                self.assertIsInstance(json.loads(text), dict)
+            else:
+                self.assertEqual(reason, pb.FINISH_REASON_LENGTH)
+                self.assertTrue(text.lstrip().startswith("{"), text)
+
+    def test_bad_constraints_are_invalid_argument_naming_the_field(self):
+        cases = [
+            (dict(json_schema='{"type": "string", "not": {}}'), "sampling.json_schema",
+             "keyword 'not'"),
+            (dict(json_schema="{not json"), "sampling.json_schema", "not valid JSON"),
+            (dict(regex="(a"), "sampling.regex", "missing ')'"),
+            (dict(regex="(a)\\1"), "sampling.regex", "backreferences"),
+            (dict(grammar="root ::= root \"x\""), "sampling.grammar", "left-recursive"),
+            (dict(grammar="start ::= \"x\""), "sampling.grammar", "root"),
+            (dict(choice=pb.ChoiceConstraint(choices=[])), "sampling.choice", "1 to 1024"),
+            (dict(json_schema="x" * (300 << 10)), "sampling.json_schema", "at most"),
+            (dict(regex="a{1,100000}"), "sampling.regex", "repetition count"),
+        ]
+        for constraint, field, message in cases:
+            with self.subTest(field=field, message=message):
+                with self.assertRaises(grpc.RpcError) as error:
+                    run(self.server, "x", n=1, **constraint)
+                self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(field, error.exception.details())
+                self.assertIn(message, error.exception.details())
+        # The server kept serving and lost nothing.
+        texts, reasons = run(self.server, "x", n=1, seed=1, regex="[0-9]{2}")
+        self.assertRegex(texts[0], r"^[0-9]{2}$")
+        self.server.wait_kv_free()
+
+    def test_unconstrained_batch_mates_are_untouched(self):
+        prompt = [1, 17, 99, 250, 31]
+        expected = offline_greedy(MODEL_DIR, prompt, 24)
+        results = {}
+
+        def constrained(k):
+            results[k] = run(self.server, "data:", seed=50 + k,
+                             json_schema=json.dumps(HAND_SCHEMAS[29]))
+
+        threads = [threading.Thread(target=constrained, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        ids, _, last = collect(self.server.stub.Generate(greedy(prompt, 24), timeout=60))
+        for t in threads:
+            t.join()
+        self.assertEqual(ids, expected)
+        for texts, reasons in results.values():
+            self.assert_stopped(reasons, texts)
+            for text in texts:
+                jsonschema.validate(json.loads(text), HAND_SCHEMAS[29])
+
+    def test_same_seed_same_outputs_and_the_grammar_is_compiled_once(self):
+        schema = json.dumps(SCHEMAS[-1])
+        first = run(self.server, "again:", seed=77, json_schema=schema)
+        second = run(self.server, "again:", seed=77, json_schema=schema)
+        self.assertEqual(first, second)
+
+
+class PreemptionTest(unittest.TestCase):
+    """A KV pool of 96 tokens: 4 samples of 40+ tokens each preempt one another, and every
+    preempted sample resumes (by recompute) at its place in its grammar."""
+
+    def test_preempted_samples_resume_in_their_grammar(self):
+        server = Server(MODEL_DIR, "--num-kv-blocks", "24")
+        try:
+            pattern = r"[a-z]{40,50}( [0-9]{10,20}){1,2}"
+            for seed in range(3):
+                texts, reasons = run(server, "data:", seed=seed, max_tokens=90, regex=pattern)
+                self.assertEqual(reasons, [pb.FINISH_REASON_STOP_TOKEN] * 4, texts)
+                for text in texts:
+                    self.assertIsNotNone(re.fullmatch(pattern, text), text)
+            preemptions = sum(v for (name, _), v in server.metrics().items()
+                              if name == "iquest_preemptions_total")
+            self.assertGreater(preemptions, 0)
+            server.wait_kv_free()
+        finally:
+            assert server.stop() == 0, server.logs()
+
+
+def parse_config(text):
+    """Recursive descent over root ::= line{1,4}; True when all of `text` parses."""
+    pos = 0
+
+    def take(pred, lo, hi):
+        nonlocal pos
+        start = pos
+        while pos < len(text) and pos - start < hi and pred(text[pos]):
+            pos += 1
+        return pos - start >= lo
+
+    def number():
+        nonlocal pos
+        if text.startswith("-", pos):
+            pos += 1
+        return take(str.isdigit, 1, 4) and (pos >= len(text) or not text[pos].isdigit())
+
+    def value():
+        nonlocal pos
+        if text.startswith('"', pos):
+            pos += 1
+            take(lambda c: c not in '"\n', 0, 6)
+            if not text.startswith('"', pos):
+                return False
+            pos += 1
+            return True
+        if text.startswith("[", pos):
+            pos += 1
+            if text.startswith("]", pos):
+                pos += 1
+                return True
+            count = 0
+            while True:
+                if not number():
+                    return False
+                count += 1
+                if text.startswith("]", pos):
+                    pos += 1
+                    return count <= 3
+                if not text.startswith(",", pos):
+                    return False
+                pos += 1
+        return number()
+
+    lines = 0
+    while pos < len(text):
+        if not ("a" <= text[pos] <= "z"):
+            return False
+        pos += 1
+        take(lambda c: "a" <= c <= "z" or c == "_", 0, 5)
+        if not text.startswith("=", pos):
+            return False
+        pos += 1
+        if not value() or not text.startswith("\n", pos):
+            return False
+        pos += 1
+        lines += 1
+    return 1 <= lines <= 4
+
+
+if __name__ == "__main__":
+    unittest.main()
