@@ -13,6 +13,7 @@
 #include "kernels/make_backend.h"
 #include "model/manifest.h"
 #include "model/model_files.h"
+#include "structured/tokenizer_vocabulary.h"
 
 namespace iquest {
 namespace {
@@ -109,25 +110,6 @@ class DetokenizerStream : public TextStream {
  private:
   IncrementalDetokenizer detokenizer_;
 };
-
-// The vocabulary as the grammar matcher sees it: each id's bytes, with control tokens (special,
-// BOS, EOS, UNK) and the model's padding ids beyond the tokenizer left out.
-std::shared_ptr<const TokenVocabulary> BuildTokenVocabulary(const Tokenizer& tokenizer,
-                                                            int64_t model_vocab_size) {
-  std::vector<std::string> bytes(static_cast<size_t>(model_vocab_size));
-  std::vector<bool> excluded(static_cast<size_t>(model_vocab_size), true);
-  const int64_t known = std::min<int64_t>(model_vocab_size, tokenizer.vocab_size());
-  for (int32_t id = 0; id < known; ++id) {
-    bytes[id] = tokenizer.TokenBytes(id);
-    excluded[id] = tokenizer.IsSpecial(id);
-  }
-  auto exclude = [&](int32_t id) {
-    if (id >= 0 && id < model_vocab_size) excluded[id] = true;
-  };
-  exclude(tokenizer.bos_id());
-  for (int32_t id : tokenizer.eos_ids()) exclude(id);
-  return std::make_shared<TokenVocabulary>(bytes, excluded);
-}
 
 bool HasTokenizerFiles(const std::string& dir) {
   struct stat info {};
