@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "model/json_util.h"
 #include "nlohmann/json.hpp"
+#include "server/http/openai_structured.h"
 
 namespace iquest {
 namespace {
@@ -387,13 +388,11 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
                       "only tool_choice \"none\" is supported yet (tools are rendered into the "
                       "prompt; calls in the output are not parsed)");
   }
-  if (const json* format = f.Get("response_format")) {
-    if (!format->is_object() || !format->contains("type") || (*format)["type"] != "text") {
-      return ParamError("response_format", "only {\"type\": \"text\"} is supported yet");
-    }
-  }
   serve::v1::GenerateRequest shared;
   if (absl::Status st = ParseSampling(f, out, *shared.mutable_sampling()); !st.ok()) return st;
+  if (absl::Status st = ParseStructuredOutput(*parsed, *shared.mutable_sampling()); !st.ok()) {
+    return st;
+  }
   std::optional<int64_t> integer;
   if (absl::Status st = f.Int("priority", integer); !st.ok()) return st;
   if (integer) shared.set_priority(Saturate32(*integer));

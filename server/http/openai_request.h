@@ -3,7 +3,7 @@
 // (request_validation.h), so a field's range and its error are the same over HTTP and gRPC.
 // Types are checked here (a wrong type is INVALID_ARGUMENT naming the field); unknown fields are
 // ignored, as OpenAI does; fields we cannot honour (suffix, tools, best_of > n) are refused by
-// name rather than silently dropped.
+// name rather than silently dropped. Structured output: openai_structured.h.
 #pragma once
 
 #include <optional>

@@ -177,6 +177,57 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(status, 400, body)
         self.assertIn("line 1", body["error"]["message"])
 
+    def test_structured_output_fields_constrain_the_output(self):
+        # OpenAI's response_format and vLLM's structured_outputs / guided_* map to the one
+        # constraint of the gRPC API; the random model's outputs then parse and validate.
+        import re as regex
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"},
+                                                   "n": {"type": "integer", "minimum": 0,
+                                                         "maximum": 9}},
+                  "required": ["ok", "n"]}
+        bodies = [
+            ({"response_format": {"type": "json_schema",
+                                  "json_schema": {"name": "r", "schema": schema}}}, "schema"),
+            ({"response_format": {"type": "json_object"}}, "object"),
+            ({"structured_outputs": {"regex": "[0-9]{4}"}}, "regex"),
+            ({"guided_choice": ["up", "down"]}, "choice"),
+            ({"guided_json": schema}, "schema"),
+            ({"structured_outputs": {"grammar": 'root ::= "a" [bc]{2}'}}, "grammar"),
+        ]
+        for extra, kind in bodies:
+            with self.subTest(kind=kind, extra=extra):
+                status, _, body = self.post("/v1/chat/completions", {
+                    "model": self.model(), "messages": [{"role": "user", "content": "go"}],
+                    "max_tokens": 300, "temperature": 1, "seed": 3, **extra})
+                self.assertEqual(status, 200, body)
+                choice = body["choices"][0]
+                text = choice["message"]["content"]
+                if kind == "object" and choice["finish_reason"] == "length":
+                    continue  # A free-form object may run past max_tokens.
+                self.assertEqual(choice["finish_reason"], "stop", text)
+                if kind == "schema":
+                    value = json.loads(text)
+                    self.assertEqual(sorted(value), ["n", "ok"])
+                    self.assertIsInstance(value["ok"], bool)
+                    self.assertIn(value["n"], range(10))
+                elif kind == "object":
+                    self.assertIsInstance(json.loads(text), dict)
+                elif kind == "regex":
+                    self.assertRegex(text, r"^[0-9]{4}$")
+                elif kind == "choice":
+                    self.assertIn(text, ["up", "down"])
+                else:
+                    self.assertIsNotNone(regex.fullmatch("a[bc]{2}", text), text)
+        for extra, param in (
+                ({"response_format": {"type": "xml"}}, "response_format"),
+                ({"response_format": {"type": "json_object"}, "guided_regex": "a"}, "guided_regex"),
+                ({"guided_choice": "up"}, "guided_choice"),
+                ({"guided_regex": "(a"}, "regex")):
+            status, _, body = self.post("/v1/completions", {
+                "model": self.model(), "prompt": "x", **extra})
+            self.assertEqual(status, 400, body)
+            self.assertEqual(body["error"]["param"], param)
+
     def test_tools_with_tool_choice_none_and_tool_call_history(self):
         # Tools and a conversation with calls render as gRPC renders them; calls in the output are
         # not parsed yet, so OpenAI's default with tools ("auto") is refused, naming tool_choice.
