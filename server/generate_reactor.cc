@@ -44,8 +44,10 @@ struct StreamState : StreamPump::Stream {
   std::string owner;   // Request::owner: the scope of request_id.
   std::string tenant;  // For the request log line.
   int32_t priority = 0;
+  ToolCalling tools;  // What tool_choice asked (kNone: the text as it is).
   // Pump thread only.
   std::map<int32_t, Clock::time_point> last_token_time;  // Per sample, for inter-token latency.
+  std::map<int32_t, ToolCallExtractor> extractors;       // Per sample, when tools are parsed.
   GenerationOutput last;  // The request_done output, for the request log line (under mutex).
 };
 
@@ -183,7 +185,21 @@ void StreamState::Drain() {
   const HandedOutput* done = nullptr;
   for (const HandedOutput& h : taken) {
     if (metrics != nullptr) Record(*metrics, h, last_token_time);
-    if (HasContent(h.output)) responses.push_back(ToResponse(h.output, request_id));
+    if (HasContent(h.output)) {
+      responses.push_back(ToResponse(h.output, request_id));
+      if (tools.choice != ToolChoice::kNone) {
+        // The calls leave the text: it carries only the content around them.
+        auto [it, added] = extractors.try_emplace(
+            h.output.sample_index, tools,
+            absl::StrCat("call_", request_id, "_", h.output.sample_index, "_"));
+        ToolCallExtractor& extractor = it->second;
+        ToolCallDelta delta = extractor.Push(h.output.text, h.output.finished);
+        responses.back().set_text(std::move(delta.content));
+        for (const ToolCall& call : delta.calls) {
+          *responses.back().add_tool_calls() = extractor.ToProto(call);
+        }
+      }
+    }
     if (h.output.request_done) done = &h;
   }
   {
@@ -246,6 +262,10 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
   state_->metrics = serving.metrics;
   state_->pump = serving.stream_pump.get();
   absl::StatusOr<GenerationRequest> parsed = ToGenerationRequest(request, serving);
+  if (parsed.ok()) {
+    absl::StatusOr<ToolCalling> tools = ToolCallingFor(request, serving);
+    if (tools.ok()) state_->tools = *std::move(tools);  // ToGenerationRequest checked it.
+  }
   if (!parsed.ok()) {
     FinishWith(grpc::Status(static_cast<grpc::StatusCode>(parsed.status().code()),
                             std::string(parsed.status().message())));

@@ -299,6 +299,12 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const serve::v1::GenerateRequest&
 
 }  // namespace
 
+absl::StatusOr<ToolCalling> ToolCallingFor(const serve::v1::GenerateRequest& p,
+                                           const ServingContext& context) {
+  if (p.input_case() != serve::v1::GenerateRequest::kChat) return ToolCalling();
+  return ParseToolCalling(p.chat(), context.tool_call_format);
+}
+
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& p,
                                                       const ServingContext& context) {
   GenerationRequest out;
@@ -318,6 +324,27 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateR
   }
   out.cache_salt = p.cache_salt();
   ASSIGN_OR_RETURN(out.sampling, ToSamplingParams(p.sampling(), context));
+  ASSIGN_OR_RETURN(const ToolCalling tools, ToolCallingFor(p, context));
+  if (!tools.schema.empty()) {
+    // tool_choice required / named: the output is held to the calls' schema (as vLLM does).
+    if (out.sampling.grammar != nullptr) {
+      return absl::InvalidArgumentError(
+          "chat.tool_choice: \"required\" or a named function cannot be combined with a "
+          "sampling constraint");
+    }
+    if (context.grammars == nullptr) {
+      return absl::InvalidArgumentError("chat.tool_choice: needs a tokenizer");
+    }
+    ConstraintSpec spec;
+    spec.kind = ConstraintSpec::kJsonSchema;
+    spec.text = tools.schema;
+    absl::StatusOr<std::shared_ptr<GrammarMatcher>> matcher = context.grammars->Get(spec);
+    if (!matcher.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("chat.tools: a function's parameters: ", matcher.status().message()));
+    }
+    out.sampling.grammar = *std::move(matcher);
+  }
   // Whether the prompt fits (non-empty, in the vocabulary, in the context and the KV pool) is
   // the engine's one check, CheckFits, run by Engine::Submit.
   ASSIGN_OR_RETURN(out.prompt_token_ids, PromptIds(p, context));

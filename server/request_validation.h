@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "iquest/serve/v1/generation.pb.h"
 #include "server/serving_context.h"
+#include "server/tools/tool_calling.h"
 
 namespace iquest {
 
@@ -38,6 +39,11 @@ inline constexpr size_t kMaxChoiceBytes = 4096;
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& proto,
                                                       const ServingContext& context);
+
+// What a chat request's tool_choice asks (kNone for other inputs); ToGenerationRequest applies
+// its constraint, the front doors its extractor.
+absl::StatusOr<ToolCalling> ToolCallingFor(const serve::v1::GenerateRequest& proto,
+                                           const ServingContext& context);
 
 absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams& proto,
                                                 const ServingContext& context);

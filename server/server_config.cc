@@ -67,6 +67,9 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddInt("grammar-compile-timeout-ms", &grammar_compile_timeout_ms,
            "longest compile of one structured-output constraint (the request fails past it)", 1,
            600000);
+  p.AddString("tool-call-parser", &tool_call_parser,
+              "how the model writes tool calls: hermes (<tool_call>{json}</tool_call>), "
+              "llama3_json, or auto (from the vocabulary)");
   p.AddInt("grammar-cache-size", &grammar_cache_size, "compiled structured-output constraints kept",
            1, 1 << 16);
   p.AddInt("max-message-bytes", &max_message_bytes, "largest gRPC message received or sent", 1024,
@@ -105,6 +108,11 @@ absl::Status ReadableFile(const std::string& flag, const std::string& path) {
 
 absl::Status ServerConfig::Validate() const {
   if (model_dir.empty()) return absl::InvalidArgumentError("--model is required");
+  if (tool_call_parser != "auto" && tool_call_parser != "hermes" &&
+      tool_call_parser != "llama3_json") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tool-call-parser must be auto, hermes or llama3_json, got ", tool_call_parser));
+  }
   struct stat info {};
   if (::stat(model_dir.c_str(), &info) != 0 ||
       !(S_ISDIR(info.st_mode) || (S_ISREG(info.st_mode) && model_dir.ends_with(".gguf")))) {

@@ -53,6 +53,7 @@ struct ServerConfig {
   int64_t max_prompt_bytes = 4 << 20;
   int64_t grammar_compile_timeout_ms = 10000;  // One structured-output constraint's compile.
   int64_t grammar_cache_size = 64;             // Compiled constraints kept (LRU).
+  std::string tool_call_parser = "auto";       // auto | hermes | llama3_json
   int64_t max_message_bytes = 8 << 20;
   int64_t max_concurrent_streams = 256;  // Per connection.
   int64_t keepalive_time_s = 60;

@@ -15,6 +15,7 @@
 #include "server/kv_events_publisher.h"
 #include "server/metrics.h"
 #include "server/stream_pump.h"
+#include "server/tools/tool_call_parser.h"
 #include "structured/constraint.h"
 
 namespace iquest {
@@ -30,6 +31,8 @@ struct ServingContext {
   absl::Status chat_template_error;           // ...and this says why.
   // Compiled structured-output constraints over the tokenizer's vocabulary; null without one.
   std::unique_ptr<GrammarCache> grammars;
+  // How the model writes tool calls (--tool-call-parser, or guessed from its vocabulary).
+  ToolCallFormat tool_call_format = ToolCallFormat::kHermes;
   // Before the engine: the engine's last outputs (at its destruction) still reach the pump.
   std::unique_ptr<StreamPump> stream_pump;
   std::unique_ptr<KvEventsPublisher> kv_events;  // Null without --kv-events-endpoint.

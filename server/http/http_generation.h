@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -16,6 +17,7 @@
 #include "server/metrics.h"
 #include "server/request_log.h"
 #include "server/serving_context.h"
+#include "server/tools/tool_calling.h"
 
 namespace iquest {
 
@@ -45,6 +47,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     size_t offset = 0;
     const char* finish_reason = nullptr;
     bool role_sent = false;
+    json tool_calls = json::array();  // Chat with tools: the calls parsed from the output.
   };
 
   HttpGeneration(std::shared_ptr<HttpExchange> exchange, const ServingContext& serving,
@@ -71,6 +74,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
   std::vector<PromptState> prompts;
   ServerMetrics* metrics = nullptr;
   bool request_log_json = false;
+  ToolCalling tools;  // Chat: what tool_choice asked (kNone: the text as it is).
 
   void SetEcho(size_t prompt, const std::string& text) {
     for (int32_t k = 0; k < n_; ++k) {
@@ -106,13 +110,22 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     Choice& c = choices_[index];
     json logprobs = nullptr;
     if (logprobs_ && !output.logprobs.empty()) logprobs = AddLogprobs(c, output);
-    if (output.finished) c.finish_reason = FinishReasonText(output.finish_reason);
+    json calls = json::array();
+    if (chat_ && tools.choice != ToolChoice::kNone) ExtractToolCalls(index, output, calls);
+    if (output.finished) {
+      c.finish_reason = FinishReasonText(output.finish_reason);
+      // OpenAI: a turn that ended in calls finishes with "tool_calls".
+      if (!c.tool_calls.empty() && std::string_view(c.finish_reason) == "stop") {
+        c.finish_reason = "tool_calls";
+      }
+    }
     const absl::Status finish =
         output.finished ? FinishStatus(output.finish_reason) : absl::OkStatus();
     if (!finish.ok() && error_.ok()) error_ = finish;
     if (stream_) {
-      if (!output.text.empty() || (output.finished && finish.ok()) || !logprobs.is_null()) {
-        SendChunk(index, output.text, logprobs, finish.ok() ? c.finish_reason : nullptr);
+      if (!output.text.empty() || (output.finished && finish.ok()) || !logprobs.is_null() ||
+          !calls.empty()) {
+        SendChunk(index, output.text, logprobs, finish.ok() ? c.finish_reason : nullptr, calls);
       }
     } else {
       c.text += output.text;
@@ -201,8 +214,30 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     return chunk;
   }
 
+  // Moves the calls in `output`'s text out of it: into `calls` (this delta's, as OpenAI's
+  // streamed delta.tool_calls) and the choice's list.
+  void ExtractToolCalls(size_t index, GenerationOutput& output, json& calls) {
+    auto [it, added] =
+        extractors_.try_emplace(index, tools, absl::StrCat("call_", id_, "_", index, "_"));
+    ToolCallDelta delta = it->second.Push(output.text, output.finished);
+    output.text = std::move(delta.content);
+    Choice& c = choices_[index];
+    for (const ToolCall& call : delta.calls) {
+      const serve::v1::ToolCall proto = it->second.ToProto(call);
+      json entry = {
+          {"id", proto.id()},
+          {"type", "function"},
+          {"function",
+           {{"name", proto.function().name()}, {"arguments", proto.function().arguments()}}}};
+      json streamed = entry;
+      streamed["index"] = c.tool_calls.size();
+      calls.push_back(std::move(streamed));
+      c.tool_calls.push_back(std::move(entry));
+    }
+  }
+
   void SendChunk(size_t index, const std::string& text, const json& logprobs,
-                 const char* finish_reason) {
+                 const char* finish_reason, const json& tool_calls = json::array()) {
     json choice = {
         {"index", index},
         {"logprobs", logprobs},
@@ -213,7 +248,10 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
         delta["role"] = "assistant";
         choices_[index].role_sent = true;
       }
-      if (!text.empty() || finish_reason == nullptr) delta["content"] = text;
+      if (!text.empty() || (finish_reason == nullptr && tool_calls.empty())) {
+        delta["content"] = text;
+      }
+      if (!tool_calls.empty()) delta["tool_calls"] = tool_calls;
       choice["delta"] = delta;
     } else {
       choice["text"] = text;
@@ -265,6 +303,10 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
           {"finish_reason", c.finish_reason == nullptr ? json(nullptr) : json(c.finish_reason)}};
       if (chat_) {
         choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+        if (!c.tool_calls.empty()) {
+          if (c.text.empty()) choice["message"]["content"] = nullptr;
+          choice["message"]["tool_calls"] = c.tool_calls;
+        }
         choice["logprobs"] = logprobs_ ? json{{"content", c.logprobs_content}} : json(nullptr);
       } else {
         choice["text"] = c.text;
@@ -292,6 +334,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
   int64_t prompt_tokens_ = 0, completion_tokens_ = 0, cached_tokens_ = 0;
   absl::Status error_;
   std::map<std::pair<size_t, int32_t>, Clock::time_point> last_token_time_;
+  std::map<size_t, ToolCallExtractor> extractors_;  // Per choice, when tools are parsed.
 };
 
 // The engine thread's side: post the output to the connection's strand and return.

@@ -344,6 +344,8 @@ std::string ErrorParam(const absl::Status& status) {
     return std::string(field.substr(0, field.find_first_of(".[")));
   }
   if (field == "text" || field == "token_ids") return "prompt";
+  if (field == "chat.tool_choice" || field == "chat.tool_choice_function") return "tool_choice";
+  if (absl::StartsWith(field, "chat.tools")) return "tools";
   if (absl::StartsWith(field, "chat")) return "messages";
   for (absl::string_view known : {"priority", "cache_salt", "request_id", "tenant"}) {
     if (field == known) return std::string(known);
@@ -377,17 +379,10 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
       return ParamError(unsupported, absl::StrCat("'", unsupported, "' is not supported yet"));
     }
   }
-  // Tools are rendered into the prompt, but calls in the output are not parsed yet, so only
-  // tool_choice "none" is honest; OpenAI's default with tools ("auto") must be refused.
   const json* tools = f.Get("tools");
   if (tools != nullptr && tools->is_null()) tools = nullptr;
   const json* tool_choice = f.Get("tool_choice");
-  if ((tool_choice != nullptr && *tool_choice != "none") ||
-      (tools != nullptr && tool_choice == nullptr)) {
-    return ParamError("tool_choice",
-                      "only tool_choice \"none\" is supported yet (tools are rendered into the "
-                      "prompt; calls in the output are not parsed)");
-  }
+  if (tool_choice != nullptr && tool_choice->is_null()) tool_choice = nullptr;
   serve::v1::GenerateRequest shared;
   if (absl::Status st = ParseSampling(f, out, *shared.mutable_sampling()); !st.ok()) return st;
   if (absl::Status st = ParseStructuredOutput(*parsed, *shared.mutable_sampling()); !st.ok()) {
@@ -411,6 +406,22 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, absl::
     if (tools != nullptr) {
       if (!tools->is_array()) return ParamError("tools", "'tools' must be a list");
       shared.mutable_chat()->set_tools(tools->dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+    if (tool_choice != nullptr) {
+      // "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}.
+      if (tool_choice->is_string()) {
+        shared.mutable_chat()->set_tool_choice(tool_choice->get<std::string>());
+      } else if (tool_choice->is_object() && tool_choice->contains("function") &&
+                 (*tool_choice)["function"].is_object() &&
+                 (*tool_choice)["function"].contains("name") &&
+                 (*tool_choice)["function"]["name"].is_string()) {
+        shared.mutable_chat()->set_tool_choice_function(
+            (*tool_choice)["function"]["name"].get<std::string>());
+      } else {
+        return ParamError("tool_choice",
+                          "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                          "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+      }
     }
     flag.reset();
     if (absl::Status st = f.Bool("add_generation_prompt", flag); !st.ok()) return st;

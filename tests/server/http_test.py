@@ -229,8 +229,7 @@ class HttpApiTest(unittest.TestCase):
             self.assertEqual(body["error"]["param"], param)
 
     def test_tools_with_tool_choice_none_and_tool_call_history(self):
-        # Tools and a conversation with calls render as gRPC renders them; calls in the output are
-        # not parsed yet, so OpenAI's default with tools ("auto") is refused, naming tool_choice.
+        # Tools and a conversation with calls render as gRPC renders them.
         template = ("{% for t in tools %}<{{ t.function.name }}>{% endfor %}"
                     "{% for m in messages %}[{{ m.role }}]{{ m.content }}"
                     "{% for c in m.tool_calls or [] %}{{ c.id }}:{{ c.function.name }}"
@@ -257,17 +256,64 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(applied.text,
                          '<grep>[user]find x[assistant]c1:grep{"q": "x"}[tool]x.py(c1)')
         self.assertEqual(reply["usage"]["prompt_tokens"], len(applied.token_ids))
-        for change in ({"tool_choice": None}, {"tool_choice": "auto"}, {"tool_choice": "required"}):
-            bad = dict(body, **change)
-            if change["tool_choice"] is None:
-                del bad["tool_choice"]
-            status, _, reply = self.post("/v1/chat/completions", bad)
+        for change in ({"tool_choice": "sometimes"}, {"tool_choice": {"type": "function"}},
+                       {"tool_choice": {"type": "function", "function": {"name": "nope"}}}):
+            status, _, reply = self.post("/v1/chat/completions", dict(body, **change))
             self.assertEqual(status, 400, reply)
             self.assertEqual(reply["error"]["param"], "tool_choice")
         bad = dict(body, messages=[messages[0], dict(messages[1], tool_calls=[{"id": "c"}])])
         status, _, reply = self.post("/v1/chat/completions", bad)
         self.assertEqual(status, 400, reply)
         self.assertEqual(reply["error"]["param"], "messages")
+
+    def test_tool_choice_required_and_named_always_yield_valid_calls(self):
+        # The random model writes garbage; "required" and a named function constrain it to calls
+        # whose arguments validate against the tool's schema, returned as message.tool_calls.
+        import jsonschema
+        weather = {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 8},
+            "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"]}
+        add = {"type": "object", "properties": {"a": {"type": "integer", "maximum": 99},
+                                                "b": {"type": "integer", "minimum": 0}},
+               "required": ["a", "b"]}
+        tools = [{"type": "function", "function": {"name": "weather", "parameters": weather}},
+                 {"type": "function", "function": {"name": "add", "parameters": add}}]
+        schemas = {"weather": weather, "add": add}
+        base = {"model": self.model(), "messages": [{"role": "user", "content": "go"}],
+                "max_tokens": 480, "temperature": 1, "tools": tools,
+                "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}
+        for seed in range(4):
+            status, _, reply = self.post("/v1/chat/completions",
+                                         dict(base, seed=seed, tool_choice="required", n=2))
+            self.assertEqual(status, 200, reply)
+            for choice in reply["choices"]:
+                self.assertEqual(choice["finish_reason"], "tool_calls", choice)
+                calls = choice["message"]["tool_calls"]
+                self.assertGreaterEqual(len(calls), 1)
+                for call in calls:
+                    self.assertEqual(call["type"], "function")
+                    self.assertTrue(call["id"].startswith("call_"))
+                    name = call["function"]["name"]
+                    jsonschema.validate(json.loads(call["function"]["arguments"]), schemas[name])
+        named = {"type": "function", "function": {"name": "add"}}
+        status, _, reply = self.post("/v1/chat/completions",
+                                     dict(base, seed=9, tool_choice=named))
+        self.assertEqual(status, 200, reply)
+        calls = reply["choices"][0]["message"]["tool_calls"]
+        self.assertEqual([c["function"]["name"] for c in calls], ["add"])
+        jsonschema.validate(json.loads(calls[0]["function"]["arguments"]), add)
+        self.assertIsNone(reply["choices"][0]["message"]["content"])
+        # Streamed: the calls arrive as delta.tool_calls, the last chunk says "tool_calls".
+        events = stream_events(self.server.http_port, "/v1/chat/completions",
+                               dict(base, seed=2, tool_choice="required", stream=True))
+        deltas = [e["choices"][0] for e in events if isinstance(e, dict) and e.get("choices")]
+        streamed = [c for d in deltas for c in d["delta"].get("tool_calls", [])]
+        self.assertGreaterEqual(len(streamed), 1)
+        self.assertEqual([c["index"] for c in streamed], list(range(len(streamed))))
+        for call in streamed:
+            jsonschema.validate(json.loads(call["function"]["arguments"]),
+                                schemas[call["function"]["name"]])
+        self.assertEqual(deltas[-1]["finish_reason"], "tool_calls")
 
     def test_stop_logprobs_echo_and_token_prompts(self):
         base = {"model": self.model(), "prompt": [1, 50, 60, 70], "max_tokens": 12,
@@ -329,9 +375,11 @@ class HttpApiTest(unittest.TestCase):
             ("no prompt", "/v1/completions", {"max_tokens": 2}, self.auth, 400, "prompt"),
             ("bad messages", "/v1/chat/completions", {"messages": "hi"}, self.auth, 400,
              "messages"),
-            ("unsupported", "/v1/chat/completions",
+            ("bad tools", "/v1/chat/completions",
              {"messages": [{"role": "user", "content": "x"}], "tools": [{}]}, self.auth, 400,
-             "tool_choice"),  # Tools without tool_choice "none": "auto" is not served yet.
+             "tools"),
+            ("unsupported", "/v1/completions", {"prompt": "x", "suffix": "y"}, self.auth, 400,
+             "suffix"),
             ("too long", "/v1/completions", {"prompt": [1] * 3000, "max_tokens": 2}, self.auth,
              400, None),
             ("unknown model", "/v1/completions", {"model": "gpt-9", "prompt": "x"}, self.auth,

@@ -301,6 +301,84 @@ class StructuredOutputTest(unittest.TestCase):
         self.assertEqual(first, second)
 
 
+class ToolCallTest(unittest.TestCase):
+    """Tool calls over gRPC: "required" and a named function constrain the random model to calls
+    valid under the tools' schemas; "auto" parses calls out of the text (here the text is forced
+    into the Hermes format by a regex constraint, as a model trained for it would write)."""
+
+    ADD = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                                            "b": {"type": "boolean"}}, "required": ["a", "b"]}
+    ECHO = {"type": "object", "properties": {"text": short_string()}, "required": ["text"]}
+    TOOLS = [{"type": "function", "function": {"name": "add", "parameters": ADD}},
+             {"type": "function", "function": {"name": "echo", "parameters": ECHO}}]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(MODEL_DIR, "--chat-template", "chatml")
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0, cls.server.logs()
+
+    def chat(self, seed, n=4, sampling=None, **choice):
+        request = pb.GenerateRequest(
+            chat=pb.ChatInput(messages=[pb.ChatMessage(role="user", content="call something")],
+                              tools=json.dumps(self.TOOLS), **choice),
+            sampling=sampling or pb.SamplingParams(temperature=1.0, max_tokens=400, n=n,
+                                                   seed=seed))
+        texts, calls, reasons = [""] * n, [[] for _ in range(n)], [None] * n
+        for r in self.server.stub.Generate(request, timeout=120):
+            texts[r.index] += r.text
+            calls[r.index] += list(r.tool_calls)
+            if r.finish_reason:
+                reasons[r.index] = r.finish_reason
+        return texts, calls, reasons
+
+    def test_required_always_yields_calls_valid_under_their_schema(self):
+        schemas = {"add": self.ADD, "echo": self.ECHO}
+        for seed in range(5):
+            texts, calls, reasons = self.chat(seed, tool_choice="required")
+            self.assertEqual(reasons, [pb.FINISH_REASON_STOP_TOKEN] * 4, texts)
+            for text, sample_calls in zip(texts, calls):
+                self.assertEqual(text, "")
+                self.assertGreaterEqual(len(sample_calls), 1)
+                for call in sample_calls:
+                    self.assertEqual(call.type, "function")
+                    jsonschema.validate(json.loads(call.function.arguments),
+                                        schemas[call.function.name])
+            ids = [c.id for sample in calls for c in sample]
+            self.assertEqual(len(ids), len(set(ids)))
+
+    def test_named_function_is_the_one_call(self):
+        texts, calls, reasons = self.chat(3, tool_choice_function="echo")
+        for sample_calls in calls:
+            self.assertEqual([c.function.name for c in sample_calls], ["echo"])
+            jsonschema.validate(json.loads(sample_calls[0].function.arguments), self.ECHO)
+
+    def test_auto_parses_calls_out_of_the_text(self):
+        pattern = r'ok <tool_call>\{"name": "add", "arguments": \{"a": [1-9], "b": true\}\}' \
+                  r'</tool_call> done'
+        sampling = pb.SamplingParams(temperature=1.0, max_tokens=200, n=2, seed=1, regex=pattern)
+        texts, calls, reasons = self.chat(1, n=2, sampling=sampling, tool_choice="auto")
+        for text, sample_calls in zip(texts, calls):
+            self.assertEqual(text, "ok  done")
+            self.assertEqual(len(sample_calls), 1)
+            self.assertEqual(sample_calls[0].function.name, "add")
+            self.assertRegex(sample_calls[0].function.arguments, r'^\{"a":[1-9],"b":true\}$')
+
+    def test_bad_tool_choices_are_invalid_argument(self):
+        for choice, message in ((dict(tool_choice="sometimes"), "chat.tool_choice"),
+                                (dict(tool_choice_function="nope"), "no tool named 'nope'")):
+            with self.assertRaises(grpc.RpcError) as error:
+                self.chat(0, n=1, **choice)
+            self.assertEqual(error.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn(message, error.exception.details())
+        with self.assertRaises(grpc.RpcError) as error:
+            self.chat(0, n=1, tool_choice="required",
+                      sampling=pb.SamplingParams(max_tokens=5, regex="a"))
+        self.assertIn("cannot be combined", error.exception.details())
+
+
 class PreemptionTest(unittest.TestCase):
     """A KV pool of 96 tokens: 4 samples of 40+ tokens each preempt one another, and every
     preempted sample resumes (by recompute) at its place in its grammar."""
