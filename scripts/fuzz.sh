@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_BUILD_DIR="${FUZZ_BUILD_DIR:-build-fuzz}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-FUZZERS="${FUZZERS:-safetensors_fuzz gguf_fuzz tokenizer_json_fuzz tokenizer_config_fuzz generate_request_fuzz openai_request_fuzz jinja_fuzz}"
+FUZZERS="${FUZZERS:-safetensors_fuzz gguf_fuzz tokenizer_json_fuzz tokenizer_config_fuzz generate_request_fuzz openai_request_fuzz jinja_fuzz grammar_fuzz}"
 JOBS="${JOBS:-1}"  # Fuzzers run at once (each on one core).
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
@@ -23,6 +23,12 @@ out="$FUZZ_BUILD_DIR/fuzz"
 # The Jinja fuzzer starts from the chat templates the tests render.
 mkdir -p "$out/seeds/jinja_fuzz"
 cp tests/model/tokenizer/templates/*.jinja "$out/seeds/jinja_fuzz/"
+# The grammar fuzzer: a kind byte (0 JSON schema, 1 regex, 2 GBNF), then the constraint's text.
+mkdir -p "$out/seeds/grammar_fuzz"
+printf '\x00{"type":"object","properties":{"a":{"type":"integer","minimum":-5}},"required":["a"]}' \
+  > "$out/seeds/grammar_fuzz/schema"
+printf '\x01[a-z]{2,5}(\\.[0-9]+)?|x*y' > "$out/seeds/grammar_fuzz/regex"
+printf '\x02root ::= "(" root ")" | [^()]{1,3}' > "$out/seeds/grammar_fuzz/gbnf"
 mkdir -p "$out/artifacts"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
