@@ -231,31 +231,19 @@ class GbnfParser {
           return Error(absl::StrCat("unknown escape '\\", std::string(1, e), "'"));
       }
     }
-    // A UTF-8 character.
-    const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (len == 0 || pos_ + static_cast<size_t>(len) > text_.size()) return Error("invalid UTF-8");
-    char32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
-    for (int i = 1; i < len; ++i) {
-      const unsigned char cc = static_cast<unsigned char>(text_[pos_ + static_cast<size_t>(i)]);
-      if ((cc & 0xC0) != 0x80) return Error("invalid UTF-8");
-      cp = (cp << 6) | (cc & 0x3F);
-    }
+    char32_t cp = 0;
+    const int len = DecodeUtf8Char(text_, pos_, &cp);
+    if (len == 0) return Error("invalid UTF-8");
     pos_ += static_cast<size_t>(len);
     return cp;
   }
 
   absl::StatusOr<char32_t> ReadHex(int digits) {
     char32_t value = 0;
-    for (int i = 0; i < digits; ++i) {
-      if (pos_ == text_.size() || !std::isxdigit(static_cast<unsigned char>(text_[pos_]))) {
-        return Error(absl::StrCat("expected ", digits, " hex digits"));
-      }
-      const char h = static_cast<char>(std::tolower(static_cast<unsigned char>(text_[pos_++])));
-      value = value * 16 + static_cast<char32_t>(h <= '9' ? h - '0' : h - 'a' + 10);
+    if (ReadHexScalar(text_, pos_, digits, &value) < 0) {
+      return Error(absl::StrCat("expected ", digits, " hex digits naming a Unicode scalar value"));
     }
-    if (value > kMaxCodepoint || (value >= 0xD800 && value <= 0xDFFF)) {
-      return Error("escape is not a Unicode scalar value");
-    }
+    pos_ += static_cast<size_t>(digits);
     return value;
   }
 

@@ -448,12 +448,9 @@ class SchemaConverter {
     for (const std::string& name : names) {
       int node = 0;
       for (size_t i = 0; i < name.size();) {
-        const unsigned char c = static_cast<unsigned char>(name[i]);
-        const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
-        char32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
-        for (int k = 1; k < len && i + static_cast<size_t>(k) < name.size(); ++k) {
-          cp = (cp << 6) | (static_cast<unsigned char>(name[i + static_cast<size_t>(k)]) & 0x3F);
-        }
+        char32_t cp = 0;
+        const int len = DecodeUtf8Char(name, i, &cp);
+        if (len == 0) break;  // Not UTF-8: no generated key can equal it.
         i += static_cast<size_t>(len);
         auto it = trie[node].children.find(cp);
         if (it == trie[node].children.end()) {

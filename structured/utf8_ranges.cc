@@ -173,6 +173,42 @@ GrammarExpr Utf8Expr(const CodepointSet& set, bool json_escaped) {
   return GrammarExpr::Alt(std::move(choices));
 }
 
+int DecodeUtf8Char(std::string_view text, size_t pos, char32_t* cp) {
+  const unsigned char c = static_cast<unsigned char>(text[pos]);
+  const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (len == 0 || pos + static_cast<size_t>(len) > text.size()) return 0;
+  char32_t value = len == 1 ? c : c & (0xFF >> (len + 1));
+  for (int i = 1; i < len; ++i) {
+    const unsigned char cc = static_cast<unsigned char>(text[pos + static_cast<size_t>(i)]);
+    if ((cc & 0xC0) != 0x80) return 0;
+    value = (value << 6) | (cc & 0x3F);
+  }
+  if (Utf8Length(value) != len || value > kMaxCodepoint ||
+      (value >= kSurrogateLo && value <= kSurrogateHi)) {
+    return 0;
+  }
+  *cp = value;
+  return len;
+}
+
+int ReadHexScalar(std::string_view text, size_t pos, int digits, char32_t* value) {
+  char32_t v = 0;
+  for (int i = 0; i < digits; ++i) {
+    const size_t at = pos + static_cast<size_t>(i);
+    if (at >= text.size()) return -1;
+    const char h = text[at];
+    const int d = h >= '0' && h <= '9'   ? h - '0'
+                  : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                  : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                         : -1;
+    if (d < 0) return -1;
+    v = v * 16 + static_cast<char32_t>(d);
+  }
+  if (v > kMaxCodepoint || (v >= kSurrogateLo && v <= kSurrogateHi)) return -1;
+  *value = v;
+  return digits;
+}
+
 void AppendUtf8Char(char32_t c, std::string& out) {
   uint8_t bytes[4];
   EncodeTo(c, bytes);

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,6 +35,15 @@ class CodepointSet {
 // The UTF-8 encodings of the set's code points, as one expression. `json_escaped`: as they are
 // written inside a JSON string: '"', '\\' and control characters as escapes, the rest raw.
 GrammarExpr Utf8Expr(const CodepointSet& set, bool json_escaped = false);
+
+// The character at text[pos]: its length in bytes (1..4) and value, or 0 when the bytes there
+// are not a UTF-8 sequence (overlong forms and surrogates included).
+int DecodeUtf8Char(std::string_view text, size_t pos, char32_t* cp);
+
+// `digits` hex digits at text[pos] as a scalar value (the \xHH \uHHHH \UHHHHHHHH escapes of
+// regexes and GBNF): the number of digits read, or -1 when they are not all there or name no
+// scalar value (a surrogate, or past U+10FFFF).
+int ReadHexScalar(std::string_view text, size_t pos, int digits, char32_t* value);
 
 // Appends the UTF-8 encoding of `c` (a scalar value) to `out`.
 void AppendUtf8Char(char32_t c, std::string& out);
