@@ -53,14 +53,39 @@ double Seconds(Clock::time_point from, Clock::time_point to) {
 // Reads the engine at scrape time.
 class ServerMetrics::EngineCollector : public prometheus::Collectable {
  public:
-  EngineCollector(const std::atomic<const Engine*>& engine, std::string model)
-      : engine_(engine), model_(std::move(model)) {}
+  EngineCollector(const std::atomic<const Engine*>& engine,
+                  const std::atomic<const GrammarCache*>& grammars, std::string model)
+      : engine_(engine), grammars_(grammars), model_(std::move(model)) {}
 
   std::vector<MetricFamily> Collect() const override {
     const Engine* engine = engine_.load();
     if (engine == nullptr) return {};
     const EngineStats s = engine->Stats();
     std::vector<MetricFamily> out;
+    if (const GrammarCache* grammars = grammars_.load(); grammars != nullptr) {
+      const GrammarCacheStats g = grammars->stats();
+      MetricFamily compiles{"iquest_grammar_compiles_total",
+                            "Structured-output constraints compiled, by result (cached: served "
+                            "from the grammar cache without compiling).",
+                            MetricType::Counter,
+                            {}};
+      for (const auto& [result, value] :
+           {std::pair<const char*, int64_t>{"compiled", g.num_compiled},
+            {"failed", g.num_failed},
+            {"cached", g.num_hits}}) {
+        ClientMetric metric = Labelled({{"result", result}});
+        metric.counter.value = static_cast<double>(value);
+        compiles.metric.push_back(metric);
+      }
+      out.push_back(compiles);
+      MetricFamily seconds{"iquest_grammar_compile_seconds_total",
+                           "Time spent compiling structured-output constraints (compiled and "
+                           "failed).",
+                           MetricType::Counter,
+                           {Labelled({})}};
+      seconds.metric[0].counter.value = g.compile_seconds;
+      out.push_back(seconds);
+    }
     out.push_back(
         Gauge("iquest_requests_running", "Requests in the running batch.", s.num_running));
     out.push_back(
@@ -122,6 +147,7 @@ class ServerMetrics::EngineCollector : public prometheus::Collectable {
   }
 
   const std::atomic<const Engine*>& engine_;
+  const std::atomic<const GrammarCache*>& grammars_;
   std::string model_;
 };
 
@@ -207,7 +233,7 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Start(const std::s
   const std::vector<int> ports = metrics->exposer_->GetListeningPorts();
   metrics->port_ = ports.empty() ? 0 : ports.front();
   metrics->engine_collector_ =
-      std::make_shared<EngineCollector>(metrics->engine_, metrics->model_name_);
+      std::make_shared<EngineCollector>(metrics->engine_, metrics->grammars_, metrics->model_name_);
   metrics->exposer_->RegisterCollectable(metrics->registry_);
   metrics->exposer_->RegisterCollectable(metrics->engine_collector_);
   return metrics;

@@ -18,6 +18,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "structured/constraint.h"
 
 namespace iquest {
 
@@ -36,6 +37,8 @@ class ServerMetrics {
   std::string Render() const;
   // Engine gauges appear once the engine exists.
   void SetEngine(const Engine* engine) { engine_.store(engine); }
+  // Structured-output compile counters appear once the grammar cache exists (with a tokenizer).
+  void SetGrammarCache(const GrammarCache* grammars) { grammars_.store(grammars); }
   // iquest_model_info{model, architecture, fingerprint} 1, once the model is loaded and checked
   // against its manifest (fingerprint "" when it has none).
   void SetModelInfo(const std::string& architecture, const std::string& fingerprint);
@@ -55,6 +58,7 @@ class ServerMetrics {
   std::shared_ptr<EngineCollector> engine_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::atomic<const Engine*> engine_{nullptr};
+  std::atomic<const GrammarCache*> grammars_{nullptr};
   int port_ = 0;
 
   prometheus::Family<prometheus::Counter>* requests_;

@@ -181,7 +181,10 @@ int Run(const ServerConfig& config) {
   const auto grace = std::chrono::system_clock::now() + std::chrono::milliseconds(500);
   servers->main->Shutdown(grace);
   if (servers->health) servers->health->Shutdown(grace);
-  if (metrics) metrics->SetEngine(nullptr);
+  if (metrics) {
+    metrics->SetEngine(nullptr);
+    metrics->SetGrammarCache(nullptr);
+  }
   LOG(INFO) << "event=stopped";
   // Every call has ended and nothing is left to write: skip the destructors. Tearing down the
   // metrics HTTP server and gRPC's internals takes 1-3 s of polling timeouts, which would push

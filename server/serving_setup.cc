@@ -228,6 +228,7 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   if (metrics != nullptr) {
     metrics->SetModelInfo(serving->model->config().architecture_name, serving->model_fingerprint);
     metrics->SetEngine(serving->engine.get());
+    metrics->SetGrammarCache(serving->grammars.get());
   }
   return serving;
 }

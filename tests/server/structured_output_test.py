@@ -295,10 +295,17 @@ class StructuredOutputTest(unittest.TestCase):
                 jsonschema.validate(json.loads(text), HAND_SCHEMAS[29])
 
     def test_same_seed_same_outputs_and_the_grammar_is_compiled_once(self):
-        schema = json.dumps(SCHEMAS[-1])
+        def compiles(result):
+            return sum(v for (name, labels), v in self.server.metrics().items()
+                       if name == "iquest_grammar_compiles_total" and ("result", result) in labels)
+
+        schema = json.dumps({"type": "array", "items": {"type": "integer"}, "maxItems": 77})
+        compiled, cached = compiles("compiled"), compiles("cached")
         first = run(self.server, "again:", seed=77, json_schema=schema)
         second = run(self.server, "again:", seed=77, json_schema=schema)
         self.assertEqual(first, second)
+        self.assertEqual(compiles("compiled"), compiled + 1)
+        self.assertEqual(compiles("cached"), cached + 1)
 
 
 class ToolCallTest(unittest.TestCase):
