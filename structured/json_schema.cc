@@ -9,8 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "structured/json_numbers.h"
+#include "structured/json_rules.h"
 #include "structured/regex.h"
-#include "structured/utf8_ranges.h"
 
 namespace iquest {
 namespace {
@@ -47,38 +47,23 @@ const std::set<std::string, std::less<>> kSupported = {"type",
                                                        "$defs",
                                                        "definitions"};
 
-// RFC 3339 / RFC 4122 / dotted-quad forms, each exact (see docs/structured-output.md).
-const std::map<std::string, std::string, std::less<>> kFormats = {
-    {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
-    {"ipv4",
-     "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
-     "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"},
-    {"date",
-     "([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-     "|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
-     "|([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29"},
-    {"time",
-     "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]"
-     ")"},
-};
-
 std::string Where(const std::string& path) { return path.empty() ? "the schema root" : path; }
 
 class SchemaConverter {
  public:
-  SchemaConverter(const Json& root, GrammarBuilder& b) : root_(root), b_(b) {}
+  SchemaConverter(const Json& root, GrammarBuilder& b) : root_(root), b_(b), j_(b) {}
 
   absl::StatusOr<int32_t> Convert() {
     const int32_t root = b_.Declare("root");
     ref_rules_["#"] = root;
     ASSIGN_OR_RETURN(E body, Visit(root_, "", 0));
-    b_.Define(root, E::Seq({W(), std::move(body), W()}));
+    b_.Define(root, E::Seq({j_.W(), std::move(body), j_.W()}));
     return root;
   }
 
   absl::StatusOr<int32_t> AnyObject() {
     const int32_t root = b_.Declare("root");
-    b_.Define(root, E::Seq({W(), E::Ref(ObjectRule()), W()}));
+    b_.Define(root, E::Seq({j_.W(), E::Ref(j_.Object()), j_.W()}));
     return root;
   }
 
@@ -86,110 +71,6 @@ class SchemaConverter {
   absl::Status Unsupported(const std::string& path, absl::string_view what) const {
     return absl::InvalidArgumentError(
         absl::StrCat("json_schema: ", what, " (at ", Where(path), ")"));
-  }
-
-  // Shared rules, made on first use.
-  int32_t Shared(const std::string& name, const std::function<E()>& body) {
-    auto it = shared_.find(name);
-    if (it != shared_.end()) return it->second;
-    const int32_t id = b_.Declare(name);
-    shared_[name] = id;
-    b_.Define(id, body());
-    return id;
-  }
-  E W() {
-    // Nothing, one space, or one newline and an indentation: every layout json.dumps and the
-    // pretty printers write, and no run of blank lines a sampler could wander into.
-    return E::Ref(Shared("ws", [] {
-      ByteSet indent;
-      indent.Add(' ');
-      indent.Add('\t');
-      return E::Optional(
-          E::Alt({E::Literal(" "),
-                  E::Seq({E::Literal("\n"), E::Repeat(E::Bytes(indent), 0, kMaxJsonIndent)})}));
-    }));
-  }
-  E Char() {
-    return E::Ref(Shared("char", [] {
-      ByteSet simple;
-      for (char c : std::string_view("\"\\/bfnrt")) simple.Add(static_cast<uint8_t>(c));
-      const E hex = E::Bytes([] {
-        ByteSet h = ByteSet::Range('0', '9');
-        h.AddAll(ByteSet::Range('a', 'f'));
-        h.AddAll(ByteSet::Range('A', 'F'));
-        return h;
-      }());
-      ByteSet not_d = ByteSet::Range('0', '9');
-      not_d.AddAll(ByteSet::Range('a', 'c'));
-      not_d.AddAll(ByteSet::Range('e', 'f'));
-      not_d.AddAll(ByteSet::Range('A', 'C'));
-      not_d.AddAll(ByteSet::Range('E', 'F'));
-      ByteSet d;
-      d.Add('d');
-      d.Add('D');
-      // \uXXXX without surrogate halves: one escape, one character.
-      const E u = E::Alt({E::Seq({E::Bytes(not_d), hex, hex, hex}),
-                          E::Seq({E::Bytes(d), E::Bytes(ByteSet::Range('0', '7')), hex, hex})});
-      CodepointSet specials;
-      specials.Add(0, 0x1F);
-      specials.Add('"', '"');
-      specials.Add('\\', '\\');
-      return E::Alt({Utf8Expr(specials.Complement()), E::Seq({E::Literal("\\"), E::Bytes(simple)}),
-                     E::Seq({E::Literal("\\u"), u})});
-    }));
-  }
-  int32_t StringRule() {
-    return Shared("string", [this] {
-      return E::Seq({E::Literal("\""), E::Repeat(Char(), 0, -1), E::Literal("\"")});
-    });
-  }
-  int32_t NumberRule() {
-    return Shared("number", [] {
-      const E digit = E::Bytes(ByteSet::Range('0', '9'));
-      ByteSet e;
-      e.Add('e');
-      e.Add('E');
-      ByteSet sign;
-      sign.Add('+');
-      sign.Add('-');
-      return E::Seq(
-          {IntegerRangeExpr(std::nullopt, std::nullopt),
-           E::Optional(E::Seq({E::Literal("."), E::Repeat(digit, 1, kMaxFractionDigits)})),
-           E::Optional(
-               E::Seq({E::Bytes(e), E::Optional(E::Bytes(sign)), E::Repeat(digit, 1, 2)}))});
-    });
-  }
-  int32_t ValueRule() {
-    auto it = shared_.find("value");
-    if (it != shared_.end()) return it->second;
-    const int32_t value = b_.Declare("value");
-    shared_["value"] = value;
-    const int32_t object = ObjectRule();
-    const int32_t array = b_.Declare("array");
-    b_.Define(array,
-              E::Seq({E::Literal("["), W(),
-                      E::Optional(E::Seq(
-                          {E::Ref(value), W(),
-                           E::Repeat(E::Seq({E::Literal(","), W(), E::Ref(value), W()}), 0, -1)})),
-                      E::Literal("]")}));
-    b_.Define(value,
-              E::Alt({E::Ref(object), E::Ref(array), E::Ref(StringRule()), E::Ref(NumberRule()),
-                      E::Literal("true"), E::Literal("false"), E::Literal("null")}));
-    return value;
-  }
-  int32_t ObjectRule() {
-    auto it = shared_.find("object");
-    if (it != shared_.end()) return it->second;
-    const int32_t object = b_.Declare("object");
-    shared_["object"] = object;
-    const int32_t value = ValueRule();
-    const E member = E::Seq({E::Ref(StringRule()), W(), E::Literal(":"), W(), E::Ref(value), W()});
-    b_.Define(object,
-              E::Seq({E::Literal("{"), W(),
-                      E::Optional(E::Seq(
-                          {member, E::Repeat(E::Seq({E::Literal(","), W(), member}), 0, -1)})),
-                      E::Literal("}")}));
-    return object;
   }
 
   static E Literal(const Json& value) { return E::Literal(value.dump()); }
@@ -207,7 +88,7 @@ class SchemaConverter {
     RETURN_IF_ERROR(b_.CheckTime());
     if (depth > 64) return Unsupported(path, "schemas nested more than 64 deep");
     if (s.is_boolean()) {
-      if (s.get<bool>()) return E::Ref(ValueRule());
+      if (s.get<bool>()) return E::Ref(j_.Value());
       return Unsupported(path, "the schema false matches nothing");
     }
     if (!s.is_object()) return Unsupported(path, "a schema must be an object or a boolean");
@@ -283,7 +164,7 @@ class SchemaConverter {
                  has("exclusiveMaximum")) {
         types.push_back("number");
       } else {
-        return E::Ref(ValueRule());
+        return E::Ref(j_.Value());
       }
     }
     std::vector<E> choices;
@@ -325,12 +206,8 @@ class SchemaConverter {
     if (s.contains("format")) {
       if (!s["format"].is_string()) return Unsupported(path, "'format' must be a string");
       const std::string format = s["format"].get<std::string>();
-      std::string regex;
-      if (format == "date-time") {
-        regex = absl::StrCat("(", kFormats.at("date"), ")T", kFormats.at("time"));
-      } else if (kFormats.count(format)) {
-        regex = kFormats.at(format);
-      } else {
+      const std::optional<std::string> regex = JsonRules::FormatRegex(format);
+      if (!regex) {
         return Unsupported(path, absl::StrCat("format '", format,
                                               "' is not supported (supported: date, time, "
                                               "date-time, uuid, ipv4)"));
@@ -338,7 +215,7 @@ class SchemaConverter {
       if (lengths || s.contains("pattern")) {
         return Unsupported(path, "'format' beside 'pattern' or a length is not supported");
       }
-      ASSIGN_OR_RETURN(E body, RegexToExpr(regex, b_, /*json_escaped=*/true));
+      ASSIGN_OR_RETURN(E body, RegexToExpr(*regex, b_, /*json_escaped=*/true));
       return E::Seq({E::Literal("\""), std::move(body), E::Literal("\"")});
     }
     if (s.contains("pattern")) {
@@ -350,11 +227,11 @@ class SchemaConverter {
       }
       return E::Seq({E::Literal("\""), *std::move(body), E::Literal("\"")});
     }
-    if (!lengths) return E::Ref(StringRule());
+    if (!lengths) return E::Ref(j_.String());
     const int32_t lo = static_cast<int32_t>(min_length.value_or(0));
     const int32_t hi = max_length ? static_cast<int32_t>(*max_length) : -1;
     if (hi >= 0 && hi < lo) return Unsupported(path, "'maxLength' is below 'minLength'");
-    return E::Seq({E::Literal("\""), E::Repeat(Char(), lo, hi), E::Literal("\"")});
+    return E::Seq({E::Literal("\""), E::Repeat(j_.Char(), lo, hi), E::Literal("\"")});
   }
 
   // A bound keyword's value: draft 6+ numbers, or draft 4's boolean exclusive flags.
@@ -412,7 +289,7 @@ class SchemaConverter {
   absl::StatusOr<E> Number(const Json& s, const std::string& path) {
     ASSIGN_OR_RETURN(const std::optional<Bound> lo, ReadBound(s, true, path));
     ASSIGN_OR_RETURN(const std::optional<Bound> hi, ReadBound(s, false, path));
-    if (!lo && !hi) return E::Ref(NumberRule());
+    if (!lo && !hi) return E::Ref(j_.Number());
     auto integral = [](const std::optional<Bound>& b) {
       return !b || b->value == std::floor(b->value);
     };
@@ -431,57 +308,6 @@ class SchemaConverter {
     return NumberRangeExpr(a, z);
   }
 
-  // Strings of plain characters (no escapes) that are none of `names`: the keys of additional
-  // properties, which so never repeat a listed one.
-  E KeyNotIn(const std::vector<std::string>& names) {
-    CodepointSet plain;
-    plain.Add(0, 0x1F);
-    plain.Add('"', '"');
-    plain.Add('\\', '\\');
-    plain = plain.Complement();
-    // A trie of the names' characters; node 0 is the root.
-    struct Node {
-      std::map<char32_t, int> children;
-      bool terminal = false;
-    };
-    std::vector<Node> trie(1);
-    for (const std::string& name : names) {
-      int node = 0;
-      for (size_t i = 0; i < name.size();) {
-        char32_t cp = 0;
-        const int len = DecodeUtf8Char(name, i, &cp);
-        if (len == 0) break;  // Not UTF-8: no generated key can equal it.
-        i += static_cast<size_t>(len);
-        auto it = trie[node].children.find(cp);
-        if (it == trie[node].children.end()) {
-          trie.push_back(Node());
-          it = trie[node].children.emplace(cp, static_cast<int>(trie.size()) - 1).first;
-        }
-        node = it->second;
-      }
-      trie[node].terminal = true;
-    }
-    const E any_tail = E::Seq({E::Repeat(Utf8Expr(plain), 0, -1), E::Literal("\"")});
-    std::vector<int32_t> rules(trie.size());
-    for (size_t i = 0; i < trie.size(); ++i) rules[i] = b_.Declare(absl::StrCat("key-", ++keys_));
-    for (size_t i = 0; i < trie.size(); ++i) {
-      std::vector<E> choices;
-      if (!trie[i].terminal) choices.push_back(E::Literal("\""));
-      CodepointSet taken;
-      for (const auto& [cp, child] : trie[i].children) {
-        taken.Add(cp, cp);
-        std::string bytes;
-        AppendUtf8Char(cp, bytes);
-        if (plain.Contains(cp))
-          choices.push_back(E::Seq({E::Literal(bytes), E::Ref(rules[child])}));
-      }
-      const CodepointSet rest = taken.Complement().Intersect(plain);
-      if (!rest.empty()) choices.push_back(E::Seq({Utf8Expr(rest), any_tail}));
-      b_.Define(rules[i], E::Alt(std::move(choices)));
-    }
-    return E::Seq({E::Literal("\""), E::Ref(rules[0])});
-  }
-
   absl::StatusOr<E> Object(const Json& s, const std::string& path, int depth) {
     std::vector<std::string> names;
     std::vector<E> members;  // key ws ":" ws value ws
@@ -492,8 +318,8 @@ class SchemaConverter {
         ASSIGN_OR_RETURN(
             E value, Visit(it.value(), absl::StrCat(path, "/properties/", it.key()), depth + 1));
         names.push_back(it.key());
-        members.push_back(E::Seq(
-            {E::Literal(Json(it.key()).dump()), W(), E::Literal(":"), W(), std::move(value), W()}));
+        members.push_back(E::Seq({E::Literal(Json(it.key()).dump()), j_.W(), E::Literal(":"),
+                                  j_.W(), std::move(value), j_.W()}));
       }
     }
     std::vector<bool> required(names.size(), false);
@@ -515,7 +341,8 @@ class SchemaConverter {
       const Json& add = s["additionalProperties"];
       if (!(add.is_boolean() && !add.get<bool>())) {
         ASSIGN_OR_RETURN(E value, Visit(add, path + "/additionalProperties", depth + 1));
-        extra = E::Seq({KeyNotIn(names), W(), E::Literal(":"), W(), std::move(value), W()});
+        extra =
+            E::Seq({j_.KeyNotIn(names), j_.W(), E::Literal(":"), j_.W(), std::move(value), j_.W()});
       }
     }
     // after[i]: members i.. once something was written (each after a comma); first[i]: the same
@@ -528,7 +355,7 @@ class SchemaConverter {
       first[i] = b_.Declare(absl::StrCat(base, "-first-", i));
     }
     if (extra) {
-      const E more = E::Repeat(E::Seq({E::Literal(","), W(), *extra}), 0, -1);
+      const E more = E::Repeat(E::Seq({E::Literal(","), j_.W(), *extra}), 0, -1);
       b_.Define(after[n], more);
       b_.Define(first[n], E::Optional(E::Seq({*extra, more})));
     } else {
@@ -536,7 +363,7 @@ class SchemaConverter {
       b_.Define(first[n], E::Empty());
     }
     for (size_t i = n; i-- > 0;) {
-      std::vector<E> a = {E::Seq({E::Literal(","), W(), members[i], E::Ref(after[i + 1])})};
+      std::vector<E> a = {E::Seq({E::Literal(","), j_.W(), members[i], E::Ref(after[i + 1])})};
       std::vector<E> f = {E::Seq({members[i], E::Ref(after[i + 1])})};
       if (!required[i]) {
         a.push_back(E::Ref(after[i + 1]));
@@ -545,7 +372,7 @@ class SchemaConverter {
       b_.Define(after[i], E::Alt(std::move(a)));
       b_.Define(first[i], E::Alt(std::move(f)));
     }
-    return E::Seq({E::Literal("{"), W(), E::Ref(first[0]), E::Literal("}")});
+    return E::Seq({E::Literal("{"), j_.W(), E::Ref(first[0]), E::Literal("}")});
   }
 
   absl::StatusOr<E> Array(const Json& s, const std::string& path, int depth) {
@@ -560,7 +387,7 @@ class SchemaConverter {
       if (!p.is_array()) return Unsupported(path, "'prefixItems' must be an array");
       for (size_t i = 0; i < p.size(); ++i) {
         ASSIGN_OR_RETURN(E e, Visit(p[i], absl::StrCat(path, "/prefixItems/", i), depth + 1));
-        prefix.push_back(E::Seq({std::move(e), W()}));
+        prefix.push_back(E::Seq({std::move(e), j_.W()}));
       }
     }
     const bool unique =
@@ -575,16 +402,16 @@ class SchemaConverter {
       if (!prefix.empty()) return Unsupported(path, "'uniqueItems' with 'prefixItems'");
       return UniqueArray(items, lo, hi, path);
     } else {
-      ASSIGN_OR_RETURN(E e, items == nullptr ? absl::StatusOr<E>(E::Ref(ValueRule()))
+      ASSIGN_OR_RETURN(E e, items == nullptr ? absl::StatusOr<E>(E::Ref(j_.Value()))
                                              : Visit(*items, path + "/items", depth + 1));
-      item = E::Seq({std::move(e), W()});
+      item = E::Seq({std::move(e), j_.W()});
     }
     // Element k (0-based): prefix[k] or the item schema; a comma before every element but the
     // first; elements past lo are optional, nested so that element k needs element k-1.
     const int32_t num_prefix = static_cast<int32_t>(prefix.size());
     auto element = [&](int32_t k) {
       E e = k < num_prefix ? prefix[static_cast<size_t>(k)] : *item;
-      return k == 0 ? e : E::Seq({E::Literal(","), W(), std::move(e)});
+      return k == 0 ? e : E::Seq({E::Literal(","), j_.W(), std::move(e)});
     };
     std::vector<E> required_part;
     for (int32_t k = 0; k < std::max(lo, 0); ++k) {
@@ -612,7 +439,7 @@ class SchemaConverter {
       tail = E::Optional(E::Seq({element(k), std::move(tail)}));
     }
     required_part.push_back(std::move(tail));
-    return E::Seq({E::Literal("["), W(), E::Seq(std::move(required_part)), E::Literal("]")});
+    return E::Seq({E::Literal("["), j_.W(), E::Seq(std::move(required_part)), E::Literal("]")});
   }
 
   // uniqueItems over a finite set of values: one rule per subset already used.
@@ -639,28 +466,9 @@ class SchemaConverter {
     if (distinct.size() > 8) return Unsupported(path, "'uniqueItems' over more than 8 values");
     const int k = static_cast<int>(distinct.size());
     if (lo > k) return Unsupported(path, "'minItems' exceeds the distinct values of 'uniqueItems'");
-    const int32_t max_count = hi < 0 ? k : std::min(hi, k);
-    const std::string base = absl::StrCat("uniq-", ++objects_);
-    std::vector<int32_t> rules(size_t{1} << k);
-    for (size_t m = 0; m < rules.size(); ++m) rules[m] = b_.Declare(absl::StrCat(base, "-", m));
-    for (size_t m = 0; m < rules.size(); ++m) {
-      const int used = std::popcount(m);
-      std::vector<E> choices;
-      if (used >= lo) choices.push_back(E::Empty());
-      if (used < max_count) {
-        for (int v = 0; v < k; ++v) {
-          if (m & (size_t{1} << v)) continue;
-          std::vector<E> seq;
-          if (used > 0) seq = {E::Literal(","), W()};
-          seq.push_back(Literal(distinct[static_cast<size_t>(v)]));
-          seq.push_back(W());
-          seq.push_back(E::Ref(rules[m | (size_t{1} << v)]));
-          choices.push_back(E::Seq(std::move(seq)));
-        }
-      }
-      b_.Define(rules[m], E::Alt(std::move(choices)));
-    }
-    return E::Seq({E::Literal("["), W(), E::Ref(rules[0]), E::Literal("]")});
+    std::vector<std::string> literals;
+    for (const Json& v : distinct) literals.push_back(v.dump());
+    return j_.UniqueArray(literals, lo, hi < 0 ? k : std::min(hi, k));
   }
 
   absl::StatusOr<int32_t> RefRule(const std::string& ref, const std::string& path) {
@@ -699,10 +507,9 @@ class SchemaConverter {
 
   const Json& root_;
   GrammarBuilder& b_;
-  std::map<std::string, int32_t> shared_;
+  JsonRules j_;
   std::map<std::string, int32_t> ref_rules_;
   int objects_ = 0;
-  int keys_ = 0;
 };
 
 }  // namespace
