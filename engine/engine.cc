@@ -1,6 +1,5 @@
 #include "engine/engine.h"
 
-#include <future>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -155,20 +154,18 @@ void Engine::RunStep(const ScheduledBatch& batch) {
 
 void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
   outputs_.OnScheduled(batch, now);
-  // Grammar masks are computed on a helper thread while the forward pass runs; sampling waits
-  // for them. The helper only reads the batch's requests, which the forward does not change.
+  // Grammar masks are computed on the mask worker while the forward pass runs; sampling waits
+  // for them. The worker only reads the batch's requests, which the forward does not change.
   const bool constrained =
       std::any_of(batch.requests.begin(), batch.requests.end(),
                   [](const ScheduledRequest& s) { return s.request->sampling.grammar != nullptr; });
-  std::future<std::vector<TokenConstraint>> masks;
   ModelRunner::ConstraintSource source;
   if (constrained) {
-    masks =
-        std::async(std::launch::async, [this, &batch] { return constrained_.Constraints(batch); });
-    source = [&masks] { return masks.get(); };
+    mask_worker_.Start([this, &batch] { return constrained_.Constraints(batch); });
+    source = [this] { return mask_worker_.Take(); };
   }
   absl::StatusOr<std::vector<RequestStepOutput>> outputs = runner_.Execute(batch, source);
-  if (masks.valid()) masks.wait();
+  if (mask_worker_.busy()) mask_worker_.Take();  // The forward failed before sampling.
   if (!outputs.ok()) {
     // Only this step's requests fail; the engine keeps serving the rest.
     LOG(ERROR) << "event=step_failed" << Kv("error", outputs.status().ToString());

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "engine/constrained_decoding.h"
 #include "engine/engine_inbox.h"
+#include "engine/mask_worker.h"
 #include "engine/model_runner.h"
 #include "engine/request_outputs.h"
 #include "engine/retry_hint.h"
@@ -133,6 +134,7 @@ class Engine {
   ModelRunner runner_;
   RequestOutputs outputs_;
   ConstrainedDecoding constrained_;
+  MaskWorker mask_worker_;
   std::thread thread_;
 
   // Written by the engine thread, read by Stats().
