@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/mask_worker.h"
 #include "engine/sampler.h"
 #include "structured/constraint.h"
 
@@ -97,6 +98,16 @@ TEST(ConstrainedDecodingTest, ATokenOutsideTheGrammarIsADeadEnd) {
   // EOS where the grammar may end is the end, not a dead end.
   Request eos = MakeRequest(grammar, {1, 0}, 2);
   EXPECT_NE(decoding.AfterStep(eos), ConstrainedDecoding::Verdict::kDeadEnd);
+}
+
+TEST(MaskWorkerTest, EachJobsResultComesBackToTake) {
+  MaskWorker worker;
+  for (int i = 0; i < 100; ++i) {
+    worker.Start([i] { return std::vector<TokenConstraint>(static_cast<size_t>(i % 7)); });
+    EXPECT_TRUE(worker.busy());
+    EXPECT_EQ(worker.Take().size(), static_cast<size_t>(i % 7));
+    EXPECT_FALSE(worker.busy());
+  }
 }
 
 }  // namespace
