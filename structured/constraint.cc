@@ -95,6 +95,9 @@ absl::StatusOr<std::shared_ptr<GrammarMatcher>> GrammarCache::Get(const Constrai
     matcher = std::make_shared<GrammarMatcher>(*std::move(grammar), vocabulary_);
     if (matcher->initial().key[1] == 0 && !matcher->initial().accepting()) {
       status = absl::InvalidArgumentError("the constraint matches no text");
+    } else if (matcher->initial().complete()) {
+      // A request generates at least one token, and nothing may follow the empty text.
+      status = absl::InvalidArgumentError("the constraint allows only the empty text");
     } else if (absl::Now() > limits.deadline) {
       status = absl::DeadlineExceededError("grammar compilation exceeded its time limit");
     }

@@ -260,6 +260,8 @@ class StructuredOutputTest(unittest.TestCase):
             (dict(choice=pb.ChoiceConstraint(choices=[])), "sampling.choice", "1 to 1024"),
             (dict(json_schema="x" * (300 << 10)), "sampling.json_schema", "at most"),
             (dict(regex="a{1,100000}"), "sampling.regex", "repetition count"),
+            (dict(regex=""), "sampling.regex", "only the empty text"),
+            (dict(grammar='root ::= ""'), "sampling.grammar", "only the empty text"),
         ]
         for constraint, field, message in cases:
             with self.subTest(field=field, message=message):

@@ -211,11 +211,14 @@ TEST(GrammarCacheTest, SameSpecCompilesOnceAndErrorsAreInvalidArgument) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   auto nothing = cache.Get({ConstraintSpec::kGrammar, "root ::= [^\\x00-\\U0010FFFF]", {}});
   EXPECT_EQ(nothing.status().code(), absl::StatusCode::kInvalidArgument);
+  auto empty = cache.Get({ConstraintSpec::kGrammar, "root ::= \"\"", {}});
+  EXPECT_THAT(empty.status().message(), HasSubstr("only the empty text"));
   // Capacity 2: the oldest goes.
   ASSERT_TRUE(cache.Get({ConstraintSpec::kRegex, "b", {}}).ok());
   ASSERT_TRUE(cache.Get({ConstraintSpec::kRegex, "c", {}}).ok());
   ASSERT_TRUE(cache.Get(a).ok());
   EXPECT_EQ(cache.stats().num_compiled, 4);
+  EXPECT_EQ(cache.stats().num_failed, 3);
 }
 
 }  // namespace
