@@ -1,16 +1,13 @@
 #include "structured/json_schema.h"
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/status.h"
-#include "structured/json_numbers.h"
 #include "structured/json_rules.h"
-#include "structured/regex.h"
+#include "structured/json_scalars.h"
 
 namespace iquest {
 namespace {
@@ -47,8 +44,6 @@ const std::set<std::string, std::less<>> kSupported = {"type",
                                                        "$defs",
                                                        "definitions"};
 
-std::string Where(const std::string& path) { return path.empty() ? "the schema root" : path; }
-
 class SchemaConverter {
  public:
   SchemaConverter(const Json& root, GrammarBuilder& b) : root_(root), b_(b), j_(b) {}
@@ -69,8 +64,7 @@ class SchemaConverter {
 
  private:
   absl::Status Unsupported(const std::string& path, absl::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("json_schema: ", what, " (at ", Where(path), ")"));
+    return JsonSchemaError(path, what);
   }
 
   static E Literal(const Json& value) { return E::Literal(value.dump()); }
@@ -177,135 +171,14 @@ class SchemaConverter {
 
   absl::StatusOr<E> VisitType(const Json& s, const std::string& type, const std::string& path,
                               int depth) {
-    if (type == "string") return String(s, path);
-    if (type == "integer") return Integer(s, path);
-    if (type == "number") return Number(s, path);
+    if (type == "string") return StringSchemaExpr(s, path, j_, b_);
+    if (type == "integer") return IntegerSchemaExpr(s, path);
+    if (type == "number") return NumberSchemaExpr(s, path, j_);
     if (type == "boolean") return E::Alt({E::Literal("true"), E::Literal("false")});
     if (type == "null") return E::Literal("null");
     if (type == "object") return Object(s, path, depth);
     if (type == "array") return Array(s, path, depth);
     return Unsupported(path, absl::StrCat("unknown type '", type, "'"));
-  }
-
-  absl::StatusOr<std::optional<int64_t>> Count(const Json& s, const char* key,
-                                               const std::string& path) const {
-    if (!s.contains(key)) return std::optional<int64_t>();
-    const Json& v = s[key];
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
-        v.get<int64_t>() > b_.limits().max_repeat) {
-      return Unsupported(path, absl::StrCat("'", key, "' must be an integer in [0, ",
-                                            b_.limits().max_repeat, "]"));
-    }
-    return std::optional<int64_t>(v.get<int64_t>());
-  }
-
-  absl::StatusOr<E> String(const Json& s, const std::string& path) {
-    ASSIGN_OR_RETURN(const std::optional<int64_t> min_length, Count(s, "minLength", path));
-    ASSIGN_OR_RETURN(const std::optional<int64_t> max_length, Count(s, "maxLength", path));
-    const bool lengths = min_length || max_length;
-    if (s.contains("format")) {
-      if (!s["format"].is_string()) return Unsupported(path, "'format' must be a string");
-      const std::string format = s["format"].get<std::string>();
-      const std::optional<std::string> regex = JsonRules::FormatRegex(format);
-      if (!regex) {
-        return Unsupported(path, absl::StrCat("format '", format,
-                                              "' is not supported (supported: date, time, "
-                                              "date-time, uuid, ipv4)"));
-      }
-      if (lengths || s.contains("pattern")) {
-        return Unsupported(path, "'format' beside 'pattern' or a length is not supported");
-      }
-      ASSIGN_OR_RETURN(E body, RegexToExpr(*regex, b_, /*json_escaped=*/true));
-      return E::Seq({E::Literal("\""), std::move(body), E::Literal("\"")});
-    }
-    if (s.contains("pattern")) {
-      if (!s["pattern"].is_string()) return Unsupported(path, "'pattern' must be a string");
-      if (lengths) return Unsupported(path, "'pattern' beside a length is not supported");
-      absl::StatusOr<E> body = RegexToExpr(s["pattern"].get<std::string>(), b_, true);
-      if (!body.ok()) {
-        return Unsupported(path + "/pattern", std::string(body.status().message()));
-      }
-      return E::Seq({E::Literal("\""), *std::move(body), E::Literal("\"")});
-    }
-    if (!lengths) return E::Ref(j_.String());
-    const int32_t lo = static_cast<int32_t>(min_length.value_or(0));
-    const int32_t hi = max_length ? static_cast<int32_t>(*max_length) : -1;
-    if (hi >= 0 && hi < lo) return Unsupported(path, "'maxLength' is below 'minLength'");
-    return E::Seq({E::Literal("\""), E::Repeat(j_.Char(), lo, hi), E::Literal("\"")});
-  }
-
-  // A bound keyword's value: draft 6+ numbers, or draft 4's boolean exclusive flags.
-  struct Bound {
-    double value = 0;
-    bool exclusive = false;
-  };
-  absl::StatusOr<std::optional<Bound>> ReadBound(const Json& s, bool lower,
-                                                 const std::string& path) const {
-    const char* inclusive_key = lower ? "minimum" : "maximum";
-    const char* exclusive_key = lower ? "exclusiveMinimum" : "exclusiveMaximum";
-    std::optional<Bound> bound;
-    if (s.contains(inclusive_key)) {
-      if (!s[inclusive_key].is_number()) {
-        return Unsupported(path, absl::StrCat("'", inclusive_key, "' must be a number"));
-      }
-      bound = Bound{s[inclusive_key].get<double>(), false};
-    }
-    if (s.contains(exclusive_key)) {
-      const Json& e = s[exclusive_key];
-      if (e.is_boolean()) {
-        if (e.get<bool>() && bound) bound->exclusive = true;
-      } else if (e.is_number()) {
-        const double v = e.get<double>();
-        if (!bound || (lower ? v >= bound->value : v <= bound->value)) bound = Bound{v, true};
-      } else {
-        return Unsupported(path, absl::StrCat("'", exclusive_key, "' must be a number"));
-      }
-    }
-    if (bound && !std::isfinite(bound->value)) {
-      return Unsupported(path, "numeric bounds must be finite");
-    }
-    if (bound && std::fabs(bound->value) > 1e18) {
-      return Unsupported(path, "numeric bounds above 1e18 in magnitude are not supported");
-    }
-    return bound;
-  }
-
-  absl::StatusOr<E> Integer(const Json& s, const std::string& path) {
-    ASSIGN_OR_RETURN(const std::optional<Bound> lo, ReadBound(s, true, path));
-    ASSIGN_OR_RETURN(const std::optional<Bound> hi, ReadBound(s, false, path));
-    std::optional<int64_t> a, z;
-    if (lo) {
-      const double c = std::ceil(lo->value);
-      a = static_cast<int64_t>(c) + (lo->exclusive && c == lo->value ? 1 : 0);
-    }
-    if (hi) {
-      const double f = std::floor(hi->value);
-      z = static_cast<int64_t>(f) - (hi->exclusive && f == hi->value ? 1 : 0);
-    }
-    if (a && z && *a > *z) return Unsupported(path, "the integer bounds leave no value");
-    return IntegerRangeExpr(a, z);
-  }
-
-  absl::StatusOr<E> Number(const Json& s, const std::string& path) {
-    ASSIGN_OR_RETURN(const std::optional<Bound> lo, ReadBound(s, true, path));
-    ASSIGN_OR_RETURN(const std::optional<Bound> hi, ReadBound(s, false, path));
-    if (!lo && !hi) return E::Ref(j_.Number());
-    auto integral = [](const std::optional<Bound>& b) {
-      return !b || b->value == std::floor(b->value);
-    };
-    if (!integral(lo) || !integral(hi)) {
-      return Unsupported(path,
-                         "bounds on type number must be integers (use type integer for "
-                         "other bounds, or widen them)");
-    }
-    std::optional<NumberBound> a, z;
-    if (lo) a = NumberBound{static_cast<int64_t>(lo->value), lo->exclusive};
-    if (hi) z = NumberBound{static_cast<int64_t>(hi->value), hi->exclusive};
-    if (a && z &&
-        (a->value > z->value || (a->value == z->value && (a->exclusive || z->exclusive)))) {
-      return Unsupported(path, "the number bounds leave no value");
-    }
-    return NumberRangeExpr(a, z);
   }
 
   absl::StatusOr<E> Object(const Json& s, const std::string& path, int depth) {
@@ -376,8 +249,10 @@ class SchemaConverter {
   }
 
   absl::StatusOr<E> Array(const Json& s, const std::string& path, int depth) {
-    ASSIGN_OR_RETURN(const std::optional<int64_t> min_items, Count(s, "minItems", path));
-    ASSIGN_OR_RETURN(const std::optional<int64_t> max_items, Count(s, "maxItems", path));
+    ASSIGN_OR_RETURN(const std::optional<int64_t> min_items,
+                     SchemaCount(s, "minItems", path, b_.limits()));
+    ASSIGN_OR_RETURN(const std::optional<int64_t> max_items,
+                     SchemaCount(s, "maxItems", path, b_.limits()));
     const int32_t lo = static_cast<int32_t>(min_items.value_or(0));
     int32_t hi = max_items ? static_cast<int32_t>(*max_items) : -1;
     if (hi >= 0 && hi < lo) return Unsupported(path, "'maxItems' is below 'minItems'");
