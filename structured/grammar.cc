@@ -53,6 +53,7 @@ GrammarExpr GrammarExpr::Repeat(GrammarExpr body, int32_t min_count, int32_t max
 }
 
 int32_t GrammarBuilder::Declare(std::string name) {
+  ids_.emplace(name, static_cast<int32_t>(names_.size()));
   names_.push_back(std::move(name));
   bodies_.emplace_back();
   defined_.push_back(false);
@@ -77,10 +78,8 @@ int32_t GrammarBuilder::Add(std::string name, GrammarExpr body) {
 }
 
 int32_t GrammarBuilder::Find(std::string_view name) const {
-  for (size_t i = 0; i < names_.size(); ++i) {
-    if (names_[i] == name) return static_cast<int32_t>(i);
-  }
-  return -1;
+  auto it = ids_.find(absl::string_view(name.data(), name.size()));
+  return it == ids_.end() ? -1 : it->second;
 }
 
 absl::Status GrammarBuilder::CheckTime() const {
@@ -91,11 +90,9 @@ absl::Status GrammarBuilder::CheckTime() const {
 }
 
 int32_t GrammarBuilder::ByteSetIndex(const ByteSet& bytes) {
-  for (size_t i = 0; i < byte_sets_.size(); ++i) {
-    if (byte_sets_[i] == bytes) return static_cast<int32_t>(i);
-  }
-  byte_sets_.push_back(bytes);
-  return static_cast<int32_t>(byte_sets_.size()) - 1;
+  auto [it, added] = byte_set_ids_.try_emplace(bytes, static_cast<int32_t>(byte_sets_.size()));
+  if (added) byte_sets_.push_back(bytes);
+  return it->second;
 }
 
 absl::StatusOr<int32_t> GrammarBuilder::HelperRule(const std::string& owner, GrammarExpr body) {

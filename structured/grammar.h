@@ -16,8 +16,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
@@ -43,6 +45,10 @@ class ByteSet {
   bool Contains(uint8_t byte) const { return (words_[byte >> 6] >> (byte & 63)) & 1; }
   bool empty() const { return (words_[0] | words_[1] | words_[2] | words_[3]) == 0; }
   bool operator==(const ByteSet&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ByteSet& s) {
+    return H::combine(std::move(h), s.words_);
+  }
 
  private:
   std::array<uint64_t, 4> words_{};
@@ -123,6 +129,8 @@ class GrammarBuilder {
 
   GrammarLimits limits_;
   std::vector<std::string> names_;
+  absl::flat_hash_map<std::string, int32_t> ids_;  // Name -> its first rule.
+  absl::flat_hash_map<ByteSet, int32_t> byte_set_ids_;
   std::vector<GrammarExpr> bodies_;
   std::vector<bool> defined_;
   std::vector<std::vector<std::vector<GrammarElement>>> alternatives_;  // Flattened, per rule.
