@@ -261,11 +261,7 @@ GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context,
   state_->request_id = request_id;
   state_->metrics = serving.metrics;
   state_->pump = serving.stream_pump.get();
-  absl::StatusOr<GenerationRequest> parsed = ToGenerationRequest(request, serving);
-  if (parsed.ok()) {
-    absl::StatusOr<ToolCalling> tools = ToolCallingFor(request, serving);
-    if (tools.ok()) state_->tools = *std::move(tools);  // ToGenerationRequest checked it.
-  }
+  absl::StatusOr<GenerationRequest> parsed = ToGenerationRequest(request, serving, &state_->tools);
   if (!parsed.ok()) {
     FinishWith(grpc::Status(static_cast<grpc::StatusCode>(parsed.status().code()),
                             std::string(parsed.status().message())));

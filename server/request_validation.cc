@@ -299,14 +299,9 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const serve::v1::GenerateRequest&
 
 }  // namespace
 
-absl::StatusOr<ToolCalling> ToolCallingFor(const serve::v1::GenerateRequest& p,
-                                           const ServingContext& context) {
-  if (p.input_case() != serve::v1::GenerateRequest::kChat) return ToolCalling();
-  return ParseToolCalling(p.chat(), context.tool_call_format);
-}
-
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& p,
-                                                      const ServingContext& context) {
+                                                      const ServingContext& context,
+                                                      ToolCalling* tool_calling) {
   GenerationRequest out;
   if (p.request_id().size() > kMaxRequestIdBytes || !IsPrintableAscii(p.request_id())) {
     return OutOfRange("request_id",
@@ -324,7 +319,10 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateR
   }
   out.cache_salt = p.cache_salt();
   ASSIGN_OR_RETURN(out.sampling, ToSamplingParams(p.sampling(), context));
-  ASSIGN_OR_RETURN(const ToolCalling tools, ToolCallingFor(p, context));
+  ToolCalling tools;  // What tool_choice asks (kNone for other inputs).
+  if (p.input_case() == serve::v1::GenerateRequest::kChat) {
+    ASSIGN_OR_RETURN(tools, ParseToolCalling(p.chat(), context.tool_call_format));
+  }
   if (!tools.schema.empty()) {
     // tool_choice required / named: the output is held to the calls' schema (as vLLM does).
     if (out.sampling.grammar != nullptr) {
@@ -348,6 +346,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateR
   // Whether the prompt fits (non-empty, in the vocabulary, in the context and the KV pool) is
   // the engine's one check, CheckFits, run by Engine::Submit.
   ASSIGN_OR_RETURN(out.prompt_token_ids, PromptIds(p, context));
+  if (tool_calling != nullptr) *tool_calling = std::move(tools);
   return out;
 }
 

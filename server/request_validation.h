@@ -37,13 +37,12 @@ inline constexpr size_t kMaxConstraintBytes = 256 << 10;
 inline constexpr int kMaxChoices = 1024;
 inline constexpr size_t kMaxChoiceBytes = 4096;
 
+// `tool_calling`, when given, receives what a chat request's tool_choice asks (kNone for other
+// inputs): the front doors run its extractor over the outputs; the constraint of "required" and
+// a named function is already applied to the sampling params.
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const serve::v1::GenerateRequest& proto,
-                                                      const ServingContext& context);
-
-// What a chat request's tool_choice asks (kNone for other inputs); ToGenerationRequest applies
-// its constraint, the front doors its extractor.
-absl::StatusOr<ToolCalling> ToolCallingFor(const serve::v1::GenerateRequest& proto,
-                                           const ServingContext& context);
+                                                      const ServingContext& context,
+                                                      ToolCalling* tool_calling = nullptr);
 
 absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams& proto,
                                                 const ServingContext& context);

@@ -231,12 +231,9 @@ void OpenAiService::Generate(const HttpRequest& request, bool chat, const Servin
     serve::v1::GenerateRequest& proto = parsed->prompts[k];
     proto.set_request_id(parsed->prompts.size() == 1 ? id : absl::StrCat(id, "-", k));
     proto.set_tenant(tenant);
-    absl::StatusOr<GenerationRequest> r = ToGenerationRequest(proto, serving);
+    absl::StatusOr<GenerationRequest> r =
+        ToGenerationRequest(proto, serving, chat ? &generation->tools : nullptr);
     if (!r.ok()) return RespondError(*exchange, r.status());
-    if (chat) {
-      absl::StatusOr<ToolCalling> tools = ToolCallingFor(proto, serving);
-      if (tools.ok()) generation->tools = *std::move(tools);  // ToGenerationRequest checked it.
-    }
     if (chat && !parsed->max_tokens_set) {
       // OpenAI's chat default: as many tokens as the context leaves (at least one, so a prompt
       // that fills the context still gets CheckFits's error naming the limit).
