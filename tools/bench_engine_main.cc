@@ -11,9 +11,7 @@
 // the batch-1 figure is then also given as weight bytes read per second.
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -27,6 +25,7 @@
 #include "model/batch_inputs.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
+#include "tools/decode_run.h"
 
 namespace iquest {
 namespace {
@@ -69,73 +68,6 @@ double StepOverheadMicros(int64_t num_requests, int64_t num_steps) {
   for (int64_t i = 0; i < num_steps; ++i) step();
   return Seconds(std::chrono::steady_clock::now() - start).count() * 1e6 /
          static_cast<double>(num_steps);
-}
-
-class CountingSink : public TokenSink {
- public:
-  void OnOutput(GenerationOutput output) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (output.request_done) {
-      timings_.push_back(output.timings);
-      tokens_ += output.usage.completion_tokens;
-      cv_.notify_all();
-    }
-  }
-  void WaitFor(size_t n) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return timings_.size() >= n; });
-  }
-  std::vector<RequestTimings> timings_;
-  int64_t tokens_ = 0;
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-};
-
-// What one decode run measured.
-struct DecodeRun {
-  double tok_s = 0;               // Generated tokens after each first token, per decode second.
-  double bytes_to_host_step = 0;  // Results brought to the host per engine step (ModelRunner).
-};
-
-absl::StatusOr<DecodeRun> Decode(LlamaModel& model, int batch, int max_tokens,
-                                 bool backend_sampling) {
-  EngineConfig config;
-  config.backend_sampling = backend_sampling;
-  config.kv_cache.block_size = 16;
-  config.kv_cache.dtype = model.backend().preferred_kv_dtype();
-  config.kv_cache.num_blocks = batch * ((16 + max_tokens) / 16 + 2);
-  config.scheduler.max_num_seqs = batch;
-  config.scheduler.max_num_batched_tokens = std::max(2048, 16 * batch);
-  config.scheduler.max_model_len = std::min<int64_t>(model.config().max_context_len, 4096);
-  auto engine = Engine::Create(model, config);
-  if (!engine.ok()) return engine.status();
-  auto sink = std::make_shared<CountingSink>();
-  for (int i = 0; i < batch; ++i) {
-    GenerationRequest r;
-    r.request_id = std::to_string(i);
-    for (int t = 0; t < 16; ++t)
-      r.prompt_token_ids.push_back((i * 31 + t * 7 + 1) % model.config().vocab_size);
-    r.sampling.temperature = 0.0f;
-    r.sampling.max_tokens = max_tokens;
-    r.sampling.ignore_eos = true;
-    const absl::Status status = (*engine)->Submit(r, sink);
-    if (!status.ok()) return status;
-  }
-  sink->WaitFor(static_cast<size_t>(batch));
-  Clock::time_point first = Clock::time_point::max(), last = Clock::time_point::min();
-  for (const RequestTimings& t : sink->timings_) {
-    first = std::min(first, t.first_token);
-    last = std::max(last, t.finished);
-  }
-  const double decode_tokens = static_cast<double>(sink->tokens_ - batch);
-  const EngineStats stats = (*engine)->Stats();
-  DecodeRun run;
-  run.tok_s = decode_tokens / Seconds(last - first).count();
-  run.bytes_to_host_step = static_cast<double>(stats.bytes_to_host) /
-                           static_cast<double>(std::max<int64_t>(stats.num_steps, 1));
-  return run;
 }
 
 // Prompt tokens per second of one forward pass over `num_tokens` prompt tokens (logits of the
@@ -325,14 +257,15 @@ int main(int argc, char** argv) {
     const int max_tokens = static_cast<int>(decode_tokens) + 1;
     double bytes = 0;
     auto spread = iquest::Repeat(repeats, [&]() -> absl::StatusOr<double> {
-      absl::StatusOr<iquest::DecodeRun> run = iquest::Decode(**model, batch, max_tokens, true);
+      absl::StatusOr<iquest::DecodeRun> run = iquest::RunDecode(**model, batch, max_tokens, true);
       if (!run.ok()) return run.status();
       bytes = run->bytes_to_host_step;
       return run->tok_s;
     });
     if (!spread.ok()) return fail(spread.status());
     decode.push_back(*spread);
-    absl::StatusOr<iquest::DecodeRun> host_run = iquest::Decode(**model, batch, max_tokens, false);
+    absl::StatusOr<iquest::DecodeRun> host_run =
+        iquest::RunDecode(**model, batch, max_tokens, false);
     if (!host_run.ok()) return fail(host_run.status());
     host_bytes.emplace_back(bytes, host_run->bytes_to_host_step);
   }

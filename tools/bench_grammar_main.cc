@@ -11,9 +11,7 @@
 // Figures only: nothing here is a pass/fail test.
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,6 +26,7 @@
 #include "model/tokenizer/tokenizer.h"
 #include "structured/constraint.h"
 #include "structured/tokenizer_vocabulary.h"
+#include "tools/decode_run.h"
 
 namespace iquest {
 namespace {
@@ -172,58 +171,6 @@ int CompileAndMaskFigures(const Tokenizer& tokenizer,
   return 0;
 }
 
-class CountingSink : public TokenSink {
- public:
-  void OnOutput(GenerationOutput output) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!output.request_done) return;
-    first_ = std::min(first_, output.timings.first_token);
-    last_ = std::max(last_, output.timings.finished);
-    tokens_ += output.usage.completion_tokens;
-    ++done_;
-    cv_.notify_all();
-  }
-  double DecodeTokensPerSecond(int n) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return done_ >= n; });
-    return static_cast<double>(tokens_ - n) / Seconds(last_ - first_).count();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  Clock::time_point first_ = Clock::time_point::max(), last_ = Clock::time_point::min();
-  int64_t tokens_ = 0;
-  int done_ = 0;
-};
-
-absl::StatusOr<double> Decode(LlamaModel& model, int batch, int max_tokens, bool backend_sampling,
-                              std::shared_ptr<GrammarMatcher> grammar) {
-  EngineConfig config;
-  config.backend_sampling = backend_sampling;
-  config.kv_cache.block_size = 16;
-  config.kv_cache.dtype = model.backend().preferred_kv_dtype();
-  config.kv_cache.num_blocks = batch * ((16 + max_tokens) / 16 + 2);
-  config.scheduler.max_num_seqs = batch;
-  config.scheduler.max_num_batched_tokens = std::max(2048, 16 * batch);
-  config.scheduler.max_model_len = model.config().max_context_len;
-  auto engine = Engine::Create(model, config);
-  if (!engine.ok()) return engine.status();
-  auto sink = std::make_shared<CountingSink>();
-  for (int i = 0; i < batch; ++i) {
-    GenerationRequest r;
-    r.request_id = std::to_string(i);
-    for (int t = 0; t < 16; ++t) r.prompt_token_ids.push_back((i * 31 + t * 7 + 1) % 1000);
-    r.sampling.temperature = 1.0f;
-    r.sampling.seed = static_cast<uint64_t>(i);
-    r.sampling.max_tokens = max_tokens;
-    r.sampling.ignore_eos = true;
-    r.sampling.grammar = grammar;
-    RETURN_IF_ERROR((*engine)->Submit(r, sink));
-  }
-  return sink->DecodeTokensPerSecond(batch);
-}
-
 int DecodeFigures(const std::shared_ptr<const TokenVocabulary>& vocabulary,
                   const BackendOptions& options, int batch, int decode_tokens, int hidden) {
   absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(Device::kCpu, options);
@@ -264,13 +211,18 @@ int DecodeFigures(const std::shared_ptr<const TokenVocabulary>& vocabulary,
     for (int rep = 0; rep < 3; ++rep) {
       // A fresh matcher each repeat would re-measure the cold DFA; the shared one is what a
       // server holds for a repeated schema.
-      absl::StatusOr<double> rate = Decode(**model, batch, decode_tokens, run.backend_sampling,
-                                           run.constrained ? *grammar : nullptr);
-      if (!rate.ok()) {
-        std::fprintf(stderr, "%s\n", rate.status().ToString().c_str());
+      absl::StatusOr<DecodeRun> result = RunDecode(
+          **model, batch, decode_tokens, run.backend_sampling, [&](int i, GenerationRequest& r) {
+            for (int t = 0; t < 16; ++t) r.prompt_token_ids[t] = (i * 31 + t * 7 + 1) % 1000;
+            r.sampling.temperature = 1.0f;
+            r.sampling.seed = static_cast<uint64_t>(i);
+            r.sampling.grammar = run.constrained ? *grammar : nullptr;
+          });
+      if (!result.ok()) {
+        std::fprintf(stderr, "%s\n", result.status().ToString().c_str());
         return 1;
       }
-      rates.push_back(*rate);
+      rates.push_back(result->tok_s);
     }
     const double median = Percentile(rates, 0.5);
     if (baseline == 0) baseline = median;

@@ -1,0 +1,81 @@
+#include "tools/decode_run.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace iquest {
+namespace {
+
+using Seconds = std::chrono::duration<double>;
+
+class CountingSink : public TokenSink {
+ public:
+  void OnOutput(GenerationOutput output) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (output.request_done) {
+      timings_.push_back(output.timings);
+      tokens_ += output.usage.completion_tokens;
+      cv_.notify_all();
+    }
+  }
+  void WaitFor(size_t n) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return timings_.size() >= n; });
+  }
+  std::vector<RequestTimings> timings_;
+  int64_t tokens_ = 0;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+}  // namespace
+
+absl::StatusOr<DecodeRun> RunDecode(LlamaModel& model, int batch, int max_tokens,
+                                    bool backend_sampling,
+                                    const std::function<void(int, GenerationRequest&)>& configure) {
+  EngineConfig config;
+  config.backend_sampling = backend_sampling;
+  config.kv_cache.block_size = 16;
+  config.kv_cache.dtype = model.backend().preferred_kv_dtype();
+  config.kv_cache.num_blocks = batch * ((16 + max_tokens) / 16 + 2);
+  config.scheduler.max_num_seqs = batch;
+  config.scheduler.max_num_batched_tokens = std::max(2048, 16 * batch);
+  config.scheduler.max_model_len = std::min<int64_t>(model.config().max_context_len, 4096);
+  auto engine = Engine::Create(model, config);
+  if (!engine.ok()) return engine.status();
+  auto sink = std::make_shared<CountingSink>();
+  for (int i = 0; i < batch; ++i) {
+    GenerationRequest r;
+    r.request_id = std::to_string(i);
+    for (int t = 0; t < 16; ++t)
+      r.prompt_token_ids.push_back((i * 31 + t * 7 + 1) % model.config().vocab_size);
+    r.sampling.temperature = 0.0f;
+    r.sampling.max_tokens = max_tokens;
+    r.sampling.ignore_eos = true;
+    if (configure) configure(i, r);
+    const absl::Status status = (*engine)->Submit(r, sink);
+    if (!status.ok()) return status;
+  }
+  sink->WaitFor(static_cast<size_t>(batch));
+  Clock::time_point first = Clock::time_point::max(), last = Clock::time_point::min();
+  for (const RequestTimings& t : sink->timings_) {
+    first = std::min(first, t.first_token);
+    last = std::max(last, t.finished);
+  }
+  const double decode_tokens = static_cast<double>(sink->tokens_ - batch);
+  const EngineStats stats = (*engine)->Stats();
+  DecodeRun run;
+  run.tok_s = decode_tokens / Seconds(last - first).count();
+  run.bytes_to_host_step = static_cast<double>(stats.bytes_to_host) /
+                           static_cast<double>(std::max<int64_t>(stats.num_steps, 1));
+  return run;
+}
+
+}  // namespace iquest

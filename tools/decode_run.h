@@ -1,0 +1,24 @@
+// One decode throughput run through the real engine, shared by the benchmarks: `batch` requests
+// (a 16-token prompt each, then `configure` may change them) submitted at once, each generating
+// `max_tokens` tokens, timed from the first first-token to the last finish.
+#pragma once
+
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "model/llama.h"
+
+namespace iquest {
+
+struct DecodeRun {
+  double tok_s = 0;               // Generated tokens after each first token, per decode second.
+  double bytes_to_host_step = 0;  // Results brought to the host per engine step (ModelRunner).
+};
+
+// Requests are greedy with EOS ignored unless `configure` says otherwise.
+absl::StatusOr<DecodeRun> RunDecode(
+    LlamaModel& model, int batch, int max_tokens, bool backend_sampling,
+    const std::function<void(int, GenerationRequest&)>& configure = {});
+
+}  // namespace iquest
