@@ -54,8 +54,6 @@ class GrammarCache {
   absl::StatusOr<std::shared_ptr<GrammarMatcher>> Get(const ConstraintSpec& spec);
 
   GrammarCacheStats stats() const;
-  const TokenVocabulary& vocabulary() const { return *vocabulary_; }
-  absl::Duration compile_timeout() const { return compile_timeout_; }
 
  private:
   const std::shared_ptr<const TokenVocabulary> vocabulary_;

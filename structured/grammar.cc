@@ -280,49 +280,4 @@ absl::StatusOr<Grammar> GrammarBuilder::Build(int32_t root) {
   return g;
 }
 
-namespace {
-
-std::string ByteSetText(const ByteSet& set) {
-  std::string out = "[";
-  auto put = [&](int b) {
-    if (b >= 0x21 && b <= 0x7e && b != ']' && b != '\\' && b != '-' && b != '^') {
-      out.push_back(static_cast<char>(b));
-    } else {
-      absl::StrAppend(&out, "\\x", absl::Hex(b, absl::kZeroPad2));
-    }
-  };
-  for (int b = 0; b < 256; ++b) {
-    if (!set.Contains(static_cast<uint8_t>(b))) continue;
-    int e = b;
-    while (e + 1 < 256 && set.Contains(static_cast<uint8_t>(e + 1))) ++e;
-    put(b);
-    if (e > b) {
-      out.push_back('-');
-      put(e);
-    }
-    b = e;
-  }
-  return out + "]";
-}
-
-}  // namespace
-
-std::string Grammar::ToString() const {
-  std::string out;
-  for (size_t r = 0; r < rules.size(); ++r) {
-    absl::StrAppend(&out, rule_names[r], " ::=");
-    for (size_t a = 0; a < rules[r].size(); ++a) {
-      if (a > 0) out += " |";
-      for (int32_t p = rules[r][a]; elements[p].kind != GrammarElement::kEnd; ++p) {
-        const GrammarElement& e = elements[p];
-        absl::StrAppend(&out, " ",
-                        e.kind == GrammarElement::kRule ? rule_names[e.value]
-                                                        : ByteSetText(byte_sets[e.value]));
-      }
-    }
-    out += "\n";
-  }
-  return out;
-}
-
 }  // namespace iquest

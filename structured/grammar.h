@@ -66,8 +66,6 @@ struct Grammar {
   std::vector<std::string> rule_names;      // For errors and dumps.
   std::vector<ByteSet> byte_sets;
   int32_t root = 0;
-  // GBNF-like text of the flattened rules (tests, debugging).
-  std::string ToString() const;
 };
 
 // An expression over bytes, before flattening.

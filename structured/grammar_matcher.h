@@ -70,7 +70,6 @@ class GrammarMatcher {
   // Moves `state` past `bytes` (tests, tools).
   bool AdvanceBytes(GrammarState& state, std::string_view bytes);
 
-  const Grammar& grammar() const { return grammar_; }
   const TokenVocabulary& vocabulary() const { return *vocabulary_; }
   GrammarMatcherStats stats() const;
 
