@@ -266,7 +266,6 @@ absl::StatusOr<Grammar> GrammarBuilder::Build(int32_t root) {
   RETURN_IF_ERROR(CheckLeftRecursion());
   Grammar g;
   g.root = root;
-  g.rule_names = names_;
   g.byte_sets = byte_sets_;
   g.rules.resize(alternatives_.size());
   g.elements.reserve(static_cast<size_t>(num_elements_));

@@ -63,7 +63,6 @@ struct GrammarElement {
 struct Grammar {
   std::vector<GrammarElement> elements;     // Every alternative, each ending in kEnd.
   std::vector<std::vector<int32_t>> rules;  // Rule id -> the start of each alternative.
-  std::vector<std::string> rule_names;      // For errors and dumps.
   std::vector<ByteSet> byte_sets;
   int32_t root = 0;
 };
