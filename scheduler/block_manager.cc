@@ -35,6 +35,19 @@ void BlockManager::PushBack(int32_t b) {
   if (block.hash) ++cached_free_count_;
 }
 
+void BlockManager::PushFront(int32_t b) {
+  Block& block = blocks_[b];
+  CHECK(!block.in_free_queue && block.ref_count == 0) << "block " << b;
+  block.prev = -1;
+  block.next = head_;
+  if (head_ >= 0) blocks_[head_].prev = b;
+  head_ = b;
+  if (tail_ < 0) tail_ = b;
+  block.in_free_queue = true;
+  ++free_count_;
+  if (block.hash) ++cached_free_count_;
+}
+
 void BlockManager::Remove(int32_t b) {
   Block& block = blocks_[b];
   CHECK(block.in_free_queue) << "block " << b;
@@ -210,6 +223,22 @@ void BlockManager::Free(Request& request) {
   request.block_ids.clear();
 }
 
+void BlockManager::Truncate(Request& request, int64_t num_tokens) {
+  const size_t needed = static_cast<size_t>((num_tokens + block_size_ - 1) / block_size_);
+  while (request.block_ids.size() > needed) {
+    const int32_t b = request.block_ids.back();
+    request.block_ids.pop_back();
+    Block& block = blocks_[b];
+    CHECK_GT(block.ref_count, 0) << "block " << b;
+    if (--block.ref_count > 0) continue;
+    if (block.hash) {
+      PushBack(b);
+    } else {
+      PushFront(b);
+    }
+  }
+}
+
 void BlockManager::Fork(const Request& parent, Request& child) {
   CHECK(child.block_ids.empty());
   for (int32_t b : parent.block_ids) Reference(b);
@@ -242,6 +271,15 @@ std::vector<int32_t> BlockManager::FreeQueue() const {
 absl::Status BlockManager::CheckInvariants(const std::vector<const Request*>& live) const {
   std::vector<int32_t> refs(blocks_.size(), 0);
   for (const Request* request : live) {
+    // Exact tables: no block past the request's tokens and the drafts it may verify.
+    const int64_t covered =
+        request->num_tokens() + static_cast<int64_t>(request->draft_token_ids.size());
+    if (static_cast<int64_t>(request->block_ids.size()) >
+        (covered + block_size_ - 1) / block_size_) {
+      return absl::InternalError(absl::StrCat("request ", request->id, " holds ",
+                                              request->block_ids.size(), " blocks for ", covered,
+                                              " tokens"));
+    }
     for (int32_t b : request->block_ids) {
       if (b < 0 || b >= num_blocks()) return absl::InternalError(absl::StrCat("bad block ", b));
       ++refs[b];

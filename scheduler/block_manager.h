@@ -51,6 +51,9 @@ class BlockManager {
 
   // Drops `request`'s references, tail block first so that tails are evicted before heads.
   void Free(Request& request);
+  // Drops the blocks past those `num_tokens` tokens need (speculative decoding: the slots of
+  // rejected drafts). They hold no verified token, so none has a key; they are reused first.
+  void Truncate(Request& request, int64_t num_tokens);
 
   // n > 1: `child` shares all of `parent`'s blocks.
   void Fork(const Request& parent, Request& child);
@@ -94,6 +97,7 @@ class BlockManager {
   };
 
   void PushBack(int32_t block);
+  void PushFront(int32_t block);
   void Remove(int32_t block);
   int32_t PopFront();
   void Reference(int32_t block);

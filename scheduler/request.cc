@@ -32,6 +32,11 @@ std::string LiveKey(std::string_view owner, std::string_view request_id) {
   return key;
 }
 
+bool MaySpeculate(const Request& r) {
+  return r.state == RequestState::kRunning && r.num_tokens() - r.num_computed_tokens == 1 &&
+         r.sampling.n == 1 && r.sampling.speculation && r.sampling.grammar == nullptr;
+}
+
 FinishReason AppendToken(Request& request, int32_t token, int64_t max_model_len) {
   request.token_ids.push_back(token);
   const SamplingParams& params = request.sampling;

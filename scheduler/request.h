@@ -44,6 +44,9 @@ struct SamplingParams {
   // Shared by every request with the same constraint; each sample keeps its own state in the
   // engine (engine/constrained_decoding.h).
   std::shared_ptr<GrammarMatcher> grammar = nullptr;
+  // Speculative decoding (engine/speculator.h) for this request when the server runs a proposer;
+  // false: it decodes one token per step. Outputs are the same either way.
+  bool speculation = true;
 };
 
 // Lifecycle order is meaningful: a request only moves forward, except that preemption sends a
@@ -96,6 +99,11 @@ struct Request {
   int64_t admitted_step = 0;  // The scheduler step of its latest admission.
   // Set when the request is created by a fork (n > 1): its siblings share the prompt's blocks.
   bool forked = false;
+  // Speculative decoding: tokens a proposer guesses follow token_ids, for the next step to
+  // verify after the last real token. Only a decoding request (num_computed_tokens ==
+  // num_tokens() - 1) has them; they are never part of token_ids until the target model's own
+  // samples agree (Scheduler::Update).
+  std::vector<int32_t> draft_token_ids;
 
   int64_t num_prompt_tokens() const { return prompt_len; }
   int64_t num_output_tokens() const { return num_tokens() - prompt_len; }
@@ -114,6 +122,11 @@ struct Request {
   }
   bool is_finished() const { return state == RequestState::kFinished; }
 };
+
+// Whether `request` may verify speculative drafts in its next step: running with one token left
+// to compute (its last one), a single sample (a prompt that forks into n samples does not), its
+// speculation switch on and no grammar (whose masks are computed per token, ahead of the step).
+bool MaySpeculate(const Request& request);
 
 // Appends `token` and returns why the request must stop now, or kNone. Covers EOS and stop token
 // ids (respecting min_tokens and ignore_eos), max_tokens and `max_model_len`. Stop strings need

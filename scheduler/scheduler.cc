@@ -92,11 +92,13 @@ ScheduledBatch Scheduler::Schedule(Clock::time_point now) {
   }
   std::vector<Candidate> admissions = PickAdmissions();
   PlanGrants(running, admissions);
+  PlanDrafts(running, admissions);
   ScheduledBatch batch;
   bool preempted = false;
   ScheduleRunning(running, batch, preempted);
   // As in vLLM: a step that had to preempt admits nobody new.
   if (!preempted) Admit(admissions, batch);
+  AddDrafts(running, batch);
   for (const ScheduledRequest& s : batch.requests) batch.num_tokens += s.num_tokens;
   CHECK_LE(batch.num_tokens, config_.max_num_batched_tokens);
   return batch;
@@ -199,6 +201,51 @@ void Scheduler::PlanGrants(std::vector<Candidate>& running, std::vector<Candidat
   tenant_carry_ = std::move(carry);  // Tenants with nothing to compute carry nothing.
 }
 
+void Scheduler::PlanDrafts(std::vector<Candidate>& running,
+                           const std::vector<Candidate>& admissions) const {
+  int64_t left = config_.max_num_batched_tokens;
+  for (const Candidate& c : running) left -= c.grant;
+  for (const Candidate& c : admissions) left -= c.grant;
+  for (Candidate& c : running) {
+    if (left <= 0) return;
+    const Request& r = *c.request;
+    // Only a decode whose real token is granted verifies drafts.
+    if (r.draft_token_ids.empty() || c.grant == 0 || r.num_tokens() - r.num_computed_tokens != 1) {
+      continue;
+    }
+    c.num_drafts = std::min<int64_t>(static_cast<int64_t>(r.draft_token_ids.size()), left);
+    left -= c.num_drafts;
+  }
+}
+
+int64_t Scheduler::DraftsThatFit(const Request& request, int64_t num_new,
+                                 int64_t num_drafts) const {
+  for (; num_drafts > 0; --num_drafts) {
+    const int64_t needed =
+        blocks_.NumBlocksToAllocate(request, request.num_computed_tokens + num_new + num_drafts);
+    if (needed <= blocks_.num_free_blocks()) return num_drafts;
+  }
+  return 0;
+}
+
+void Scheduler::AddDrafts(const std::vector<Candidate>& running, ScheduledBatch& batch) {
+  std::unordered_map<const Request*, int64_t> drafts;
+  for (const Candidate& c : running) {
+    if (c.num_drafts > 0) drafts[c.request] = c.num_drafts;
+  }
+  if (drafts.empty()) return;
+  // After every real token has its blocks: drafts only take what is left.
+  for (ScheduledRequest& s : batch.requests) {
+    auto it = drafts.find(s.request);
+    if (it == drafts.end() || s.request->state != RequestState::kRunning) continue;
+    const int64_t n = DraftsThatFit(*s.request, s.num_tokens, it->second);
+    if (n == 0) continue;
+    CHECK(blocks_.Allocate(*s.request, s.request->num_computed_tokens + s.num_tokens + n));
+    s.num_tokens += n;
+    s.num_draft_tokens = n;
+  }
+}
+
 void Scheduler::ScheduleRunning(const std::vector<Candidate>& running, ScheduledBatch& batch,
                                 bool& preempted) {
   // running_ is kept in (priority, arrival) order, so preemption victims come off the back: never
@@ -233,6 +280,7 @@ bool Scheduler::ReserveForRunning(Request& request, int64_t num_new, ScheduledBa
 
 void Scheduler::Preempt(Request& victim) {
   blocks_.Free(victim);
+  victim.draft_token_ids.clear();
   victim.num_computed_tokens = 0;
   victim.state = RequestState::kWaiting;
   ++victim.num_preemptions;
@@ -274,15 +322,39 @@ std::vector<const Request*> Scheduler::Update(const ScheduledBatch& batch,
   for (size_t i = 0; i < batch.requests.size(); ++i) {
     Request& request = *batch.requests[i].request;
     if (request.is_finished()) continue;  // Finished between Schedule and Update.
-    request.num_computed_tokens += batch.requests[i].num_tokens;
-    blocks_.CacheFullBlocks(request);
+    const int64_t num_drafts = batch.requests[i].num_draft_tokens;
+    // The step's drafts count as computed only once accepted, below.
+    request.num_computed_tokens += batch.requests[i].num_tokens - num_drafts;
+    const std::vector<int32_t> drafts = std::move(request.draft_token_ids);
+    request.draft_token_ids.clear();
     if (request.num_computed_tokens < request.num_tokens()) {
       CHECK(sampled[i].empty()) << "a prompt chunk produced a token";
+      blocks_.CacheFullBlocks(request);
       continue;
     }
-    CHECK(!sampled[i].empty()) << "request " << request.id << " finished a step without a token";
-    if (sampled[i].size() > 1) Fork(request, sampled[i], forks);
-    const FinishReason reason = AppendToken(request, sampled[i][0], config_.max_model_len);
+    const std::vector<int32_t>& tokens = sampled[i];
+    CHECK(!tokens.empty()) << "request " << request.id << " finished a step without a token";
+    if (request.sampling.n > 1) {
+      CHECK_EQ(num_drafts, 0);
+      blocks_.CacheFullBlocks(request);
+      Fork(request, tokens, forks);
+      const FinishReason reason = AppendToken(request, tokens[0], config_.max_model_len);
+      if (reason != FinishReason::kNone) Retire(request, reason);
+      continue;
+    }
+    CHECK_LE(static_cast<int64_t>(tokens.size()), num_drafts + 1);
+    FinishReason reason = FinishReason::kNone;
+    for (size_t j = 0; j < tokens.size() && reason == FinishReason::kNone; ++j) {
+      if (j > 0) {
+        // tokens[j - 1] was draft j - 1, accepted: the step computed its K/V.
+        CHECK_EQ(tokens[j - 1], drafts[j - 1]) << "request " << request.id;
+        ++request.num_computed_tokens;
+      }
+      reason = AppendToken(request, tokens[j], config_.max_model_len);
+    }
+    // Rejected drafts' slots go back: the table covers the request's tokens again.
+    if (num_drafts > 0) blocks_.Truncate(request, request.num_tokens());
+    blocks_.CacheFullBlocks(request);
     if (reason != FinishReason::kNone) Retire(request, reason);
   }
   return forks;
@@ -308,6 +380,25 @@ void Scheduler::Fork(Request& parent, const std::vector<int32_t>& tokens,
   }
 }
 
+void Scheduler::SetDrafts(uint64_t id, std::vector<int32_t> draft_token_ids) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return;
+  Request& r = *it->second;
+  r.draft_token_ids.clear();
+  if (!MaySpeculate(r)) return;
+  // Verifying k drafts appends up to k + 1 tokens.
+  const int64_t max_drafts = std::min<int64_t>(r.sampling.max_tokens - r.num_output_tokens(),
+                                               config_.max_model_len - r.num_tokens()) -
+                             1;
+  if (max_drafts <= 0) return;
+  if (static_cast<int64_t>(draft_token_ids.size()) > max_drafts) draft_token_ids.resize(max_drafts);
+  // An id outside the vocabulary (a proposer's bug) ends the drafts there.
+  auto bad = std::find_if(draft_token_ids.begin(), draft_token_ids.end(),
+                          [&](int32_t t) { return t < 0 || t >= fit_limits_.vocab_size; });
+  draft_token_ids.erase(bad, draft_token_ids.end());
+  r.draft_token_ids = std::move(draft_token_ids);
+}
+
 bool Scheduler::Finish(uint64_t id, FinishReason reason) {
   auto it = live_.find(id);
   if (it == live_.end()) return false;
@@ -324,6 +415,7 @@ void Scheduler::Retire(Request& request, FinishReason reason) {
     running_.erase(std::find(running_.begin(), running_.end(), &request));
   }
   blocks_.Free(request);
+  request.draft_token_ids.clear();
   request.state = RequestState::kFinished;
   request.finish_reason = reason;
   auto it = live_.find(request.id);

@@ -19,7 +19,12 @@
 //    a step that preempted admits nobody new;
 //  - a more important waiting request that cannot get a seat or blocks preempts the least
 //    important running one, bounded by min_steps_before_priority_preemption (no thrashing);
-//  - an expired deadline finishes a waiting or running request; cancellation finishes it at once.
+//  - an expired deadline finishes a waiting or running request; cancellation finishes it at once;
+//  - speculative decoding: a decoding request's draft_token_ids are verified in its step, after
+//    its real token, but only with the budget real tokens left (spare budget, given in running
+//    order) and only with blocks that are free: a draft never delays a prompt or an admission,
+//    and never preempts. After the step the rejected drafts' slots are given back (the block
+//    table covers the request's tokens again) and only verified tokens ever get prefix-cache keys.
 // Finished requests hold no blocks.
 #pragma once
 
@@ -67,6 +72,9 @@ struct SchedulerConfig {
 struct ScheduledRequest {
   Request* request;
   int64_t num_tokens;  // Tokens computed this step, starting at request->num_computed_tokens.
+  // Of num_tokens, the last ones are request->draft_token_ids[0, num_draft_tokens): verified
+  // this step after the request's last real token (speculative decoding). 0 otherwise.
+  int64_t num_draft_tokens = 0;
 };
 
 struct ScheduledBatch {
@@ -97,14 +105,22 @@ class Scheduler {
   ScheduledBatch Schedule(Clock::time_point now);
 
   // Records a step's results. sampled[i] holds the new token(s) of batch.requests[i]: none for a
-  // prompt chunk that did not reach the end, one normally, and n for a request with
-  // sampling.n == n that finished its prompt (it forks into n samples sharing its blocks).
-  // Returns the samples those forks created (live until TakeFinished hands them back).
+  // prompt chunk that did not reach the end; n for a request with sampling.n == n that finished
+  // its prompt (it forks into n samples sharing its blocks); otherwise the drafts the step
+  // accepted (a prefix of its num_draft_tokens) and then one token of the model's own. Tokens
+  // are appended in order until one finishes the request (the rest are dropped), so
+  // request->num_tokens() tells how many were taken. Returns the samples forks created (live
+  // until TakeFinished hands them back).
   std::vector<const Request*> Update(const ScheduledBatch& batch,
                                      const std::vector<std::vector<int32_t>>& sampled);
 
   // Finishes a live request now (cancellation, stop string). False if it is unknown or finished.
   bool Finish(uint64_t id, FinishReason reason);
+
+  // Speculative decoding: the drafts to verify in request `id`'s next step (replacing any it
+  // had). Ignored unless MaySpeculate(request); clipped so that verifying them cannot pass
+  // max_tokens or max_model_len.
+  void SetDrafts(uint64_t id, std::vector<int32_t> draft_token_ids);
 
   // Requests finished since the last call, oldest first; they hold no blocks.
   std::vector<std::unique_ptr<Request>> TakeFinished();
@@ -139,8 +155,9 @@ class Scheduler {
   // One request that may compute tokens this step: running, or waiting and given a seat.
   struct Candidate {
     Request* request;
-    int64_t demand;     // Tokens it could compute this step (ChunkCap applied).
-    int64_t grant = 0;  // Tokens the fair share gives it.
+    int64_t demand;          // Tokens it could compute this step (ChunkCap applied).
+    int64_t grant = 0;       // Tokens the fair share gives it.
+    int64_t num_drafts = 0;  // Drafts verified after the grant (spare budget only).
   };
 
   void ExpireDeadlines(Clock::time_point now);
@@ -154,10 +171,18 @@ class Scheduler {
   std::vector<Candidate> PickAdmissions();
   // Sets every candidate's grant: priority classes in order, tenants by weight within one.
   void PlanGrants(std::vector<Candidate>& running, std::vector<Candidate>& admissions);
+  // Gives running decodes' drafts what the grants left of the step's budget.
+  void PlanDrafts(std::vector<Candidate>& running, const std::vector<Candidate>& admissions) const;
   void ScheduleRunning(const std::vector<Candidate>& running, ScheduledBatch& batch,
                        bool& preempted);
   void Admit(const std::vector<Candidate>& admissions, ScheduledBatch& batch);
   bool ReserveForRunning(Request& request, int64_t num_new, ScheduledBatch& batch, bool& preempted);
+  // Of `num_drafts` drafts after `request`'s `num_new` real tokens (whose blocks it holds), how
+  // many the free blocks hold.
+  int64_t DraftsThatFit(const Request& request, int64_t num_new, int64_t num_drafts) const;
+  // Last, once every real token of the step has its blocks: the running candidates' planned
+  // drafts, as far as free blocks go (drafts never preempt, nor take an admission's blocks).
+  void AddDrafts(const std::vector<Candidate>& running, ScheduledBatch& batch);
   void Preempt(Request& victim);
   void Fork(Request& parent, const std::vector<int32_t>& tokens,
             std::vector<const Request*>& forks);
