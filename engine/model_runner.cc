@@ -2,6 +2,7 @@
 
 #include <span>
 
+#include "common/check.h"
 #include "common/status.h"
 
 namespace iquest {
@@ -29,27 +30,43 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
     RowPlan& plan = plans_[i];
     const int64_t start = r.num_computed_tokens;
     const int64_t count = batch.requests[i].num_tokens;
-    plan.reaches_end = start + count == r.num_tokens();
+    plan.num_drafts = batch.requests[i].num_draft_tokens;
+    plan.reaches_end = start + count - plan.num_drafts == r.num_tokens();
     const bool scores_prompt = r.sampling.prompt_logprobs > 0 && start < r.num_prompt_tokens();
-    plan.wanted = scores_prompt ? LogitsWanted::kAll
-                                : (plan.reaches_end ? LogitsWanted::kLast : LogitsWanted::kNone);
-    builder.AddSequence(std::span<const int32_t>(r.token_ids).subspan(start, count), start,
-                        r.block_ids, plan.wanted);
+    plan.wanted = scores_prompt || plan.num_drafts > 0
+                      ? LogitsWanted::kAll
+                      : (plan.reaches_end ? LogitsWanted::kLast : LogitsWanted::kNone);
+    std::span<const int32_t> chunk = std::span<const int32_t>(r.token_ids).subspan(start, count);
+    if (plan.num_drafts > 0) {
+      // The last real token, then the drafts.
+      CHECK_EQ(count, plan.num_drafts + 1);
+      CHECK_LE(plan.num_drafts, static_cast<int64_t>(r.draft_token_ids.size()));
+      chunk_.assign(1, r.token(start));
+      chunk_.insert(chunk_.end(), r.draft_token_ids.begin(),
+                    r.draft_token_ids.begin() + plan.num_drafts);
+      chunk = chunk_;
+    }
+    builder.AddSequence(chunk, start, r.block_ids, plan.wanted);
     plan.first_row = num_rows;
     plan.num_rows =
         plan.wanted == LogitsWanted::kAll ? count : (plan.wanted == LogitsWanted::kLast);
     num_rows += plan.num_rows;
     if (plan.wanted == LogitsWanted::kNone) continue;
+    // Later draft rows need the host no sooner than the first (min_tokens only lapses).
     plan.on_host = scores_prompt || !backend_sampling_ || Sampler::NeedsHostLogits(r);
     if (plan.on_host) {
       plan.host_row = num_host_rows;
       num_host_rows += plan.num_rows;
       continue;
     }
-    // The backend path: one draw per sample (n for a prompt that forks into n samples).
+    // The backend path: one draw per sample (n for a prompt that forks into n samples), or one
+    // per row when verifying drafts.
     plan.first_sampled = sample_rows_.size();
     const int64_t row = plan.first_row + plan.num_rows - 1;
-    if (r.sampling.n > 1) {
+    if (plan.num_drafts > 0) {
+      for (int64_t j = 0; j <= plan.num_drafts; ++j)
+        sample_rows_.push_back(Sampler::BackendRow(r, r.sample_index, plan.first_row + j, j));
+    } else if (r.sampling.n > 1) {
       for (int32_t k = 0; k < r.sampling.n; ++k)
         sample_rows_.push_back(Sampler::BackendRow(r, k, row));
     } else {
@@ -93,6 +110,11 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
       }
     }
     if (!plan.reaches_end) continue;  // A prompt chunk short of the end.
+    if (plan.num_drafts > 0) {
+      Verify(r, plan, host_row, outputs[i]);
+      continue;
+    }
+    outputs[i].fork = r.sampling.n > 1;
     const int32_t num_samples = r.sampling.n > 1 ? r.sampling.n : 1;
     std::vector<SampledToken>& samples = outputs[i].samples;
     for (int32_t k = 0; k < num_samples; ++k) {
@@ -109,6 +131,25 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
     }
   }
   return outputs;
+}
+
+void ModelRunner::Verify(const Request& r, const RowPlan& plan,
+                         const std::function<std::span<const float>(int64_t)>& host_row,
+                         RequestStepOutput& out) {
+  const std::span<const int32_t> drafts(r.draft_token_ids.data(),
+                                        static_cast<size_t>(plan.num_drafts));
+  out.num_draft_tokens = plan.num_drafts;
+  for (int64_t j = 0; j <= plan.num_drafts; ++j) {
+    if (plan.on_host) {
+      out.samples.push_back(sampler_.Sample(host_row(plan.host_row + j), r, r.sample_index, nullptr,
+                                            drafts.first(static_cast<size_t>(j))));
+    } else {
+      const SampledId& id = sampled_ids_[plan.first_sampled + static_cast<size_t>(j)];
+      out.samples.push_back({id.token, id.logprob, {}});
+    }
+    if (j == plan.num_drafts || out.samples.back().token != drafts[j]) break;
+    ++out.num_accepted_drafts;
+  }
 }
 
 }  // namespace iquest

@@ -57,14 +57,21 @@ std::vector<uint64_t> RequestOutputs::OnStep(const ScheduledBatch& batch,
       }
       continue;
     }
-    // A prompt that forks brings one token per sample: token k is sample k's.
+    SpeculationUsage& spec = record.speculation;
+    if (outputs[i].num_draft_tokens > 0) {
+      ++spec.num_drafts;
+      spec.num_draft_tokens += outputs[i].num_draft_tokens;
+      spec.num_accepted_tokens += outputs[i].num_accepted_drafts;
+    }
+    // A prompt that forks brings one token per sample: token k is sample k's. Otherwise the
+    // tokens are one sample's, in order (several when drafts were accepted).
     for (size_t k = 0; k < samples.size(); ++k) {
-      const int32_t sample_index =
-          samples.size() > 1 ? static_cast<int32_t>(k) : request.sample_index;
+      const int32_t sample_index = outputs[i].fork ? static_cast<int32_t>(k) : request.sample_index;
       if (EmitToken(record, request, sample_index, samples[k],
                     k == 0 ? std::move(prompt_logprobs) : std::vector<PromptLogprob>())) {
         auto id = record.sample_ids.find(sample_index);
         if (id != record.sample_ids.end()) stopped.push_back(id->second);
+        if (!outputs[i].fork) break;  // The text ended: later tokens are not the sample's.
       }
     }
   }
@@ -132,6 +139,7 @@ void RequestOutputs::OnFinished(std::vector<std::unique_ptr<Request>> finished,
     record.timings.finished = Clock::now();
     out.usage = record.usage;
     out.timings = record.timings;
+    out.speculation = record.speculation;
     std::shared_ptr<TokenSink> sink = std::move(record.sink);
     records_.erase(it);
     on_done(request->live_key);

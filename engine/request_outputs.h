@@ -30,6 +30,20 @@ struct RequestTimings {
   Clock::time_point finished{};
 };
 
+// Speculative decoding over all of a request's samples.
+struct SpeculationUsage {
+  int64_t num_drafts = 0;           // Steps that verified drafts.
+  int64_t num_draft_tokens = 0;     // Drafts verified.
+  int64_t num_accepted_tokens = 0;  // Drafts accepted.
+  // Tokens per verifying step (accepted drafts plus the step's own token), as vLLM's mean
+  // acceptance length; 0 when nothing was drafted.
+  double mean_accepted_length() const {
+    return num_drafts == 0 ? 0.0
+                           : static_cast<double>(num_drafts + num_accepted_tokens) /
+                                 static_cast<double>(num_drafts);
+  }
+};
+
 // One delta of one sample. A sample's last output has `finished` set; the request's very last
 // output (all n samples finished) also has `request_done`, with the usage and timings.
 struct GenerationOutput {
@@ -43,6 +57,7 @@ struct GenerationOutput {
   bool request_done = false;
   Usage usage;
   RequestTimings timings;
+  SpeculationUsage speculation;
 };
 
 class TokenSink {
@@ -92,6 +107,7 @@ class RequestOutputs {
     int32_t num_finished = 0;
     Usage usage;
     RequestTimings timings;
+    SpeculationUsage speculation;
     int64_t prompt_logprobs_sent = 1;  // Prompt positions below this were already reported.
     std::unordered_map<int32_t, uint64_t> sample_ids;  // sample_index -> scheduler id, live.
     std::unordered_map<int32_t, SampleText> texts;

@@ -43,7 +43,7 @@ double Sampler::Uniform(uint64_t seed, int32_t sample_index, int64_t position) {
   return static_cast<double>(x >> 11) * 0x1.0p-53;
 }
 
-void Sampler::ApplyLogitProcessors(const Request& request) {
+void Sampler::ApplyLogitProcessors(const Request& request, std::span<const int32_t> pending) {
   const SamplingParams& p = request.sampling;
   const int64_t vocab = static_cast<int64_t>(scores_.size());
   for (const auto& [token, bias] : p.logit_bias) {
@@ -53,6 +53,7 @@ void Sampler::ApplyLogitProcessors(const Request& request) {
     // HF/vLLM: tokens seen in prompt or output are made less likely, whatever their sign.
     std::vector<bool> seen(static_cast<size_t>(vocab), false);
     for (int64_t i = 0; i < request.num_tokens(); ++i) seen[request.token(i)] = true;
+    for (int32_t t : pending) seen[t] = true;
     for (int64_t t = 0; t < vocab; ++t) {
       if (!seen[t]) continue;
       scores_[t] =
@@ -62,12 +63,13 @@ void Sampler::ApplyLogitProcessors(const Request& request) {
   if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
     counts_.assign(static_cast<size_t>(vocab), 0);
     for (int32_t t : request.output_token_ids()) ++counts_[t];
+    for (int32_t t : pending) ++counts_[t];
     for (int64_t t = 0; t < vocab; ++t) {
       if (counts_[t] == 0) continue;
       scores_[t] -= p.frequency_penalty * static_cast<float>(counts_[t]) + p.presence_penalty;
     }
   }
-  if (request.num_output_tokens() < p.min_tokens) {
+  if (request.num_output_tokens() + static_cast<int64_t>(pending.size()) < p.min_tokens) {
     auto mask = [&](int32_t t) {
       if (t >= 0 && t < vocab) scores_[t] = kNegativeInfinity;
     };
@@ -114,16 +116,17 @@ bool Sampler::ApplyConstraint(const Request& request, const TokenConstraint& con
   return any;
 }
 
-bool Sampler::NeedsHostLogits(const Request& request) {
+bool Sampler::NeedsHostLogits(const Request& request, int64_t num_pending) {
   const SamplingParams& p = request.sampling;
   const bool masks_stops =
-      request.num_output_tokens() < p.min_tokens &&
+      request.num_output_tokens() + num_pending < p.min_tokens &&
       (!p.stop_token_ids.empty() || (!p.ignore_eos && !request.eos_token_ids.empty()));
   return !p.logit_bias.empty() || p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
          p.frequency_penalty != 0.0f || masks_stops || p.logprobs > 0 || p.grammar != nullptr;
 }
 
-SampleRow Sampler::BackendRow(const Request& request, int32_t sample_index, int64_t logits_row) {
+SampleRow Sampler::BackendRow(const Request& request, int32_t sample_index, int64_t logits_row,
+                              int64_t num_pending) {
   const SamplingParams& p = request.sampling;
   CHECK(p.seed.has_value()) << "the engine assigns a seed before sampling";
   SampleRow row;
@@ -132,16 +135,17 @@ SampleRow Sampler::BackendRow(const Request& request, int32_t sample_index, int6
   row.top_k = p.top_k;
   row.top_p = p.top_p;
   row.min_p = p.min_p;
-  row.uniform = Uniform(*p.seed, sample_index, request.num_output_tokens());
+  row.uniform = Uniform(*p.seed, sample_index, request.num_output_tokens() + num_pending);
   return row;
 }
 
 SampledToken Sampler::Sample(std::span<const float> logits, const Request& request,
-                             int32_t sample_index, const TokenConstraint* constraint) {
+                             int32_t sample_index, const TokenConstraint* constraint,
+                             std::span<const int32_t> pending) {
   const SamplingParams& p = request.sampling;
   CHECK(p.seed.has_value()) << "the engine assigns a seed before sampling";
   scores_.assign(logits.begin(), logits.end());
-  ApplyLogitProcessors(request);
+  ApplyLogitProcessors(request, pending);
   SampledToken out;
   if (constraint != nullptr && constraint->mask != nullptr &&
       !ApplyConstraint(request, *constraint)) {
@@ -150,8 +154,8 @@ SampledToken Sampler::Sample(std::span<const float> logits, const Request& reque
     out.logprob = ComputeLogprobs(logits, out.token, 0).logprob;
     return out;
   }
-  const double uniform =
-      p.temperature <= 0.0f ? 0.0 : Uniform(*p.seed, sample_index, request.num_output_tokens());
+  const int64_t position = request.num_output_tokens() + static_cast<int64_t>(pending.size());
+  const double uniform = p.temperature <= 0.0f ? 0.0 : Uniform(*p.seed, sample_index, position);
   out.token = drawer_.Draw(scores_, {p.temperature, p.top_k, p.top_p, p.min_p}, uniform);
   PositionLogprobs logprobs = ComputeLogprobs(logits, out.token, p.logprobs);
   out.logprob = logprobs.logprob;

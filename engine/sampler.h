@@ -49,23 +49,30 @@ using cpu::LogSumExp;
 
 class Sampler {
  public:
-  // `logits`: f32 [vocab] of the position after request's last token. `sample_index` selects the
-  // random stream (the request's own for n == 1; 0..n-1 when a prompt forks into n samples).
+  // `logits`: f32 [vocab] of the position after request's last token, or, when verifying
+  // speculative drafts, after its last token and then `pending` (the drafts before this row):
+  // the row is sampled exactly as it would be once those tokens were the request's own (the
+  // penalties count them, min_tokens and the random stream's position move past them), so a
+  // request's tokens do not depend on whether it speculated. `sample_index` selects the random
+  // stream (the request's own for n == 1; 0..n-1 when a prompt forks into n samples).
   // `constraint`: the structured-output mask of this row, if any.
   SampledToken Sample(std::span<const float> logits, const Request& request, int32_t sample_index,
-                      const TokenConstraint* constraint = nullptr);
+                      const TokenConstraint* constraint = nullptr,
+                      std::span<const int32_t> pending = {});
 
-  // True when this step's row of `request` needs the full logits on the host: a logit processor
-  // applies (bias, penalties, the min_tokens mask, a grammar) or top logprobs are wanted.
-  static bool NeedsHostLogits(const Request& request);
+  // True when the row of `request` after `num_pending` drafts needs the full logits on the host:
+  // a logit processor applies (bias, penalties, the min_tokens mask, a grammar) or top logprobs
+  // are wanted.
+  static bool NeedsHostLogits(const Request& request, int64_t num_pending = 0);
   // The backend-side equivalent of Sample for a row that does not NeedsHostLogits.
-  static SampleRow BackendRow(const Request& request, int32_t sample_index, int64_t logits_row);
+  static SampleRow BackendRow(const Request& request, int32_t sample_index, int64_t logits_row,
+                              int64_t num_pending = 0);
 
   // Uniform in [0, 1) for (seed, sample_index, position). Exposed for tests.
   static double Uniform(uint64_t seed, int32_t sample_index, int64_t position);
 
  private:
-  void ApplyLogitProcessors(const Request& request);
+  void ApplyLogitProcessors(const Request& request, std::span<const int32_t> pending);
   // Makes every token the constraint forbids impossible; false when it allows none.
   bool ApplyConstraint(const Request& request, const TokenConstraint& constraint);
 
