@@ -5,8 +5,31 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "engine/speculation/draft_proposer.h"
+#include "engine/speculation/ngram_proposer.h"
 
 namespace iquest {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Proposer>> MakeProposer(LlamaModel& model,
+                                                       const EngineConfig& config) {
+  const SpeculationConfig& spec = config.speculation;
+  switch (spec.method) {
+    case SpeculationMethod::kNgram:
+      return std::make_unique<NgramProposer>(spec.ngram_min, spec.ngram_max);
+    case SpeculationMethod::kDraft:
+      if (config.draft_model == nullptr) {
+        return absl::InvalidArgumentError("speculative method 'draft' needs a draft model");
+      }
+      return DraftProposer::Create(model, *config.draft_model, config.draft_kv_cache,
+                                   config.scheduler);
+    case SpeculationMethod::kNone:
+      break;
+  }
+  return absl::InvalidArgumentError("no proposer for speculative method 'none'");
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(LlamaModel& model,
                                                        const EngineConfig& config) {
@@ -17,13 +40,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(LlamaModel& model,
                                                    model.config().max_context_len));
   }
   ASSIGN_OR_RETURN(auto cache, KvCache::Create(model.backend(), model.config(), config.kv_cache));
-  std::unique_ptr<Engine> engine(new Engine(model, config, std::move(cache)));
+  std::unique_ptr<Speculator> speculator;
+  if (config.speculation.method != SpeculationMethod::kNone) {
+    RETURN_IF_ERROR(config.speculation.Validate());
+    ASSIGN_OR_RETURN(std::unique_ptr<Proposer> proposer, MakeProposer(model, config));
+    speculator = std::make_unique<Speculator>(config.speculation, config.scheduler.max_model_len,
+                                              std::move(proposer));
+  }
+  std::unique_ptr<Engine> engine(
+      new Engine(model, config, std::move(cache), std::move(speculator)));
   engine->PublishStats();
   engine->thread_ = std::thread([e = engine.get()] { e->Loop(); });
   return engine;
 }
 
-Engine::Engine(LlamaModel& model, const EngineConfig& config, std::unique_ptr<KvCache> cache)
+Engine::Engine(LlamaModel& model, const EngineConfig& config, std::unique_ptr<KvCache> cache,
+               std::unique_ptr<Speculator> speculator)
     : model_(model),
       config_(config),
       cache_(std::move(cache)),
@@ -33,7 +65,8 @@ Engine::Engine(LlamaModel& model, const EngineConfig& config, std::unique_ptr<Kv
       scheduler_(config.scheduler, config.kv_cache.num_blocks, config.kv_cache.block_size,
                  model.config().vocab_size),
       runner_(model, *cache_),
-      outputs_(config.text_stream_factory) {
+      outputs_(config.text_stream_factory),
+      speculator_(std::move(speculator)) {
   runner_.set_backend_sampling(config.backend_sampling);
 }
 
@@ -99,6 +132,10 @@ void Engine::PublishStats() {
   stats_.num_finished = num_finished_;
   stats_.finished_per_second = drain_rate_.per_second();
   stats_.counters = scheduler_.counters();
+  if (speculator_) {
+    stats_.spec_decode = speculator_->counters();
+    stats_.draft_num_used_blocks = speculator_->proposer().num_used_blocks();
+  }
 }
 
 void Engine::ResetPrefixCache(std::function<void(absl::Status)> done) {
@@ -145,11 +182,10 @@ void Engine::RunStep(const ScheduledBatch& batch) {
   const Clock::time_point start = Clock::now();
   ExecuteStep(batch, start);
   // The whole step as the engine thread spends it: the forward pass, sampling, the scheduler's
-  // update and handing every output over to its sink.
-  if (config_.step_observer) {
-    config_.step_observer(std::chrono::duration<double>(Clock::now() - start).count(),
-                          batch.num_tokens);
-  }
+  // update, handing every output over to its sink and proposing the next drafts.
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (speculator_) speculator_->ObserveStepTime(seconds);
+  if (config_.step_observer) config_.step_observer(seconds, batch.num_tokens);
 }
 
 void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
@@ -176,10 +212,19 @@ void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
     return;
   }
   std::vector<std::vector<int32_t>> sampled(batch.requests.size());
+  std::vector<int64_t> num_tokens_before(batch.requests.size());
   for (size_t i = 0; i < outputs->size(); ++i) {
     for (const SampledToken& sample : (*outputs)[i].samples) sampled[i].push_back(sample.token);
+    num_tokens_before[i] = batch.requests[i].request->num_tokens();
   }
   const std::vector<const Request*> forks = scheduler_.Update(batch, sampled);
+  // A token that finished the request drops the ones after it (accepted drafts past a stop).
+  for (size_t i = 0; i < outputs->size(); ++i) {
+    RequestStepOutput& out = (*outputs)[i];
+    if (out.fork) continue;
+    const int64_t appended = batch.requests[i].request->num_tokens() - num_tokens_before[i];
+    if (static_cast<int64_t>(out.samples.size()) > appended) out.samples.resize(appended);
+  }
   if (constrained) FinishConstrained(batch, forks);
   outputs_.AddForks(forks);
   {
@@ -189,7 +234,22 @@ void Engine::ExecuteStep(const ScheduledBatch& batch, Clock::time_point now) {
   for (uint64_t id : outputs_.OnStep(batch, *outputs)) {
     scheduler_.Finish(id, FinishReason::kStopString);
   }
+  if (speculator_) Speculate(batch, *outputs, forks);
   EmitFinished();
+}
+
+void Engine::Speculate(const ScheduledBatch& batch, const std::vector<RequestStepOutput>& outputs,
+                       const std::vector<const Request*>& forks) {
+  speculator_->Observe(batch, outputs);
+  std::vector<const Request*> decoding;
+  auto consider = [&decoding](const Request& r) {
+    if (MaySpeculate(r)) decoding.push_back(&r);
+  };
+  for (const ScheduledRequest& s : batch.requests) consider(*s.request);
+  for (const Request* fork : forks) consider(*fork);
+  for (auto& [id, drafts] : speculator_->Propose(decoding)) {
+    scheduler_.SetDrafts(id, std::move(drafts));
+  }
 }
 
 void Engine::FinishConstrained(const ScheduledBatch& batch,
@@ -215,7 +275,10 @@ void Engine::FinishConstrained(const ScheduledBatch& batch,
 void Engine::EmitFinished() {
   std::vector<std::unique_ptr<Request>> finished = scheduler_.TakeFinished();
   if (finished.empty()) return;
-  for (const auto& r : finished) constrained_.Forget(r->id);
+  for (const auto& r : finished) {
+    constrained_.Forget(r->id);
+    if (speculator_) speculator_->Forget(r->id);
+  }
   // Publish first: by the time a client sees its request end, the stats show its blocks freed.
   PublishStats();
   outputs_.OnFinished(std::move(finished), [this](const std::string& key) {

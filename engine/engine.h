@@ -3,7 +3,8 @@
 // results flow back through each request's TokenSink, called on the engine thread.
 //
 // One step: take new requests and cancellations (EngineInbox) -> Scheduler::Schedule ->
-// ModelRunner::Execute -> Scheduler::Update -> RequestOutputs (stop strings, TokenSink outputs).
+// ModelRunner::Execute -> Scheduler::Update -> RequestOutputs (stop strings, TokenSink outputs)
+// -> with speculative decoding, the next step's drafts (engine/speculation/).
 // Cancellation and deadlines are handled at the next step boundary, so a cancelled request's
 // blocks are free within one step.
 #pragma once
@@ -23,6 +24,7 @@
 #include "engine/model_runner.h"
 #include "engine/request_outputs.h"
 #include "engine/retry_hint.h"
+#include "engine/speculation/speculator.h"
 #include "engine/stop_strings.h"
 #include "model/kv_cache.h"
 #include "model/llama.h"
@@ -46,6 +48,11 @@ struct EngineConfig {
   // Rows that need no logit processor are sampled on the backend (ModelRunner); false sends
   // every row's logits to the host (for comparisons).
   bool backend_sampling = true;
+  // Speculative decoding; method kNone: one token per step. kDraft needs `draft_model` (outliving
+  // the engine; the same vocabulary) and its own KV pool, `draft_kv_cache`.
+  SpeculationConfig speculation;
+  LlamaModel* draft_model = nullptr;
+  KvCacheConfig draft_kv_cache;
 };
 
 // What the server hands the engine: parsed, validated and tokenized.
@@ -72,8 +79,10 @@ struct EngineStats {
   // Bytes the steps' results cost to bring from the backend to the host, over all steps: rows
   // sampled on the backend bring back only their token and its logprob (ModelRunner).
   int64_t bytes_to_host = 0;
-  int64_t num_finished = 0;        // Requests finished (every sample done), since start.
-  double finished_per_second = 0;  // Smoothed over ~10 s (DrainRate): the retry hint's basis.
+  int64_t num_finished = 0;           // Requests finished (every sample done), since start.
+  SpecDecodeCounters spec_decode;     // Zeros without speculative decoding.
+  int64_t draft_num_used_blocks = 0;  // The draft model's KV pool (--speculative draft).
+  double finished_per_second = 0;     // Smoothed over ~10 s (DrainRate): the retry hint's basis.
   SchedulerCounters counters;
 };
 
@@ -107,7 +116,8 @@ class Engine {
   const EngineConfig& config() const { return config_; }
 
  private:
-  Engine(LlamaModel& model, const EngineConfig& config, std::unique_ptr<KvCache> cache);
+  Engine(LlamaModel& model, const EngineConfig& config, std::unique_ptr<KvCache> cache,
+         std::unique_ptr<Speculator> speculator);
 
   void Loop();
   // Moves submissions and cancellations from the inbox into the scheduler. Returns false when
@@ -117,6 +127,9 @@ class Engine {
   void ExecuteStep(const ScheduledBatch& batch, Clock::time_point now);
   // Ends the requests whose grammar is finished (or left) after this step's tokens.
   void FinishConstrained(const ScheduledBatch& batch, const std::vector<const Request*>& forks);
+  // Records the step's verifications and gives the decoding requests their next drafts.
+  void Speculate(const ScheduledBatch& batch, const std::vector<RequestStepOutput>& outputs,
+                 const std::vector<const Request*>& forks);
   // Hands finished requests' final outputs to their sinks.
   void EmitFinished();
   void PublishStats();
@@ -135,6 +148,7 @@ class Engine {
   RequestOutputs outputs_;
   ConstrainedDecoding constrained_;
   MaskWorker mask_worker_;
+  std::unique_ptr<Speculator> speculator_;  // Null without speculative decoding.
   std::thread thread_;
 
   // Written by the engine thread, read by Stats().

@@ -1,0 +1,494 @@
+// Speculative decoding end to end on the tiny models: outputs are the same with and without it
+// (greedy, seeded sampling, penalties), under chunked prefill, preemption, n = 2 and the prefix
+// cache, for prompt lookup and for draft models; every block of both pools comes back after
+// cancels and deadlines; and the proposer and the adaptive policy on their own.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <string>
+#include <thread>
+
+#include "engine/engine.h"
+#include "engine/speculation/ngram_proposer.h"
+#include "engine/speculation/speculator.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "tests/testing/collecting_sink.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tools/tiny_model.h"
+
+namespace iquest {
+namespace {
+
+using Outputs = std::map<std::string, std::map<int32_t, std::vector<int32_t>>>;
+
+class SpeculationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    backend_ = new CpuBackend();
+    TinyModelOptions options;
+    options.vocab_size = 256;
+    options.max_position_embeddings = 256;
+    target_dir_ = new testing::TempDir();
+    ASSERT_OK(WriteTinyModel(target_dir_->path(), options));
+    TinyModelOptions other = options;  // Same vocabulary, another (smaller) model.
+    other.hidden_size = 32;
+    other.num_layers = 1;
+    other.seed = 7;
+    other_dir_ = new testing::TempDir();
+    ASSERT_OK(WriteTinyModel(other_dir_->path(), other));
+    ASSERT_OK_AND_ASSIGN(auto target, LlamaModel::Load(target_dir_->path(), *backend_));
+    target_ = target.release();
+    ASSERT_OK_AND_ASSIGN(auto same, LlamaModel::Load(target_dir_->path(), *backend_));
+    same_ = same.release();
+    ASSERT_OK_AND_ASSIGN(auto draft, LlamaModel::Load(other_dir_->path(), *backend_));
+    other_ = draft.release();
+  }
+  static void TearDownTestSuite() {
+    delete target_;
+    delete same_;
+    delete other_;
+    delete target_dir_;
+    delete other_dir_;
+    delete backend_;
+  }
+
+  static EngineConfig Config(SpeculationMethod method, LlamaModel* draft = nullptr,
+                             int64_t num_blocks = 256, int64_t budget = 512) {
+    EngineConfig config;
+    config.kv_cache.num_blocks = num_blocks;
+    config.kv_cache.block_size = 4;
+    config.scheduler.max_num_batched_tokens = budget;
+    config.scheduler.max_num_seqs = 32;
+    config.scheduler.max_model_len = 256;
+    config.speculation.method = method;
+    config.speculation.num_speculative_tokens = 4;
+    config.speculation.ngram_min = 1;
+    config.speculation.adaptive = false;  // Draft all the time: the most verification.
+    config.draft_model = draft;
+    config.draft_kv_cache.num_blocks = 512;
+    config.draft_kv_cache.block_size = 4;
+    return config;
+  }
+
+  // Prompts that repeat a short motif (so prompt lookup finds matches), with a shared prefix
+  // across requests (so the prefix cache hits) and some n = 2.
+  static std::vector<GenerationRequest> Requests(bool sampled) {
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 16; ++i) {
+      GenerationRequest r;
+      r.request_id = "r" + std::to_string(i);
+      for (int j = 0; j < 8; ++j) r.prompt_token_ids.push_back(10 + j);  // Shared prefix.
+      const int motif = 3 + i % 4;
+      for (int j = 0; j < 6 + (i * 5) % 23; ++j)
+        r.prompt_token_ids.push_back(40 + (i * 13 + j % motif) % 200);
+      r.sampling.max_tokens = 24 + i % 9;
+      r.sampling.ignore_eos = true;
+      r.sampling.n = i % 5 == 0 ? 2 : 1;
+      if (sampled) {
+        r.sampling.temperature = 0.8f;
+        r.sampling.top_p = 0.95f;
+        r.sampling.seed = 1000 + i;
+        if (i % 3 == 0) r.sampling.repetition_penalty = 1.3f;  // Host path, with drafts pending.
+        if (i % 4 == 0) r.sampling.presence_penalty = 0.5f;
+      } else {
+        r.sampling.temperature = 0.0f;
+      }
+      requests.push_back(r);
+    }
+    return requests;
+  }
+
+  // The first request alone (its prefix blocks get cached), then the rest at once.
+  static Outputs RunAll(Engine& engine, const std::vector<GenerationRequest>& requests) {
+    std::map<std::string, std::shared_ptr<CollectingSink>> sinks;
+    for (const GenerationRequest& r : requests) {
+      sinks[r.request_id] = std::make_shared<CollectingSink>();
+      EXPECT_OK(engine.Submit(r, sinks[r.request_id]));
+      if (&r == &requests.front()) sinks[r.request_id]->Wait();
+    }
+    Outputs out;
+    for (auto& [id, sink] : sinks) {
+      sink->Wait();
+      out[id] = sink->tokens_;
+    }
+    return out;
+  }
+
+  // The outputs of `requests` under `config` (checked complete), and the engine's stats.
+  static Outputs Run(const EngineConfig& config, const std::vector<GenerationRequest>& requests,
+                     EngineStats* stats = nullptr) {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*target_, config);
+    EXPECT_OK(engine);
+    if (!engine.ok()) return {};
+    Outputs out = RunAll(**engine, requests);
+    const EngineStats s = (*engine)->Stats();
+    EXPECT_EQ(s.num_used_blocks, 0);
+    EXPECT_EQ(s.draft_num_used_blocks, 0);
+    if (stats != nullptr) *stats = s;
+    return out;
+  }
+
+  static testing::TempDir* target_dir_;
+  static testing::TempDir* other_dir_;
+  static CpuBackend* backend_;
+  static LlamaModel* target_;
+  static LlamaModel* same_;   // The target's weights, loaded again: a draft that agrees.
+  static LlamaModel* other_;  // Another model of the same vocabulary: a draft that mostly errs.
+};
+
+testing::TempDir* SpeculationTest::target_dir_ = nullptr;
+testing::TempDir* SpeculationTest::other_dir_ = nullptr;
+CpuBackend* SpeculationTest::backend_ = nullptr;
+LlamaModel* SpeculationTest::target_ = nullptr;
+LlamaModel* SpeculationTest::same_ = nullptr;
+LlamaModel* SpeculationTest::other_ = nullptr;
+
+void ExpectComplete(const Outputs& outputs, const std::vector<GenerationRequest>& requests) {
+  for (const GenerationRequest& r : requests) {
+    const auto& samples = outputs.at(r.request_id);
+    ASSERT_EQ(static_cast<int32_t>(samples.size()), r.sampling.n) << r.request_id;
+    for (const auto& [k, tokens] : samples)
+      EXPECT_EQ(static_cast<int32_t>(tokens.size()), r.sampling.max_tokens) << r.request_id;
+  }
+}
+
+TEST_F(SpeculationTest, GreedyOutputsAreTheSameWithAndWithoutSpeculation) {
+  const std::vector<GenerationRequest> requests = Requests(/*sampled=*/false);
+  const Outputs expected = Run(Config(SpeculationMethod::kNone), requests);
+  ExpectComplete(expected, requests);
+  struct Case {
+    const char* name;
+    SpeculationMethod method;
+    LlamaModel* draft;
+    int64_t num_blocks;
+    int64_t budget;
+  };
+  // 40 blocks of 4 tokens: the batch does not fit and preempts; a budget of 24 chunks prompts.
+  for (const Case& c :
+       {Case{"ngram", SpeculationMethod::kNgram, nullptr, 256, 512},
+        Case{"ngram, chunked, preempted", SpeculationMethod::kNgram, nullptr, 40, 24},
+        Case{"draft = target", SpeculationMethod::kDraft, same_, 256, 512},
+        Case{"draft = target, chunked, preempted", SpeculationMethod::kDraft, same_, 40, 24},
+        Case{"other draft", SpeculationMethod::kDraft, other_, 40, 24}}) {
+    SCOPED_TRACE(c.name);
+    EngineStats stats;
+    EXPECT_EQ(Run(Config(c.method, c.draft, c.num_blocks, c.budget), requests, &stats), expected);
+    EXPECT_GT(stats.spec_decode.num_draft_tokens, 0);
+    // The unrelated draft is all rejections (what it checks); the others accept some.
+    if (c.draft != other_) {
+      EXPECT_GT(stats.spec_decode.num_accepted_tokens, 0);
+    }
+    EXPECT_GT(stats.counters.prefix_cache_hits, 0);
+    if (c.num_blocks == 40) {
+      EXPECT_GT(stats.counters.num_preemptions, 0);
+    }
+    if (c.draft == same_) {
+      // The target's own greedy guesses: nearly all accepted (ties may round either way).
+      EXPECT_GT(stats.spec_decode.num_accepted_tokens * 10, stats.spec_decode.num_draft_tokens * 9);
+    }
+    std::cout << c.name << ": " << stats.spec_decode.num_accepted_tokens << " of "
+              << stats.spec_decode.num_draft_tokens << " drafts accepted\n";
+  }
+}
+
+TEST_F(SpeculationTest, SeededSamplingIsTheSameWithAndWithoutSpeculation) {
+  // Each row draws with the random number of its own position, and the penalties count the
+  // drafts before it: the same tokens, not just the same distribution.
+  const std::vector<GenerationRequest> requests = Requests(/*sampled=*/true);
+  const Outputs expected = Run(Config(SpeculationMethod::kNone), requests);
+  ExpectComplete(expected, requests);
+  EngineStats stats;
+  EXPECT_EQ(Run(Config(SpeculationMethod::kDraft, same_, 40, 24), requests, &stats), expected);
+  EXPECT_GT(stats.spec_decode.num_accepted_tokens, 0);
+  EXPECT_EQ(Run(Config(SpeculationMethod::kNgram), requests, &stats), expected);
+  EXPECT_EQ(Run(Config(SpeculationMethod::kNgram, nullptr, 256, 512), requests), expected);
+}
+
+TEST_F(SpeculationTest, StopTokensAndStopLimitsEndInsideAcceptedDrafts) {
+  // EOS not ignored and max_tokens small: the step's accepted drafts run past the end, and are
+  // cut exactly where the request without speculation ends.
+  std::vector<GenerationRequest> requests = Requests(/*sampled=*/false);
+  for (GenerationRequest& r : requests) {
+    r.sampling.ignore_eos = false;
+    r.sampling.stop_token_ids = {r.prompt_token_ids.back()};
+    r.sampling.max_tokens = 5 + static_cast<int32_t>(r.prompt_token_ids.size()) % 7;
+  }
+  const Outputs expected = Run(Config(SpeculationMethod::kNone), requests);
+  EXPECT_EQ(Run(Config(SpeculationMethod::kDraft, same_), requests), expected);
+  EXPECT_EQ(Run(Config(SpeculationMethod::kNgram), requests), expected);
+}
+
+TEST_F(SpeculationTest, PerRequestSwitchTurnsItOff) {
+  std::vector<GenerationRequest> requests = Requests(/*sampled=*/false);
+  for (GenerationRequest& r : requests) r.sampling.speculation = false;
+  EngineStats stats;
+  const Outputs got = Run(Config(SpeculationMethod::kDraft, same_), requests, &stats);
+  ExpectComplete(got, requests);
+  EXPECT_EQ(stats.spec_decode.num_draft_tokens, 0);
+}
+
+TEST_F(SpeculationTest, FiveHundredRequestsWithCancelsAndDeadlinesGiveEveryBlockBack) {
+  for (SpeculationMethod method : {SpeculationMethod::kNgram, SpeculationMethod::kDraft}) {
+    EngineConfig config = Config(method, other_, /*num_blocks=*/96, /*budget=*/64);
+    config.draft_kv_cache.num_blocks = 64;  // Small: shadows are evicted and rebuilt.
+    config.speculation.adaptive = true;
+    ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*target_, config));
+    std::vector<std::shared_ptr<CollectingSink>> sinks;
+    for (int i = 0; i < 500; ++i) {
+      GenerationRequest r = Requests(i % 2 == 1)[static_cast<size_t>(i % 16)];
+      r.request_id = "q" + std::to_string(i);
+      r.sampling.max_tokens = 8 + i % 13;
+      if (i % 7 == 0) r.deadline = Clock::now() + std::chrono::milliseconds(1 + i % 5);
+      sinks.push_back(std::make_shared<CollectingSink>());
+      const absl::Status submitted = engine->Submit(r, sinks.back());
+      if (submitted.code() == absl::StatusCode::kDeadlineExceeded) {
+        sinks.pop_back();  // It passed already: refused, and nothing to wait for.
+        continue;
+      }
+      ASSERT_OK(submitted);
+      if (i % 5 == 0) engine->Cancel("", "q" + std::to_string(i / 2));
+      if (i % 50 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    for (auto& sink : sinks) sink->Wait();
+    const EngineStats stats = engine->Stats();
+    EXPECT_EQ(stats.num_used_blocks, 0) << SpeculationMethodName(method);
+    EXPECT_EQ(stats.draft_num_used_blocks, 0) << SpeculationMethodName(method);
+    EXPECT_EQ(stats.num_running + stats.num_waiting, 0);
+    EXPECT_GT(stats.spec_decode.num_draft_tokens, 0);
+  }
+}
+
+// softmax(logits / temperature) in float64: the reference the draws are tested against.
+std::vector<double> Softmax(std::span<const float> logits, double temperature) {
+  double max = logits[0];
+  for (float x : logits) max = std::max<double>(max, x);
+  std::vector<double> p;
+  double total = 0;
+  for (float x : logits) total += p.emplace_back(std::exp((x - max) / temperature));
+  for (double& x : p) x /= total;
+  return p;
+}
+
+double ChiSquare(const std::vector<int64_t>& counts, const std::vector<double>& p) {
+  int64_t n = 0;
+  for (int64_t c : counts) n += c;
+  double chi = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double expected = static_cast<double>(n) * p[i];
+    chi += (static_cast<double>(counts[i]) - expected) *
+           (static_cast<double>(counts[i]) - expected) / expected;
+  }
+  return chi;
+}
+
+TEST(SpeculativeVerificationTest, KeepsTheTargetDistribution) {
+  // A vocabulary of 8: every token is likely enough for a chi-square test. 102,400 draws of the
+  // first output token after prompt P with draft d (position 0), and of the second token when
+  // d was accepted (position 1), against float64 softmaxes of the target's own logits.
+  constexpr int64_t kVocab = 8;
+  constexpr double kTemperature = 1.5;
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.vocab_size = kVocab;
+  options.max_position_embeddings = 64;
+  ASSERT_OK(WriteTinyModel(dir.path(), options));
+  CpuBackend backend;
+  ASSERT_OK_AND_ASSIGN(auto model, LlamaModel::Load(dir.path(), backend));
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5};
+  KvCacheConfig kv;
+  kv.num_blocks = 260;
+  kv.block_size = 4;
+  // The reference rows: after P, and after P then d.
+  auto row_after = [&](const std::vector<int32_t>& tokens) {
+    auto cache = KvCache::Create(backend, model->config(), kv);
+    EXPECT_OK(cache);
+    BatchBuilder builder(kv.block_size);
+    const std::vector<int32_t> table = {0, 1};
+    builder.AddSequence(tokens, 0, table, LogitsWanted::kLast);
+    std::vector<float> logits;
+    EXPECT_OK(model->Forward(builder.Build(), **cache, logits));
+    return logits;
+  };
+  const std::vector<double> p0 = Softmax(row_after(prompt), kTemperature);
+  // The draft: the second most likely token, so that both branches are well sampled.
+  std::vector<int32_t> order(kVocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p0[a] > p0[b]; });
+  const int32_t draft = order[1];
+  std::vector<int32_t> with_draft = prompt;
+  with_draft.push_back(draft);
+  const std::vector<double> p1 = Softmax(row_after(with_draft), kTemperature);
+
+  ASSERT_OK_AND_ASSIGN(auto cache, KvCache::Create(backend, model->config(), kv));
+  ModelRunner runner(*model, *cache);
+  {
+    // Block 0 holds P's first 4 positions, shared (read only) by every request below.
+    Request prefill;
+    prefill.SetPrompt(prompt);
+    prefill.block_ids = {0, 1};
+    prefill.sampling.seed = 1;
+    ScheduledBatch batch;
+    batch.requests = {{&prefill, 4, 0}};
+    ASSERT_OK(runner.Execute(batch).status());
+  }
+  constexpr int kBatch = 256;
+  std::vector<Request> requests(kBatch);
+  std::vector<int64_t> first(kVocab, 0), second(kVocab, 0);
+  int64_t draws = 0, accepted = 0;
+  for (int round = 0; round < 400; ++round) {
+    ScheduledBatch batch;
+    for (int i = 0; i < kBatch; ++i) {
+      Request& r = requests[static_cast<size_t>(i)];
+      r = Request();
+      r.id = static_cast<uint64_t>(i + 1);
+      r.SetPrompt(prompt);
+      r.num_computed_tokens = 4;
+      r.block_ids = {0, i + 1};  // Positions 4 (P's last) and 5 (the draft): private.
+      r.draft_token_ids = {draft};
+      r.sampling.temperature = static_cast<float>(kTemperature);
+      r.sampling.max_tokens = 10;
+      r.sampling.seed = static_cast<uint64_t>(round) * kBatch + static_cast<uint64_t>(i);
+      r.sampling.logprobs = i % 2;  // Half take the host path, half the backend's.
+      batch.requests.push_back({&r, 2, 1});
+    }
+    ASSERT_OK_AND_ASSIGN(std::vector<RequestStepOutput> outputs, runner.Execute(batch));
+    for (const RequestStepOutput& out : outputs) {
+      ASSERT_GE(out.samples.size(), 1u);
+      ++draws;
+      ++first[static_cast<size_t>(out.samples[0].token)];
+      EXPECT_EQ(out.num_accepted_drafts, out.samples[0].token == draft ? 1 : 0);
+      if (out.samples[0].token != draft) {
+        EXPECT_EQ(out.samples.size(), 1u);
+        continue;
+      }
+      ASSERT_EQ(out.samples.size(), 2u);
+      ++accepted;
+      ++second[static_cast<size_t>(out.samples[1].token)];
+    }
+  }
+  EXPECT_EQ(draws, 102400);
+  // 7 degrees of freedom: P(chi2 > 24.32) = 0.001.
+  EXPECT_LT(ChiSquare(first, p0), 24.32);
+  EXPECT_LT(ChiSquare(second, p1), 24.32);
+  EXPECT_NEAR(static_cast<double>(accepted) / static_cast<double>(draws), p0[draft], 0.01);
+  // The test can fail: the same counts are far off a distribution with one token moved.
+  std::vector<double> wrong = p1;
+  std::swap(wrong[order[0]], wrong[order[7]]);
+  if (std::abs(p1[order[0]] - p1[order[7]]) > 0.02) {
+    EXPECT_GT(ChiSquare(second, wrong), 24.32);
+  }
+}
+
+TEST(NgramProposerTest, ProposesWhatFollowedTheLongestMostRecentMatch) {
+  NgramProposer proposer(2, 3);
+  // ... 1 2 3 [4 5] ... 9 2 3 [7 8] ... 2 3 -> the most recent "2 3" is followed by 7 8.
+  EXPECT_EQ(proposer.Lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 9, 2, 3, 7, 8, 6, 2, 3}, 2),
+            (std::vector<int32_t>{7, 8}));
+  // A longer match beats a more recent shorter one: "1 2 3" occurs once, before.
+  EXPECT_EQ(proposer.Lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 9, 2, 3, 7, 8, 1, 2, 3}, 2),
+            (std::vector<int32_t>{4, 5}));
+  // Nothing of ngram_min tokens recurs: no drafts.
+  EXPECT_TRUE(proposer.Lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 3}, 4).empty());
+  // A repeating span goes on repeating past the end of the sequence.
+  EXPECT_EQ(proposer.Lookup(std::vector<int32_t>{5, 6, 7, 5, 6, 7, 5, 6}, 5),
+            (std::vector<int32_t>{7, 5, 6, 7, 5}));
+  // Fewer tokens than the continuation has: as many as asked.
+  EXPECT_EQ(proposer.Lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 1, 2}, 3),
+            (std::vector<int32_t>{3, 4, 5}));
+  EXPECT_TRUE(proposer.Lookup(std::vector<int32_t>{1}, 3).empty());
+}
+
+// A proposer that always guesses token 0, for the policy tests.
+class ZeroProposer : public Proposer {
+ public:
+  absl::StatusOr<std::vector<std::vector<int32_t>>> Propose(
+      std::span<const DraftQuery> queries) override {
+    std::vector<std::vector<int32_t>> out;
+    for (const DraftQuery& q : queries) out.emplace_back(q.max_drafts, 0);
+    return out;
+  }
+};
+
+TEST(SpeculatorTest, RejectedDraftsShrinkKAndAcceptedOnesKeepIt) {
+  SpeculationConfig config;
+  config.method = SpeculationMethod::kNgram;
+  config.num_speculative_tokens = 4;
+  Speculator speculator(config, /*max_model_len=*/1000, std::make_unique<ZeroProposer>());
+  Request good, bad;
+  good.id = 1;
+  bad.id = 2;
+  for (Request* r : {&good, &bad}) {
+    r->SetPrompt({1, 2, 3});
+    r->sampling.max_tokens = 500;
+  }
+  auto drafts_of = [&](const Request& r) -> size_t {
+    for (auto& [id, d] : speculator.Propose({&good, &bad}))
+      if (id == r.id) return d.size();
+    return 0;
+  };
+  ASSERT_GT(drafts_of(bad), 0u);  // The prior lets both try.
+  for (int step = 0; step < 20; ++step) {
+    ScheduledBatch batch;
+    batch.requests = {{&good, 5, 4}, {&bad, 5, 4}};
+    batch.num_tokens = 10;
+    std::vector<RequestStepOutput> outputs(2);
+    outputs[0].num_draft_tokens = outputs[1].num_draft_tokens = 4;
+    outputs[0].num_accepted_drafts = 4;
+    outputs[0].samples.resize(5);
+    outputs[1].samples.resize(1);
+    speculator.Observe(batch, outputs);
+    speculator.ObserveStepTime(0.01 + 0.001 * (step % 3));
+  }
+  EXPECT_GT(speculator.acceptance(good.id), 0.9);
+  EXPECT_LT(speculator.acceptance(bad.id), 0.1);
+  EXPECT_EQ(drafts_of(good), 4u);
+  EXPECT_EQ(drafts_of(bad), 0u);
+  EXPECT_EQ(speculator.counters().num_drafts, 40);
+  EXPECT_EQ(speculator.counters().num_accepted_tokens, 80);
+  EXPECT_EQ(speculator.counters().accepted_per_position, (std::vector<int64_t>{20, 20, 20, 20}));
+  // Not drafting (since the call above), the bad one probes with one draft after 2, 4, 8, ...
+  // steps.
+  std::vector<int> probes;
+  for (int step = 0; step < 40; ++step) {
+    if (drafts_of(bad) > 0) probes.push_back(step);
+  }
+  EXPECT_EQ(probes, (std::vector<int>{0, 3, 8, 17, 34}));
+}
+
+TEST(SpeculatorTest, ExpensiveTokensUnderLoadTurnDraftsOff) {
+  SpeculationConfig config;
+  config.method = SpeculationMethod::kNgram;
+  config.num_speculative_tokens = 4;
+  Speculator speculator(config, 1000, std::make_unique<ZeroProposer>());
+  // Decode-only steps whose time is all per-token compute (a = 0, b = 1 ms): a big batch that
+  // yields one token per request per step cannot win anything from drafts.
+  std::vector<Request> requests(64);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].id = i + 1;
+    requests[i].SetPrompt({1, 2});
+    requests[i].sampling.max_tokens = 100;
+  }
+  for (int step = 0; step < 30; ++step) {
+    const int64_t num = 32 + step % 2 * 32;  // N varies: b is identifiable.
+    ScheduledBatch batch;
+    std::vector<RequestStepOutput> outputs(static_cast<size_t>(num));
+    for (int64_t i = 0; i < num; ++i) {
+      batch.requests.push_back({&requests[static_cast<size_t>(i)], 1, 0});
+      outputs[static_cast<size_t>(i)].samples.resize(1);
+    }
+    batch.num_tokens = num;
+    speculator.Observe(batch, outputs);
+    speculator.ObserveStepTime(0.001 * static_cast<double>(num));
+  }
+  EXPECT_NEAR(speculator.threshold(), 1.0, 1e-6);
+  std::vector<const Request*> all;
+  for (const Request& r : requests) all.push_back(&r);
+  EXPECT_TRUE(speculator.Propose(all).empty());
+}
+
+}  // namespace
+}  // namespace iquest
