@@ -248,6 +248,11 @@ serve::v1::GenerateResponse ToResponse(const GenerationOutput& output,
     timings->set_ttft_seconds(SecondsBetween(t.arrival, t.first_token));
     timings->set_decode_seconds(SecondsBetween(t.first_token, t.finished));
     timings->set_e2e_seconds(SecondsBetween(t.arrival, t.finished));
+    const SpeculationUsage& spec = output.speculation;
+    timings->set_spec_num_drafts(static_cast<int32_t>(spec.num_drafts));
+    timings->set_spec_draft_tokens(static_cast<int32_t>(spec.num_draft_tokens));
+    timings->set_spec_accepted_tokens(static_cast<int32_t>(spec.num_accepted_tokens));
+    timings->set_spec_mean_accepted_length(spec.mean_accepted_length());
   }
   return response;
 }

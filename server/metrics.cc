@@ -121,6 +121,7 @@ class ServerMetrics::EngineCollector : public prometheus::Collectable {
                           s.counters.prefix_cache_hits));
     out.push_back(Counter("iquest_preemptions_total", "Requests preempted (recompute).",
                           s.counters.num_preemptions));
+    if (!s.spec_decode.accepted_per_position.empty()) AddSpecDecode(s.spec_decode, out);
     out.push_back(Gauge("iquest_heap_in_use_bytes",
                         "Heap bytes allocated and not freed (glibc mallinfo2); excludes memory "
                         "the allocator keeps after frees, which RSS counts.",
@@ -129,6 +130,26 @@ class ServerMetrics::EngineCollector : public prometheus::Collectable {
   }
 
  private:
+  // Speculative decoding, as vLLM's spec_decode counters (only when the engine speculates).
+  void AddSpecDecode(const SpecDecodeCounters& c, std::vector<MetricFamily>& out) const {
+    out.push_back(Counter("iquest_spec_decode_num_drafts_total",
+                          "Request-steps that verified speculative drafts.", c.num_drafts));
+    out.push_back(Counter("iquest_spec_decode_num_draft_tokens_total",
+                          "Speculative draft tokens verified.", c.num_draft_tokens));
+    out.push_back(Counter("iquest_spec_decode_num_accepted_tokens_total",
+                          "Speculative draft tokens accepted.", c.num_accepted_tokens));
+    MetricFamily per_pos{"iquest_spec_decode_num_accepted_tokens_per_pos_total",
+                         "Verifications whose draft at this position (0-based) was accepted.",
+                         MetricType::Counter,
+                         {}};
+    for (size_t i = 0; i < c.accepted_per_position.size(); ++i) {
+      ClientMetric metric = Labelled({{"position", absl::StrCat(i)}});
+      metric.counter.value = static_cast<double>(c.accepted_per_position[i]);
+      per_pos.metric.push_back(metric);
+    }
+    out.push_back(per_pos);
+  }
+
   ClientMetric Labelled(std::vector<ClientMetric::Label> labels) const {
     ClientMetric metric;
     metric.label.push_back({"model", model_});

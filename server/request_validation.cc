@@ -168,6 +168,7 @@ absl::StatusOr<SamplingParams> ToSamplingParams(const serve::v1::SamplingParams&
   out.n = p.has_n() ? p.n() : 1;
   RETURN_IF_ERROR(CheckInt(out.n, 1, kMaxN, "sampling.n"));
   out.skip_special_tokens = p.has_skip_special_tokens() ? p.skip_special_tokens() : true;
+  out.speculation = p.has_speculation() ? p.speculation() : true;
   RETURN_IF_ERROR(ParseConstraint(p, context, out));
   return out;
 }

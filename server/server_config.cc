@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/mapped_file.h"
+#include "engine/speculation/speculator.h"
 #include "kernels/backend_flags.h"
 
 namespace iquest {
@@ -63,6 +64,22 @@ void ServerConfig::RegisterFlags(FlagParser& p) {
   p.AddInt("max-tokens-cap", &max_tokens_cap, "largest max_tokens accepted; 0: max-model-len", 0,
            1 << 24);
   p.AddBool("enable-prefix-caching", &enable_prefix_caching, "reuse KV blocks of shared prefixes");
+  p.AddString("speculative", &speculative,
+              "speculative decoding: none, ngram (prompt lookup) or draft (--draft-model)");
+  p.AddInt("num-speculative-tokens", &num_speculative_tokens,
+           "most drafts a request verifies per step (fewer when they do not pay)", 1,
+           SpeculationConfig::kMaxSpeculativeTokens);
+  p.AddInt("ngram-min", &ngram_min, "prompt lookup: shortest suffix matched", 1,
+           SpeculationConfig::kMaxNgram);
+  p.AddInt("ngram-max", &ngram_max, "prompt lookup: longest suffix matched", 1,
+           SpeculationConfig::kMaxNgram);
+  p.AddBool("speculative-adaptive", &speculative_adaptive,
+            "fit each request's drafts to its acceptance and the batch's load; off: always "
+            "--num-speculative-tokens");
+  p.AddString("draft-model", &draft_model_dir,
+              "--speculative draft: the draft model's folder (same tokenizer as --model)");
+  p.AddInt("draft-kv-cache-mb", &draft_kv_cache_mb, "the draft model's KV cache memory", 1,
+           1 << 22);
   p.AddInt("max-prompt-bytes", &max_prompt_bytes, "largest text prompt", 1, 1 << 30);
   p.AddInt("grammar-compile-timeout-ms", &grammar_compile_timeout_ms,
            "longest compile of one structured-output constraint (the request fails past it)", 1,
@@ -118,6 +135,16 @@ absl::Status ServerConfig::Validate() const {
       !(S_ISDIR(info.st_mode) || (S_ISREG(info.st_mode) && model_dir.ends_with(".gguf")))) {
     return absl::InvalidArgumentError(
         absl::StrCat("--model: not a folder or a .gguf file: ", model_dir));
+  }
+  if (const absl::StatusOr<SpeculationMethod> method = ParseSpeculationMethod(speculative);
+      !method.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--speculative: ", method.status().message()));
+  } else if ((*method == SpeculationMethod::kDraft) != !draft_model_dir.empty()) {
+    return absl::InvalidArgumentError("--speculative draft and --draft-model go together");
+  }
+  if (ngram_min > ngram_max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ngram-min (", ngram_min, ") must not exceed --ngram-max (", ngram_max, ")"));
   }
   if (device != "cpu" && device != "cuda") {
     return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, got ", device));
@@ -196,8 +223,8 @@ std::string ServerConfig::Describe() const {
       Kv("http_max_connections", http_max_connections),
       Kv("kv_events", kv_events_endpoint.empty() ? "off" : kv_events_endpoint),
       Kv("tls", tls_cert.empty() ? "off" : (tls_client_ca.empty() ? "on" : "mtls")),
-      Kv("auth", auth_token_file.empty() ? "off" : "bearer"),
-      Kv("drain_timeout_s", drain_timeout_s));
+      Kv("auth", auth_token_file.empty() ? "off" : "bearer"), Kv("speculative", speculative),
+      Kv("num_speculative_tokens", num_speculative_tokens), Kv("drain_timeout_s", drain_timeout_s));
 }
 
 }  // namespace iquest

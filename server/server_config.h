@@ -49,6 +49,14 @@ struct ServerConfig {
   int64_t max_model_len = 0;        // 0: the model's context.
   int64_t max_tokens_cap = 0;       // 0: max_model_len.
   bool enable_prefix_caching = true;
+  // Speculative decoding (engine/speculation/).
+  std::string speculative = "none";  // none | ngram | draft
+  int64_t num_speculative_tokens = 4;
+  int64_t ngram_min = 2;
+  int64_t ngram_max = 4;
+  bool speculative_adaptive = true;
+  std::string draft_model_dir;     // --speculative draft: same tokenizer as --model.
+  int64_t draft_kv_cache_mb = 64;  // The draft model's own KV pool.
   // Limits.
   int64_t max_prompt_bytes = 4 << 20;
   int64_t grammar_compile_timeout_ms = 10000;  // One structured-output constraint's compile.

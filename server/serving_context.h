@@ -26,6 +26,7 @@ struct ServingContext {
   std::string device;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<LlamaModel> draft_model;    // --speculative draft; outlives the engine.
   std::unique_ptr<Tokenizer> tokenizer;       // Null when the model folder has none.
   std::optional<ChatTemplate> chat_template;  // Unset when none was recognised...
   absl::Status chat_template_error;           // ...and this says why.

@@ -146,6 +146,49 @@ absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) 
   return absl::OkStatus();
 }
 
+// The KV blocks `megabytes` hold for `model`.
+int64_t KvBlocksIn(int64_t megabytes, const ModelConfig& model, int64_t block_size, DType dtype) {
+  const int64_t bytes_per_block = 2 * model.num_layers * block_size * model.num_kv_heads *
+                                  model.head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  return std::max<int64_t>(1, (megabytes << 20) / bytes_per_block);
+}
+
+// --speculative: the proposer's settings, and for `draft` the draft model, whose vocabulary
+// must be the target's token for token (the engine checks sizes and EOS ids).
+absl::Status SetUpSpeculation(const ServerConfig& config, ServingContext& serving,
+                              EngineConfig& engine) {
+  SpeculationConfig& spec = engine.speculation;
+  ASSIGN_OR_RETURN(spec.method, ParseSpeculationMethod(config.speculative));
+  spec.num_speculative_tokens = static_cast<int32_t>(config.num_speculative_tokens);
+  spec.ngram_min = static_cast<int32_t>(config.ngram_min);
+  spec.ngram_max = static_cast<int32_t>(config.ngram_max);
+  spec.adaptive = config.speculative_adaptive;
+  if (spec.method != SpeculationMethod::kDraft) return absl::OkStatus();
+  ASSIGN_OR_RETURN(serving.draft_model, LlamaModel::Load(config.draft_model_dir, *serving.backend));
+  ASSIGN_OR_RETURN(const ModelFiles files, FindModelFiles(config.draft_model_dir));
+  if (serving.tokenizer != nullptr && HasTokenizerFiles(files.folder)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> draft, Tokenizer::Load(files.folder));
+    if (draft->vocab_size() != serving.tokenizer->vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("--draft-model's tokenizer has ",
+                                                     draft->vocab_size(), " tokens, --model's ",
+                                                     serving.tokenizer->vocab_size()));
+    }
+    for (int32_t id = 0; id < draft->vocab_size(); ++id) {
+      if (draft->TokenBytes(id) != serving.tokenizer->TokenBytes(id)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--draft-model's tokenizer differs from --model's at token id ", id));
+      }
+    }
+  }
+  engine.draft_model = serving.draft_model.get();
+  engine.draft_kv_cache.block_size = config.block_size;
+  engine.draft_kv_cache.dtype = engine.kv_cache.dtype;
+  engine.draft_kv_cache.num_blocks =
+      KvBlocksIn(config.draft_kv_cache_mb, serving.draft_model->config(), config.block_size,
+                 engine.draft_kv_cache.dtype);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerConfig& config,
@@ -184,10 +227,8 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   engine.kv_cache.num_blocks = config.num_kv_blocks;
   engine.kv_cache.dtype = serving->backend->preferred_kv_dtype();
   if (engine.kv_cache.num_blocks == 0) {
-    const int64_t bytes_per_block = 2 * model.num_layers * config.block_size * model.num_kv_heads *
-                                    model.head_dim *
-                                    static_cast<int64_t>(DTypeSize(engine.kv_cache.dtype));
-    engine.kv_cache.num_blocks = std::max<int64_t>(1, (config.kv_cache_mb << 20) / bytes_per_block);
+    engine.kv_cache.num_blocks =
+        KvBlocksIn(config.kv_cache_mb, model, config.block_size, engine.kv_cache.dtype);
   }
   engine.scheduler.max_num_seqs = config.max_num_seqs;
   engine.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
@@ -224,6 +265,7 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
       publisher->Publish(std::move(events));
     };
   }
+  RETURN_IF_ERROR(SetUpSpeculation(config, *serving, engine));
   ASSIGN_OR_RETURN(serving->engine, Engine::Create(*serving->model, engine));
   if (metrics != nullptr) {
     metrics->SetModelInfo(serving->model->config().architecture_name, serving->model_fingerprint);

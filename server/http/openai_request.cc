@@ -170,6 +170,10 @@ absl::Status ParseSampling(const Fields& f, OpenAiRequest& out, serve::v1::Sampl
   flag.reset();
   if (absl::Status st = f.Bool("skip_special_tokens", flag); !st.ok()) return st;
   if (flag) s.set_skip_special_tokens(*flag);
+  flag.reset();
+  // Our extension (the gRPC field): speculative decoding on or off for this request.
+  if (absl::Status st = f.Bool("speculation", flag); !st.ok()) return st;
+  if (flag) s.set_speculation(*flag);
   // Logprobs: chat has `logprobs: bool` + `top_logprobs: int`; completions `logprobs: int`.
   if (out.endpoint == OpenAiEndpoint::kChatCompletions) {
     flag.reset();
