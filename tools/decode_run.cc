@@ -39,20 +39,12 @@ class CountingSink : public TokenSink {
 
 absl::StatusOr<DecodeRun> RunDecode(LlamaModel& model, int batch, int max_tokens,
                                     bool backend_sampling,
-                                    const std::function<void(int, GenerationRequest&)>& configure) {
-  EngineConfig config;
-  config.backend_sampling = backend_sampling;
-  config.kv_cache.block_size = 16;
-  config.kv_cache.dtype = model.backend().preferred_kv_dtype();
-  config.kv_cache.num_blocks = batch * ((16 + max_tokens) / 16 + 2);
-  config.scheduler.max_num_seqs = batch;
-  config.scheduler.max_num_batched_tokens = std::max(2048, 16 * batch);
-  config.scheduler.max_model_len = std::min<int64_t>(model.config().max_context_len, 4096);
-  auto engine = Engine::Create(model, config);
-  if (!engine.ok()) return engine.status();
-  auto sink = std::make_shared<CountingSink>();
+                                    const std::function<void(int, GenerationRequest&)>& configure,
+                                    const std::function<void(EngineConfig&)>& configure_engine) {
+  std::vector<GenerationRequest> requests;
+  int64_t max_len = 0;
   for (int i = 0; i < batch; ++i) {
-    GenerationRequest r;
+    GenerationRequest& r = requests.emplace_back();
     r.request_id = std::to_string(i);
     for (int t = 0; t < 16; ++t)
       r.prompt_token_ids.push_back((i * 31 + t * 7 + 1) % model.config().vocab_size);
@@ -60,6 +52,22 @@ absl::StatusOr<DecodeRun> RunDecode(LlamaModel& model, int batch, int max_tokens
     r.sampling.max_tokens = max_tokens;
     r.sampling.ignore_eos = true;
     if (configure) configure(i, r);
+    max_len = std::max<int64_t>(
+        max_len, static_cast<int64_t>(r.prompt_token_ids.size()) + r.sampling.max_tokens);
+  }
+  EngineConfig config;
+  config.backend_sampling = backend_sampling;
+  config.kv_cache.block_size = 16;
+  config.kv_cache.dtype = model.backend().preferred_kv_dtype();
+  config.kv_cache.num_blocks = batch * (max_len / 16 + 2);
+  config.scheduler.max_num_seqs = batch;
+  config.scheduler.max_num_batched_tokens = std::max(2048, 16 * batch);
+  config.scheduler.max_model_len = std::min<int64_t>(model.config().max_context_len, 4096);
+  if (configure_engine) configure_engine(config);
+  auto engine = Engine::Create(model, config);
+  if (!engine.ok()) return engine.status();
+  auto sink = std::make_shared<CountingSink>();
+  for (const GenerationRequest& r : requests) {
     const absl::Status status = (*engine)->Submit(r, sink);
     if (!status.ok()) return status;
   }
@@ -75,6 +83,8 @@ absl::StatusOr<DecodeRun> RunDecode(LlamaModel& model, int batch, int max_tokens
   run.tok_s = decode_tokens / Seconds(last - first).count();
   run.bytes_to_host_step = static_cast<double>(stats.bytes_to_host) /
                            static_cast<double>(std::max<int64_t>(stats.num_steps, 1));
+  run.num_steps = stats.num_steps;
+  run.spec = stats.spec_decode;
   return run;
 }
 
