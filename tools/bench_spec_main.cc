@@ -2,7 +2,8 @@
 // engine decoding one token per step. For each batch size and workload, --repeats interleaved
 // runs of: speculation off, prompt lookup (--speculative ngram, adaptive k), and, with
 // --draft-model, draft-model speculation; the median decode tok/s of each, its ratio to "off",
-// and the acceptance (drafts accepted / verified, and tokens per verifying step).
+// and the acceptance over all repeats (drafts accepted / verified, and tokens per verifying
+// step). First, the cost of verifying k drafts: what bounds the speed-up.
 //
 // Workloads, from the demo model's own domain (Python source, models/demo/eval):
 //  - edit: the prompt is a window of a held-out file, a blank line, and the window's first line
@@ -11,6 +12,7 @@
 //    nothing, where prompt lookup finds little and what it finds is rejected.
 // Figures only: nothing here is a pass/fail test.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -22,6 +24,8 @@
 #include "common/status.h"
 #include "kernels/backend_flags.h"
 #include "kernels/make_backend.h"
+#include "model/batch_inputs.h"
+#include "model/kv_cache.h"
 #include "model/llama.h"
 #include "model/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -75,6 +79,29 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> EditPrompts(const std::string&
   return prompts;
 }
 
+// The forward pass of one sequence verifying k drafts (1 + k query rows, logits for all, after
+// `context` cached tokens), in microseconds: the median of `iters`. Its ratio to k = 0 is what a
+// step that verifies k drafts costs; (1 + k) / ratio bounds the speed-up when all are accepted.
+double VerifyMicros(LlamaModel& model, KvCache& cache, int64_t context, int64_t k, int iters) {
+  const int64_t block_size = cache.block_size();
+  std::vector<int32_t> table((context + k + block_size) / block_size);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int32_t>(i);
+  std::vector<double> micros;
+  for (int it = 0; it < iters; ++it) {
+    BatchBuilder builder(block_size);
+    builder.AddSequence(std::vector<int32_t>(static_cast<size_t>(k + 1), 7), context, table,
+                        LogitsWanted::kAll);
+    const BatchInputs inputs = builder.Build();
+    const auto start = std::chrono::steady_clock::now();
+    if (!model.ForwardToDevice(inputs, cache).ok()) return 0;
+    model.backend().Synchronize();
+    micros.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  return Median(micros);
+}
+
 struct Mode {
   const char* name;
   SpeculationMethod method;
@@ -85,6 +112,7 @@ int Main(int argc, char** argv) {
   std::string batches = "1,8";
   int64_t max_tokens = 96, repeats = 5, num_speculative_tokens = 4, max_prompt_tokens = 512;
   bool adaptive = true;
+  int64_t verify_iters = 20;
   BackendOptions backend_options;
   FlagParser flags("iquest-bench-spec",
                    "Speculative decoding vs one token per step: decode tok/s and acceptance.");
@@ -98,6 +126,8 @@ int Main(int argc, char** argv) {
   flags.AddInt("repeats", &repeats, "interleaved runs per figure (the median is printed)", 1, 50);
   flags.AddInt("num-speculative-tokens", &num_speculative_tokens, "K", 1,
                SpeculationConfig::kMaxSpeculativeTokens);
+  flags.AddInt("verify-iters", &verify_iters, "forward passes per verification-cost figure", 1,
+               10000);
   flags.AddBool("adaptive", &adaptive, "adaptive k (false: always K drafts when proposed)");
   RegisterBackendFlags(flags, &backend_options);
   ParseFlagsOrExit(flags, argc, argv);
@@ -124,6 +154,24 @@ int Main(int argc, char** argv) {
   auto edits = EditPrompts(edit_file, **tokenizer, config.bos_token_id, max_prompt);
   if (!edits.ok()) return fail(edits.status());
 
+  {
+    KvCacheConfig kv;
+    kv.block_size = 16;
+    kv.num_blocks = (max_prompt + 64) / 16 + 2;
+    kv.dtype = (*backend)->preferred_kv_dtype();
+    auto cache = KvCache::Create(**backend, config, kv);
+    if (!cache.ok()) return fail(cache.status());
+    const int64_t context = std::min<int64_t>(max_prompt, 200);
+    const int iters = verify_iters;
+    std::printf("forward of one sequence verifying k drafts after %lld tokens (median of %d):\n",
+                static_cast<long long>(context), iters);
+    const double base = VerifyMicros(**model, **cache, context, 0, iters);
+    for (int64_t k = 0; k <= num_speculative_tokens; ++k) {
+      const double us = k == 0 ? base : VerifyMicros(**model, **cache, context, k, iters);
+      std::printf("  k %2lld: %9.0f us  %5.2fx of k 0; all accepted: %.2f tokens per k-0 step\n",
+                  static_cast<long long>(k), us, us / base, static_cast<double>(k + 1) * base / us);
+    }
+  }
   std::vector<Mode> modes = {{"off", SpeculationMethod::kNone},
                              {"ngram", SpeculationMethod::kNgram}};
   if (draft != nullptr) modes.push_back({"draft", SpeculationMethod::kDraft});
@@ -131,8 +179,9 @@ int Main(int argc, char** argv) {
               model_dir.c_str(), static_cast<long long>(max_tokens),
               static_cast<long long>(num_speculative_tokens),
               static_cast<long long>(backend_options.num_threads), static_cast<long long>(repeats));
-  std::printf("%-6s %5s %-6s %10s %7s %9s %9s\n", "work", "batch", "mode", "tok/s", "ratio",
-              "accepted", "tok/step");
+  // verified: drafts verified per generated token, over all repeats.
+  std::printf("%-6s %5s %-6s %10s %7s %9s %9s %9s\n", "work", "batch", "mode", "tok/s", "ratio",
+              "accepted", "tok/step", "verified");
   std::vector<int32_t> batch_sizes;
   if (!ParseIntList(batches, 1, 4096, &batch_sizes).ok()) return 2;
   for (const int32_t batch_size : batch_sizes) {
@@ -166,26 +215,32 @@ int Main(int argc, char** argv) {
                         });
           if (!run.ok()) return fail(run.status());
           rates[m].push_back(run->tok_s);
-          counters[m] = run->spec;
+          counters[m].num_drafts += run->spec.num_drafts;
+          counters[m].num_draft_tokens += run->spec.num_draft_tokens;
+          counters[m].num_accepted_tokens += run->spec.num_accepted_tokens;
         }
       }
-      const double off = Median(rates[0]);
       for (size_t m = 0; m < modes.size(); ++m) {
         const SpecDecodeCounters& c = counters[m];
-        const double median = Median(rates[m]);
-        std::printf("%-6s %5d %-6s %10.1f %6.2fx", workload, batch, modes[m].name, median,
-                    median / off);
+        // Each repeat ran the modes back to back: the ratio is the median of those pairs',
+        // which the machine's drift between repeats does not move.
+        std::vector<double> ratios;
+        for (size_t r = 0; r < rates[m].size(); ++r) ratios.push_back(rates[m][r] / rates[0][r]);
+        std::printf("%-6s %5d %-6s %10.1f %6.2fx", workload, batch, modes[m].name, Median(rates[m]),
+                    Median(ratios));
         if (m == 0) {
           std::printf("\n");
           continue;
         }
-        std::printf(" %8.1f%% %9.2f   runs:",
+        std::printf(" %8.1f%% %9.2f %9.3f   runs:",
                     c.num_draft_tokens == 0 ? 0.0
                                             : 100.0 * static_cast<double>(c.num_accepted_tokens) /
                                                   static_cast<double>(c.num_draft_tokens),
                     c.num_drafts == 0 ? 0.0
                                       : 1.0 + static_cast<double>(c.num_accepted_tokens) /
-                                                  static_cast<double>(c.num_drafts));
+                                                  static_cast<double>(c.num_drafts),
+                    static_cast<double>(c.num_draft_tokens) /
+                        static_cast<double>(repeats * batch * max_tokens));
         for (double r : rates[m]) std::printf(" %.0f", r);
         std::printf("  (off:");
         for (double r : rates[0]) std::printf(" %.0f", r);

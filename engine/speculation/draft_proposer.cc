@@ -77,6 +77,11 @@ bool DraftProposer::Prepare(const Request& target, int64_t num_total_tokens,
     shadow.block_hashes.clear();
     shadow.num_computed_tokens = 0;
   }
+  // Too long for the whole pool: give up without evicting anyone.
+  if ((num_total_tokens + block_size_ - 1) / block_size_ > blocks_.num_blocks()) {
+    Forget(target.id);
+    return false;
+  }
   while (true) {
     BlockManager::CachedPrefix prefix;
     if (shadow.block_ids.empty()) prefix = blocks_.FindCachedPrefix(shadow);

@@ -96,11 +96,12 @@ void Speculator::ObserveStepTime(double seconds) {
   sum_t_ = sum_t_ * kCostDecay + seconds;
   sum_nn_ = sum_nn_ * kCostDecay + n * n;
   sum_nt_ = sum_nt_ * kCostDecay + n * seconds;
-  // Weighted least squares of T = a + b * N; b is only known once N has varied (by at least
-  // about half a token, in the weighted variance).
+  // Weighted least squares of T = a + b * N; b is only known once N has varied: the weighted
+  // sum of squared deviations of N (variance / sum_w) at least that of one step one token off.
   const double variance = sum_nn_ * sum_w_ - sum_n_ * sum_n_;
-  if (variance < 0.25 * sum_w_ * sum_w_) return;
+  if (variance < sum_w_) return;
   seconds_per_token_ = std::max(0.0, (sum_w_ * sum_nt_ - sum_n_ * sum_t_) / variance);
+  cost_known_ = true;
 }
 
 double Speculator::threshold() const {
@@ -120,8 +121,11 @@ int64_t Speculator::DraftsFor(const Request& r) {
   const int64_t left = std::min<int64_t>(r.sampling.max_tokens - r.num_output_tokens(),
                                          max_model_len_ - r.num_tokens()) -
                        1;
-  const int64_t max_k = std::min<int64_t>(config_.num_speculative_tokens, left);
+  int64_t max_k = std::min<int64_t>(config_.num_speculative_tokens, left);
   if (max_k <= 0 || !config_.adaptive) return std::max<int64_t>(max_k, 0);
+  // Until the fit knows what a token costs, one draft: cheap even under a heavy batch, and the
+  // variation in N that the fit needs.
+  if (!cost_known_) max_k = 1;
   Acceptance& a = acceptance_[r.id];
   const double alpha = a.rate();
   const double theta = threshold();

@@ -9,12 +9,14 @@
 // adds b seconds and is accepted with probability alpha^j (its j-th draft needs the j - 1 before
 // it; alpha is the request's recent per-draft acceptance). It raises tokens per second iff
 // alpha^j > b * S / T (T the step's time), so each request gets the largest k <= K with
-// alpha^k above that threshold (and above kMinThreshold: before the fit knows b, and for
-// costs it cannot see, a draft needs a 5 % chance). At batch 1 on a memory-bound step b * S / T
-// is small and k stays near K while drafts are accepted; under a heavy batch (S / T near 1 / b)
-// drafts stop paying and k falls to 0; with nothing accepted alpha falls and k with it. A request
-// that stopped drafting probes with one draft after 2, 4, 8, ... 64 steps (exponential backoff),
-// so a text that turns repetitive is noticed and a hopeless one costs almost nothing.
+// alpha^k above that threshold (and above kMinThreshold: for costs the fit cannot see, a draft
+// needs a 5 % chance). Until the fit knows b (N must have varied), k is at most 1, so that the
+// first steps of a heavy batch do not verify K drafts per request at an unknown price. At batch 1
+// on a memory-bound step b * S / T is small and k stays near K while drafts are accepted; under a
+// heavy batch (S / T near 1 / b) drafts stop paying and k falls to 0; with nothing accepted alpha
+// falls and k with it. A request that stopped drafting probes with one draft after 2, 4, 8, ... 64
+// steps (exponential backoff), so a text that turns repetitive is noticed and a hopeless one costs
+// almost nothing.
 //
 // Engine thread only.
 #pragma once
@@ -104,7 +106,8 @@ class Speculator {
   std::unordered_map<uint64_t, Acceptance> acceptance_;
   // The step-cost fit: decayed sums of w, N, T, N^2, N*T over decode-only steps.
   double sum_w_ = 0, sum_n_ = 0, sum_t_ = 0, sum_nn_ = 0, sum_nt_ = 0;
-  double seconds_per_token_ = 0;  // b of the fit (0 until N has varied).
+  double seconds_per_token_ = 0;  // b of the fit (0 until N has varied)...
+  bool cost_known_ = false;       // ...which it has.
   // The last step: its tokens, tokens it yielded, whether it was decode-only, and its seconds.
   int64_t last_num_tokens_ = 0;
   int64_t last_yield_ = 0;

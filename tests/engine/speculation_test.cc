@@ -12,10 +12,12 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "engine/speculation/draft_proposer.h"
 #include "engine/speculation/ngram_proposer.h"
 #include "engine/speculation/speculator.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/testing/collecting_sink.h"
+#include "tests/testing/greedy.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/tiny_model.h"
@@ -262,6 +264,53 @@ TEST_F(SpeculationTest, FiveHundredRequestsWithCancelsAndDeadlinesGiveEveryBlock
   }
 }
 
+TEST_F(SpeculationTest, DraftProposerGuessesGreedilyAndKeepsItsPoolExact) {
+  KvCacheConfig kv;
+  kv.num_blocks = 8;  // 32 tokens.
+  kv.block_size = 4;
+  SchedulerConfig scheduler;
+  scheduler.max_model_len = 256;
+  ASSERT_OK_AND_ASSIGN(auto proposer, DraftProposer::Create(*target_, *other_, kv, scheduler));
+  auto request = [](uint64_t id, int length) {
+    Request r;
+    r.id = id;
+    for (int i = 0; i < length; ++i)
+      r.token_ids.push_back(5 + (i * 7 + static_cast<int>(id)) % 200);
+    r.prompt_len = length;
+    return r;
+  };
+  Request a = request(1, 10);
+  ASSERT_OK_AND_ASSIGN(auto drafts, proposer->Propose(std::vector<DraftQuery>{{&a, 3}}));
+  // The draft model's own greedy continuation.
+  const std::vector<int32_t> expected =
+      testing::Greedy(other_dir_->path(), *backend_, a.token_ids, 3);
+  EXPECT_EQ(drafts[0], expected);
+  EXPECT_EQ(proposer->num_used_blocks(), 3);  // 10 tokens + 2 drafts fed back.
+  ASSERT_OK(proposer->CheckInvariants());
+  // Too long for the pool: no drafts, and a's shadow is not evicted for nothing.
+  Request b = request(2, 40);
+  ASSERT_OK_AND_ASSIGN(drafts, proposer->Propose(std::vector<DraftQuery>{{&b, 3}}));
+  EXPECT_TRUE(drafts[0].empty());
+  EXPECT_EQ(proposer->num_used_blocks(), 3);
+  // The first draft accepted, then another token: the shadow keeps the K/V of both known
+  // tokens and proposes the same as a fresh start would.
+  a.token_ids.push_back(expected[0]);
+  a.token_ids.push_back(expected[0] == 9 ? 10 : 9);
+  ASSERT_OK_AND_ASSIGN(drafts, proposer->Propose(std::vector<DraftQuery>{{&a, 2}}));
+  EXPECT_EQ(drafts[0], testing::Greedy(other_dir_->path(), *backend_, a.token_ids, 2));
+  ASSERT_OK(proposer->CheckInvariants());
+  // One that fits only once the idle shadow (a's) is evicted.
+  Request c = request(3, 26);
+  ASSERT_OK_AND_ASSIGN(drafts, proposer->Propose(std::vector<DraftQuery>{{&c, 3}}));
+  EXPECT_EQ(drafts[0], testing::Greedy(other_dir_->path(), *backend_, c.token_ids, 3));
+  EXPECT_EQ(proposer->num_used_blocks(), 7);  // 26 + 2 tokens.
+  ASSERT_OK(proposer->CheckInvariants());
+  proposer->Forget(a.id);
+  proposer->Forget(c.id);
+  EXPECT_EQ(proposer->num_used_blocks(), 0);
+  EXPECT_EQ(proposer->num_tracked(), 0u);
+}
+
 // softmax(logits / temperature) in float64: the reference the draws are tested against.
 std::vector<double> Softmax(std::span<const float> logits, double temperature) {
   double max = logits[0];
@@ -430,19 +479,21 @@ TEST(SpeculatorTest, RejectedDraftsShrinkKAndAcceptedOnesKeepIt) {
       if (id == r.id) return d.size();
     return 0;
   };
-  ASSERT_GT(drafts_of(bad), 0u);  // The prior lets both try.
+  // The prior lets both try, with one draft while the cost of a token is unknown.
+  ASSERT_EQ(drafts_of(bad), 1u);
   for (int step = 0; step < 20; ++step) {
     ScheduledBatch batch;
     batch.requests = {{&good, 5, 4}, {&bad, 5, 4}};
-    batch.num_tokens = 10;
+    batch.num_tokens = 8 + 2 * (step % 2);  // N varies, so the fit learns b (0.1 ms).
     std::vector<RequestStepOutput> outputs(2);
     outputs[0].num_draft_tokens = outputs[1].num_draft_tokens = 4;
     outputs[0].num_accepted_drafts = 4;
     outputs[0].samples.resize(5);
     outputs[1].samples.resize(1);
     speculator.Observe(batch, outputs);
-    speculator.ObserveStepTime(0.01 + 0.001 * (step % 3));
+    speculator.ObserveStepTime(0.01 + 0.0001 * static_cast<double>(batch.num_tokens));
   }
+  EXPECT_NEAR(speculator.threshold(), 0.0001 * 6 / 0.011, 1e-3);  // b * S / T.
   EXPECT_GT(speculator.acceptance(good.id), 0.9);
   EXPECT_LT(speculator.acceptance(bad.id), 0.1);
   EXPECT_EQ(drafts_of(good), 4u);

@@ -27,6 +27,9 @@ FAMILIES = [
     "iquest_requests_rejected_total", "iquest_prompt_tokens_total",
     "iquest_generation_tokens_total", "iquest_prefix_cache_queries_total",
     "iquest_prefix_cache_hits_total", "iquest_preemptions_total",
+    "iquest_spec_decode_num_drafts_total", "iquest_spec_decode_num_draft_tokens_total",
+    "iquest_spec_decode_num_accepted_tokens_total",
+    "iquest_spec_decode_num_accepted_tokens_per_pos_total",
 ] + [h + "_bucket" for h in (
     "iquest_time_to_first_token_seconds", "iquest_inter_token_latency_seconds",
     "iquest_e2e_request_latency_seconds", "iquest_request_queue_seconds",
@@ -47,8 +50,9 @@ class PrometheusTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="iquest-prom-")
         model = make_model(os.path.join(cls.dir, "model"))
         # A small KV pool and queue so that preemptions and rejections happen.
+        # Prompt lookup on: the speculative-decoding families and panel have data too.
         cls.server = Server(model, "--num-kv-blocks", "30", "--max-queue", "3",
-                            "--max-num-seqs", "4")
+                            "--max-num-seqs", "4", "--speculative", "ngram", "--ngram-min", "1")
         rules = os.path.join(cls.dir, "rules")
         os.makedirs(rules)
         for name in os.listdir(os.path.join(ROOT, "deploy/prometheus/rules")):
