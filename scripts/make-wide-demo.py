@@ -21,11 +21,14 @@ import argparse
 import json
 import os
 import shutil
-import struct
+import sys
 
 import numpy as np
 
-DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "demo")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+DEMO = os.path.join(ROOT, "models", "demo")
+sys.path.insert(0, os.path.join(ROOT, "tools", "train_demo_model"))
+import safetensors_bf16  # noqa: E402  (the demo's own bf16 reader and writer)
 
 
 def main():
@@ -39,18 +42,7 @@ def main():
     wide = args.intermediate
     if wide < real:
         raise SystemExit(f"--intermediate must be at least {real}")
-    with open(os.path.join(DEMO, "model.safetensors"), "rb") as f:
-        header_len = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(header_len))
-        data = f.read()
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "BF16":
-            raise SystemExit(f"{name}: expected BF16, got {info['dtype']}")
-        begin, end = info["data_offsets"]
-        tensors[name] = np.frombuffer(data[begin:end], dtype=np.uint16).reshape(info["shape"])
+    tensors = dict(safetensors_bf16.read_bits(os.path.join(DEMO, "model.safetensors")))
     index = np.arange(wide) % real
     for name in list(tensors):
         t = tensors[name]
@@ -63,25 +55,14 @@ def main():
         elif name.endswith("mlp.down_proj.weight"):
             tensors[name] = np.ascontiguousarray(t[:, index])
     os.makedirs(args.out, exist_ok=True)
-    out_header, offset = {"__metadata__": {"format": "pt"}}, 0
-    for name in sorted(tensors):
-        size = tensors[name].nbytes
-        out_header[name] = {"dtype": "BF16", "shape": list(tensors[name].shape),
-                            "data_offsets": [offset, offset + size]}
-        offset += size
-    encoded = json.dumps(out_header).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    with open(os.path.join(args.out, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for name in sorted(tensors):
-            f.write(np.ascontiguousarray(tensors[name]).tobytes())
+    safetensors_bf16.write_bits(os.path.join(args.out, "model.safetensors"), tensors)
     config["intermediate_size"] = wide
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     for name in ("tokenizer.model", "tokenizer_config.json", "generation_config.json"):
         shutil.copy(os.path.join(DEMO, name), args.out)
-    print(f"{args.out}: intermediate {real} -> {wide}, {offset / 2**20:.0f} MiB of weights")
+    total = sum(t.nbytes for t in tensors.values())
+    print(f"{args.out}: intermediate {real} -> {wide}, {total / 2**20:.0f} MiB of weights")
 
 
 if __name__ == "__main__":
