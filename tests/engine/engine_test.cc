@@ -39,13 +39,7 @@ class EngineTest : public ::testing::Test {
   }
 
   static EngineConfig Config(int64_t num_blocks = 256, int64_t budget = 512) {
-    EngineConfig config;
-    config.kv_cache.num_blocks = num_blocks;
-    config.kv_cache.block_size = 4;
-    config.scheduler.max_num_batched_tokens = budget;
-    config.scheduler.max_num_seqs = 32;
-    config.scheduler.max_model_len = 256;
-    return config;
+    return TinyEngineConfig(num_blocks, budget);
   }
 
   static GenerationRequest Greedy(const std::string& id, int prompt_len, int max_tokens,

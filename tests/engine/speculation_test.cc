@@ -60,12 +60,7 @@ class SpeculationTest : public ::testing::Test {
 
   static EngineConfig Config(SpeculationMethod method, LlamaModel* draft = nullptr,
                              int64_t num_blocks = 256, int64_t budget = 512) {
-    EngineConfig config;
-    config.kv_cache.num_blocks = num_blocks;
-    config.kv_cache.block_size = 4;
-    config.scheduler.max_num_batched_tokens = budget;
-    config.scheduler.max_num_seqs = 32;
-    config.scheduler.max_model_len = 256;
+    EngineConfig config = TinyEngineConfig(num_blocks, budget);
     config.speculation.method = method;
     config.speculation.num_speculative_tokens = 4;
     config.speculation.ngram_min = 1;

@@ -1,5 +1,5 @@
-// CollectingSink: a TokenSink that keeps every output of one request, by sample, for engine
-// tests; Wait() returns once the request is done.
+// Engine test helpers: CollectingSink, a TokenSink that keeps every output of one request, by
+// sample (Wait() returns once the request is done), and the tiny models' engine configuration.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,9 +11,22 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "engine/request_outputs.h"
 
 namespace iquest {
+
+// The engine tests' configuration for the tiny models: blocks of 4 tokens, 32 seats, a context
+// of 256.
+inline EngineConfig TinyEngineConfig(int64_t num_blocks, int64_t budget) {
+  EngineConfig config;
+  config.kv_cache.num_blocks = num_blocks;
+  config.kv_cache.block_size = 4;
+  config.scheduler.max_num_batched_tokens = budget;
+  config.scheduler.max_num_seqs = 32;
+  config.scheduler.max_model_len = 256;
+  return config;
+}
 
 class CollectingSink : public TokenSink {
  public:
