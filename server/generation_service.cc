@@ -137,6 +137,11 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
   response->set_build_version(BuildVersion());
   response->set_model_fingerprint(serving->model_fingerprint);
   response->set_has_tokenizer(serving->tokenizer != nullptr);
+  const SpeculationConfig& spec = serving->engine->config().speculation;
+  response->set_speculative_method(SpeculationMethodName(spec.method));
+  response->set_num_speculative_tokens(
+      spec.method == SpeculationMethod::kNone ? 0 : spec.num_speculative_tokens);
+  response->set_draft_model_name(serving->draft_model_name);
   return Done(context, grpc::Status::OK);
 }
 

@@ -27,6 +27,7 @@ struct ServingContext {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
   std::unique_ptr<LlamaModel> draft_model;    // --speculative draft; outlives the engine.
+  std::string draft_model_name;               // Its folder's name; empty without one.
   std::unique_ptr<Tokenizer> tokenizer;       // Null when the model folder has none.
   std::optional<ChatTemplate> chat_template;  // Unset when none was recognised...
   absl::Status chat_template_error;           // ...and this says why.

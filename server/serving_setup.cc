@@ -165,6 +165,7 @@ absl::Status SetUpSpeculation(const ServerConfig& config, ServingContext& servin
   spec.adaptive = config.speculative_adaptive;
   if (spec.method != SpeculationMethod::kDraft) return absl::OkStatus();
   ASSIGN_OR_RETURN(serving.draft_model, LlamaModel::Load(config.draft_model_dir, *serving.backend));
+  serving.draft_model_name = ModelName(config.draft_model_dir);
   ASSIGN_OR_RETURN(const ModelFiles files, FindModelFiles(config.draft_model_dir));
   if (serving.tokenizer != nullptr && HasTokenizerFiles(files.folder)) {
     ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> draft, Tokenizer::Load(files.folder));

@@ -89,6 +89,7 @@ void Speculator::Observe(const ScheduledBatch& batch,
 
 void Speculator::ObserveStepTime(double seconds) {
   last_seconds_ = seconds;
+  ++num_steps_;
   if (!last_decode_only_ || last_num_tokens_ <= 0 || !(seconds > 0)) return;
   const double n = static_cast<double>(last_num_tokens_);
   sum_w_ = sum_w_ * kCostDecay + 1;
@@ -123,9 +124,10 @@ int64_t Speculator::DraftsFor(const Request& r) {
                        1;
   int64_t max_k = std::min<int64_t>(config_.num_speculative_tokens, left);
   if (max_k <= 0 || !config_.adaptive) return std::max<int64_t>(max_k, 0);
-  // Until the fit knows what a token costs, one draft: cheap even under a heavy batch, and the
-  // variation in N that the fit needs.
-  if (!cost_known_) max_k = 1;
+  // Until the fit knows what a token costs: one draft, two every other step. Cheap even under a
+  // heavy batch, and it makes the variation in N that the fit needs (a proposer with a guess for
+  // every step, such as a draft model, would otherwise keep N constant).
+  if (!cost_known_) max_k = std::min<int64_t>(max_k, 1 + num_steps_ % 2);
   Acceptance& a = acceptance_[r.id];
   const double alpha = a.rate();
   const double theta = threshold();

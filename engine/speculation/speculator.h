@@ -10,8 +10,9 @@
 // it; alpha is the request's recent per-draft acceptance). It raises tokens per second iff
 // alpha^j > b * S / T (T the step's time), so each request gets the largest k <= K with
 // alpha^k above that threshold (and above kMinThreshold: for costs the fit cannot see, a draft
-// needs a 5 % chance). Until the fit knows b (N must have varied), k is at most 1, so that the
-// first steps of a heavy batch do not verify K drafts per request at an unknown price. At batch 1
+// needs a 5 % chance). Until the fit knows b (N must have varied), k is at most 1 and 2 on
+// alternate steps, so that the first steps of a heavy batch do not verify K drafts per request
+// at an unknown price, and N varies even when every request has a guess every step. At batch 1
 // on a memory-bound step b * S / T is small and k stays near K while drafts are accepted; under a
 // heavy batch (S / T near 1 / b) drafts stop paying and k falls to 0; with nothing accepted alpha
 // falls and k with it. A request that stopped drafting probes with one draft after 2, 4, 8, ... 64
@@ -108,6 +109,7 @@ class Speculator {
   double sum_w_ = 0, sum_n_ = 0, sum_t_ = 0, sum_nn_ = 0, sum_nt_ = 0;
   double seconds_per_token_ = 0;  // b of the fit (0 until N has varied)...
   bool cost_known_ = false;       // ...which it has.
+  int64_t num_steps_ = 0;         // Steps observed.
   // The last step: its tokens, tokens it yielded, whether it was decode-only, and its seconds.
   int64_t last_num_tokens_ = 0;
   int64_t last_yield_ = 0;

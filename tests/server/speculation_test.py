@@ -78,6 +78,11 @@ class SpeculationTest(unittest.TestCase):
                             1 + t.spec_accepted_tokens / t.spec_num_drafts, places=5)
                     drafted += t.spec_draft_tokens
             self.assertGreater(drafted, 0)
+            info = server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+            self.assertEqual(info.speculative_method, flags[1])
+            self.assertEqual(info.num_speculative_tokens, 4)
+            self.assertEqual(info.draft_model_name,
+                             self.model_name if flags[1] == "draft" else "")
             self.assertGreater(server.metric("iquest_spec_decode_num_draft_tokens_total"), 0)
             self.assertEqual(server.metric("iquest_spec_decode_num_draft_tokens_total"), drafted)
             accepted = server.metric("iquest_spec_decode_num_accepted_tokens_total")
