@@ -19,7 +19,7 @@ class CountingSink : public TokenSink {
     std::lock_guard<std::mutex> lock(mutex_);
     if (output.request_done) {
       timings_.push_back(output.timings);
-      tokens_ += output.usage.completion_tokens;
+      tokens_.push_back(output.usage.completion_tokens);
       cv_.notify_all();
     }
   }
@@ -28,7 +28,7 @@ class CountingSink : public TokenSink {
     cv_.wait(lock, [&] { return timings_.size() >= n; });
   }
   std::vector<RequestTimings> timings_;
-  int64_t tokens_ = 0;
+  std::vector<int64_t> tokens_;  // Completion tokens, in the order of timings_.
 
  private:
   std::mutex mutex_;
@@ -73,14 +73,21 @@ absl::StatusOr<DecodeRun> RunDecode(LlamaModel& model, int batch, int max_tokens
   }
   sink->WaitFor(static_cast<size_t>(batch));
   Clock::time_point first = Clock::time_point::max(), last = Clock::time_point::min();
-  for (const RequestTimings& t : sink->timings_) {
+  double rate_sum = 0;
+  for (size_t i = 0; i < sink->timings_.size(); ++i) {
+    const RequestTimings& t = sink->timings_[i];
     first = std::min(first, t.first_token);
     last = std::max(last, t.finished);
+    rate_sum +=
+        static_cast<double>(sink->tokens_[i] - 1) / Seconds(t.finished - t.first_token).count();
   }
-  const double decode_tokens = static_cast<double>(sink->tokens_ - batch);
+  int64_t total_tokens = 0;
+  for (int64_t n : sink->tokens_) total_tokens += n;
+  const double decode_tokens = static_cast<double>(total_tokens - batch);
   const EngineStats stats = (*engine)->Stats();
   DecodeRun run;
   run.tok_s = decode_tokens / Seconds(last - first).count();
+  run.mean_request_tok_s = rate_sum / static_cast<double>(sink->timings_.size());
   run.bytes_to_host_step = static_cast<double>(stats.bytes_to_host) /
                            static_cast<double>(std::max<int64_t>(stats.num_steps, 1));
   run.num_steps = stats.num_steps;

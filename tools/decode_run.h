@@ -14,6 +14,9 @@ namespace iquest {
 
 struct DecodeRun {
   double tok_s = 0;               // Generated tokens after each first token, per decode second.
+  // The mean over requests of each one's own rate: its tokens after the first over its first
+  // token to its finish (what a client sees; a fixed batch's tok_s is set by its slowest).
+  double mean_request_tok_s = 0;
   double bytes_to_host_step = 0;  // Results brought to the host per engine step (ModelRunner).
   int64_t num_steps = 0;
   SpecDecodeCounters spec;  // Zeros without speculative decoding.

@@ -88,9 +88,11 @@ void Speculator::Observe(const ScheduledBatch& batch,
 }
 
 void Speculator::ObserveStepTime(double seconds) {
-  last_seconds_ = seconds;
   ++num_steps_;
+  // Prefill steps say nothing about what a decode token costs, nor about decoding's rate.
   if (!last_decode_only_ || last_num_tokens_ <= 0 || !(seconds > 0)) return;
+  decode_seconds_ = seconds;
+  decode_yield_ = last_yield_;
   const double n = static_cast<double>(last_num_tokens_);
   sum_w_ = sum_w_ * kCostDecay + 1;
   sum_n_ = sum_n_ * kCostDecay + n;
@@ -107,8 +109,8 @@ void Speculator::ObserveStepTime(double seconds) {
 
 double Speculator::threshold() const {
   constexpr double kMin = SpeculationConfig::kMinThreshold;
-  if (!(last_seconds_ > 0) || last_yield_ <= 0) return kMin;
-  return std::clamp(seconds_per_token_ * static_cast<double>(last_yield_) / last_seconds_, kMin,
+  if (!(decode_seconds_ > 0) || decode_yield_ <= 0) return kMin;
+  return std::clamp(seconds_per_token_ * static_cast<double>(decode_yield_) / decode_seconds_, kMin,
                     1.0);
 }
 

@@ -8,9 +8,9 @@
 // steps by least squares with forgetting), and yields S tokens. One more draft for a request
 // adds b seconds and is accepted with probability alpha^j (its j-th draft needs the j - 1 before
 // it; alpha is the request's recent per-draft acceptance). It raises tokens per second iff
-// alpha^j > b * S / T (T the step's time), so each request gets the largest k <= K with
-// alpha^k above that threshold (and above kMinThreshold: for costs the fit cannot see, a draft
-// needs a 5 % chance). Until the fit knows b (N must have varied), k is at most 1 and 2 on
+// alpha^j > b * S / T (S and T of the last decode-only step), so each request gets the largest k <=
+// K with alpha^k above that threshold (and above kMinThreshold: for costs the fit cannot see, a
+// draft needs a 5 % chance). Until the fit knows b (N must have varied), k is at most 1 and 2 on
 // alternate steps, so that the first steps of a heavy batch do not verify K drafts per request
 // at an unknown price, and N varies even when every request has a guess every step. At batch 1
 // on a memory-bound step b * S / T is small and k stays near K while drafts are accepted; under a
@@ -110,11 +110,13 @@ class Speculator {
   double seconds_per_token_ = 0;  // b of the fit (0 until N has varied)...
   bool cost_known_ = false;       // ...which it has.
   int64_t num_steps_ = 0;         // Steps observed.
-  // The last step: its tokens, tokens it yielded, whether it was decode-only, and its seconds.
+  // The last step: its tokens, tokens it yielded, and whether it was decode-only; the last
+  // decode-only step's yield and seconds (S and T of the threshold).
   int64_t last_num_tokens_ = 0;
   int64_t last_yield_ = 0;
   bool last_decode_only_ = false;
-  double last_seconds_ = 0;
+  int64_t decode_yield_ = 0;
+  double decode_seconds_ = 0;
 };
 
 }  // namespace iquest
