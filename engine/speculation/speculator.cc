@@ -139,7 +139,9 @@ int64_t Speculator::DraftsFor(const Request& r) {
     a.backoff = a.wait = 0;
     return k;
   }
-  // Not drafting: one draft now and then, less and less often.
+  // Not drafting: one draft now and then, less and less often; never while even a sure draft
+  // would barely pay (a heavy batch), since every request of the step pays for a probe.
+  if (theta > SpeculationConfig::kMaxProbeThreshold) return 0;
   if (a.wait > 0) {
     --a.wait;
     return 0;

@@ -17,7 +17,9 @@
 // heavy batch (S / T near 1 / b) drafts stop paying and k falls to 0; with nothing accepted alpha
 // falls and k with it. A request that stopped drafting probes with one draft after 2, 4, 8, ... 64
 // steps (exponential backoff), so a text that turns repetitive is noticed and a hopeless one costs
-// almost nothing.
+// almost nothing; it does not probe while the threshold is above kMaxProbeThreshold (a heavy
+// batch, where every request of the step would pay for the probe and even a sure draft barely
+// pays).
 //
 // Engine thread only.
 #pragma once
@@ -53,6 +55,7 @@ struct SpeculationConfig {
   static constexpr int32_t kMaxSpeculativeTokens = 16;
   static constexpr int32_t kMaxNgram = 64;
   static constexpr double kMinThreshold = 0.05;
+  static constexpr double kMaxProbeThreshold = 0.5;
   static constexpr int64_t kMaxBackoffSteps = 64;
   absl::Status Validate() const;
 };
