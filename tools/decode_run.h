@@ -13,7 +13,7 @@
 namespace iquest {
 
 struct DecodeRun {
-  double tok_s = 0;               // Generated tokens after each first token, per decode second.
+  double tok_s = 0;  // Generated tokens after each first token, per decode second.
   // The mean over requests of each one's own rate: its tokens after the first over its first
   // token to its finish (what a client sees; a fixed batch's tok_s is set by its slowest).
   double mean_request_tok_s = 0;
