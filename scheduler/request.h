@@ -44,8 +44,8 @@ struct SamplingParams {
   // Shared by every request with the same constraint; each sample keeps its own state in the
   // engine (engine/constrained_decoding.h).
   std::shared_ptr<GrammarMatcher> grammar = nullptr;
-  // Speculative decoding (engine/speculator.h) for this request when the server runs a proposer;
-  // false: it decodes one token per step. Outputs are the same either way.
+  // Speculative decoding (engine/speculation/speculator.h) for this request when the server runs a
+  // proposer; false: it decodes one token per step. Outputs are the same either way.
   bool speculation = true;
 };
 

@@ -220,12 +220,12 @@ void Scheduler::PlanDrafts(std::vector<Candidate>& running,
 
 int64_t Scheduler::DraftsThatFit(const Request& request, int64_t num_new,
                                  int64_t num_drafts) const {
-  for (; num_drafts > 0; --num_drafts) {
-    const int64_t needed =
-        blocks_.NumBlocksToAllocate(request, request.num_computed_tokens + num_new + num_drafts);
-    if (needed <= blocks_.num_free_blocks()) return num_drafts;
-  }
-  return 0;
+  // The slots of the blocks it holds and of every free one, past its real tokens.
+  const int64_t slots =
+      (static_cast<int64_t>(request.block_ids.size()) + blocks_.num_free_blocks()) *
+          blocks_.block_size() -
+      (request.num_computed_tokens + num_new);
+  return std::clamp<int64_t>(slots, 0, num_drafts);
 }
 
 void Scheduler::AddDrafts(const std::vector<Candidate>& running, ScheduledBatch& batch) {

@@ -77,6 +77,9 @@ bool DraftProposer::Prepare(const Request& target, int64_t num_total_tokens,
     shadow.block_hashes.clear();
     shadow.num_computed_tokens = 0;
   }
+  // Now, while its tokens are the target's: the blocks computed in earlier rounds get their
+  // prefix-cache keys, and a block holding a draft never does.
+  blocks_.CacheFullBlocks(shadow);
   // Too long for the whole pool: give up without evicting anyone.
   if ((num_total_tokens + block_size_ - 1) / block_size_ > blocks_.num_blocks()) {
     Forget(target.id);
@@ -151,7 +154,7 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> DraftProposer::Propose(
     chunks.emplace_back(shadow->token_ids.begin() + shadow->num_computed_tokens,
                         shadow->token_ids.end());
   }
-  for (int64_t round = 0; !live.empty(); ++round) {
+  while (!live.empty()) {
     absl::StatusOr<std::vector<int32_t>> next = Step(shadows, chunks);
     if (!next.ok()) {
       // The draft K/V of this round is unknown: every shadow recomputes.
@@ -174,20 +177,6 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> DraftProposer::Propose(
     live = std::move(still);
     shadows = std::move(still_shadows);
     chunks = std::move(still_chunks);
-  }
-  for (const DraftQuery& q : queries) {
-    auto it = shadows_.find(q.request->id);
-    // Key the blocks of the target's own tokens only (never a block holding a draft).
-    if (it == shadows_.end()) continue;
-    Request& shadow = *it->second;
-    const int64_t computed = shadow.num_computed_tokens;
-    shadow.num_computed_tokens = std::min(computed, q.request->num_tokens());
-    const std::vector<int32_t> ahead(shadow.token_ids.begin() + q.request->num_tokens(),
-                                     shadow.token_ids.end());
-    shadow.token_ids.resize(static_cast<size_t>(q.request->num_tokens()));
-    blocks_.CacheFullBlocks(shadow);
-    shadow.token_ids.insert(shadow.token_ids.end(), ahead.begin(), ahead.end());
-    shadow.num_computed_tokens = computed;
   }
   return drafts;
 }
