@@ -7,6 +7,7 @@
 // the flat batch (prefill chunks and decodes together).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -43,19 +44,28 @@ class DeviceBuffer {
 
 // Per-sequence description of a flat attention batch. Sequence s owns query rows
 // [query_start_loc[s], query_start_loc[s + 1]); those are the LAST tokens of its context of
-// seq_lens[s] tokens, so query row i of s sits at position seq_lens[s] - num_queries(s) + i and
-// attends causally to context positions 0..that position. Their K/V are already in the cache.
+// seq_lens[s] tokens, so query row i of s sits at position p = seq_lens[s] - num_queries(s) + i
+// and attends causally to context positions 0..p (with a sliding window W: max(0, p - W + 1)..p,
+// the W most recent, itself included, as HF's Mistral mask and vLLM's window count). Their K/V
+// are already in the cache; block table entries of blocks wholly before every row's window are
+// never read (they may name no block).
 struct AttentionArgs {
   TensorView query_start_loc;  // i32 [num_seqs + 1], query_start_loc[0] == 0
   TensorView seq_lens;         // i32 [num_seqs]
   TensorView block_tables;     // i32 [num_seqs, max_blocks_per_seq]: logical -> physical block
   float scale = 1.0f;          // Softmax scale, usually 1 / sqrt(head_dim).
+  int64_t window = 0;          // Sliding-window length in tokens; 0 = none (full causal).
   // Host-side bounds of this batch, for backends whose launch grids need them without reading
   // device memory back: the most query rows of one sequence and the longest context. -1 =
   // unknown (a GPU backend then reads them back, at the cost of a synchronization).
   int64_t max_query_len = -1;
   int64_t max_seq_len = -1;
 };
+
+// The first context position a query at `pos` sees under `args`' window.
+inline int64_t WindowStart(const AttentionArgs& args, int64_t pos) {
+  return args.window > 0 ? std::max<int64_t>(0, pos - args.window + 1) : 0;
+}
 
 // A captured sequence of device work that replays as one launch (a CUDA graph). It reads and
 // writes exactly the memory its ops named at capture time, so the caller keeps those buffers
@@ -156,6 +166,15 @@ class Backend {
   //   q: f32 [T, num_heads, head_dim]; out: f32 [T, num_heads, head_dim]
   virtual void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                               TensorView out) = 0;
+
+  // The Loop model's two-branch mix (model/llama.h): per query head a gate from the post-RoPE
+  // query, g = sigmoid(q[t, h, :] . gate_weight[h, :] + gate_bias[h]), weighs the global
+  // branch: out[t, h, :] = g * global[t, h, :] + (1 - g) * local[t, h, :].
+  //   q, global, local: f32 [T, num_heads, head_dim]; gate_weight: [num_heads, head_dim];
+  //   gate_bias: [num_heads] (weights, any float dtype); out: f32 [T, num_heads, head_dim]
+  //   (may alias global or local)
+  virtual void GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                                 TensorView global, TensorView local, TensorView out) = 0;
 
   // out[t] = argmax_v logits[t, v], the lowest index on ties.
   //   logits: f32 [T, vocab]; out: i32 [T]

@@ -17,31 +17,33 @@ int64_t SlotOf(const int32_t* block_table, int64_t max_blocks, int64_t pos, cons
   return physical * kv.block_size + pos % kv.block_size;
 }
 
-// One query head over context positions [0, last_pos]: out = softmax(scale * q.K^T) V.
+// One query head over context positions [first_pos, last_pos]:
+// out = softmax(scale * q.K^T) V. scores[i] belongs to position first_pos + i.
 void AttendOne(const float* q, const PagedKvView& kv, int64_t kv_head, const int32_t* block_table,
-               int64_t max_blocks, int64_t last_pos, float scale, std::vector<float>& scores,
-               float* out) {
-  const int64_t num_keys = last_pos + 1;
+               int64_t max_blocks, int64_t first_pos, int64_t last_pos, float scale,
+               std::vector<float>& scores, float* out) {
+  const int64_t num_keys = last_pos - first_pos + 1;
   scores.resize(static_cast<size_t>(num_keys));
   float max_score = -std::numeric_limits<float>::infinity();
-  for (int64_t pos = 0; pos < num_keys; ++pos) {
+  for (int64_t i = 0; i < num_keys; ++i) {
+    const int64_t pos = first_pos + i;
     const int64_t slot = SlotOf(block_table, max_blocks, pos, kv);
     float dot = 0.0f;
     for (int64_t d = 0; d < kv.head_dim; ++d) {
       dot += q[d] * LoadAsFloat(kv.k, kv.dtype, KvOffset(kv, slot, kv_head, d));
     }
-    scores[pos] = dot * scale;
-    max_score = std::max(max_score, scores[pos]);
+    scores[i] = dot * scale;
+    max_score = std::max(max_score, scores[i]);
   }
   float denominator = 0.0f;
-  for (int64_t pos = 0; pos < num_keys; ++pos) {
-    scores[pos] = std::exp(scores[pos] - max_score);
-    denominator += scores[pos];
+  for (int64_t i = 0; i < num_keys; ++i) {
+    scores[i] = std::exp(scores[i] - max_score);
+    denominator += scores[i];
   }
   for (int64_t d = 0; d < kv.head_dim; ++d) out[d] = 0.0f;
-  for (int64_t pos = 0; pos < num_keys; ++pos) {
-    const int64_t slot = SlotOf(block_table, max_blocks, pos, kv);
-    const float weight = scores[pos] / denominator;
+  for (int64_t i = 0; i < num_keys; ++i) {
+    const int64_t slot = SlotOf(block_table, max_blocks, first_pos + i, kv);
+    const float weight = scores[i] / denominator;
     for (int64_t d = 0; d < kv.head_dim; ++d) {
       out[d] += weight * LoadAsFloat(kv.v, kv.dtype, KvOffset(kv, slot, kv_head, d));
     }
@@ -66,6 +68,7 @@ void CheckAttentionArgs(TensorView q, const PagedKvView& kv, const AttentionArgs
   const int32_t* seq_lens = args.seq_lens.as<int32_t>();
   CHECK_EQ(query_start[0], 0);
   CHECK_EQ(query_start[num_seqs], num_tokens);
+  CHECK_GE(args.window, 0);
   for (int64_t s = 0; s < num_seqs; ++s) {
     const int64_t num_queries = query_start[s + 1] - query_start[s];
     CHECK(num_queries >= 0 && num_queries <= seq_lens[s]) << "sequence " << s;
@@ -90,10 +93,11 @@ void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& ar
     const int32_t* block_table = block_tables + s * max_blocks;
     for (int64_t i = 0; i < num_queries; ++i) {
       const int64_t row = query_start[s] + i;
-      const int64_t last_pos = seq_lens[s] - num_queries + i;  // Causal: keys 0..last_pos.
+      const int64_t last_pos = seq_lens[s] - num_queries + i;  // Causal: keys ..last_pos.
+      const int64_t first_pos = WindowStart(args, last_pos);
       for (int64_t h = 0; h < num_heads; ++h) {
         AttendOne(q.as<float>() + (row * num_heads + h) * head_dim, kv, h / group_size, block_table,
-                  max_blocks, last_pos, args.scale, scores,
+                  max_blocks, first_pos, last_pos, args.scale, scores,
                   out.as<float>() + (row * num_heads + h) * head_dim);
       }
     }

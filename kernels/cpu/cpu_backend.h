@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kernels/backend.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/sampling.h"
 
 namespace iquest {
@@ -25,6 +26,10 @@ class CpuBackend final : public Backend {
   void CopyKvBlocks(TensorView pairs, const PagedKvView& kv) override;
   void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                       TensorView out) override;
+  void GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                         TensorView global, TensorView local, TensorView out) override {
+    cpu::GatedAttentionMix(q, gate_weight, gate_bias, global, local, out);
+  }
   void Argmax(TensorView logits, TensorView out) override;
   void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
                     std::span<SampledId> out) override {

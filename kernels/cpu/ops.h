@@ -21,5 +21,10 @@ void CheckAttentionArgs(TensorView q, const PagedKvView& kv, const AttentionArgs
                         TensorView out);
 void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args, TensorView out);
 void Argmax(TensorView logits, TensorView out);
+// CHECKs GatedAttentionMix's shapes; shared by the CPU implementations.
+void CheckGatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                            TensorView global, TensorView local, TensorView out);
+void GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                       TensorView global, TensorView local, TensorView out);
 
 }  // namespace iquest::cpu

@@ -6,7 +6,10 @@
 // r / G of the sequence with query head kv_head * G + r % G (G = num_heads / num_kv_heads, the
 // GQA group). All rows of a KV head share its keys, so one CTA computes a tile of rows against
 // each K/V tile it loads: every K/V byte is read once per GQA group, not once per query head.
-// The causal limit is per row: row r sees positions 0..seq_len - num_queries + r / G.
+// The causal limit is per row: row r sees positions 0..seq_len - num_queries + r / G. With a
+// sliding window W a row at position p sees max(0, p - W + 1)..p: a CTA starts its keys at the
+// window start of its first row, masks per row, and skips partitions before every row's window
+// (the reduction reads a row's partitions from the one holding its window start).
 //
 // Tensor-core kernel (AttentionMmaKernel in attention_mma.cu, bf16 cache, head_dim 64 or 128,
 // power-of-two block size). Flash-attention-2 style: q is rounded to bf16 into shared memory once,
@@ -87,6 +90,9 @@ void PagedAttention(const PagedAttentionArgs& args, const PagedKvView& kv, cudaS
   params.block_size = static_cast<int>(kv.block_size);
   params.max_blocks_per_seq = static_cast<int>(args.max_blocks_per_seq);
   params.scale_log2 = args.scale * kLog2e;
+  CHECK_GE(args.window, 0);
+  CHECK_LE(args.window, int64_t{0x7fffffff});
+  params.window = static_cast<int>(args.window);
   // Partials: [entries, 2] (max, sum) first, then [entries, head_dim] accumulators.
   const int64_t entries = WorkspaceEntries(args, kv.head_dim);
   params.partial_ml = static_cast<float*>(args.workspace);

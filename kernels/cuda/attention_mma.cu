@@ -81,7 +81,8 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
   if (row0 >= num_rows) return;
   const int first_pos = seq_len - num_queries;  // Position of query token 0.
   const int max_pos = first_pos + (min(row0 + kRows, num_rows) - 1) / group;
-  const int key_begin = part * p.partition_tokens;
+  // Keys before the first row's window are seen by no row of the tile.
+  const int key_begin = max(part * p.partition_tokens, WindowStart(p, first_pos + row0 / group));
   const int key_end = min(min(key_begin + p.partition_tokens, seq_len), max_pos + 1);
   // Rows that end before this partition ignore it (the reduction reads only partitions that
   // hold at least one of a row's keys).
@@ -172,6 +173,8 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
   const int row_b = row_a + 8;
   const int pos_a = row_a < num_rows ? first_pos + row_a / group : -1;
   const int pos_b = row_b < num_rows ? first_pos + row_b / group : -1;
+  const int lo_a = WindowStart(p, pos_a);  // Window starts (0 without a window).
+  const int lo_b = WindowStart(p, pos_b);
 
   float o[kDimTiles][4];
 #pragma unroll
@@ -213,7 +216,7 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
       }
     }
 
-    // Causal / partition mask, scale, and the online softmax.
+    // Causal / window / partition mask, scale, and the online softmax.
     const int tile_key0 = key_begin + tile * kTileKeys + warp_key0;
     float tile_max_a = kNegInf, tile_max_b = kNegInf;
 #pragma unroll
@@ -222,8 +225,9 @@ __global__ void __launch_bounds__(32 * kWarpsM * kWarpsN)
       for (int e = 0; e < 2; ++e) {
         const int key = tile_key0 + nt * 8 + (lane % 4) * 2 + e;
         const bool in_range = key < key_end;
-        s[nt][e] = in_range && key <= pos_a ? s[nt][e] * p.scale_log2 : kNegInf;
-        s[nt][2 + e] = in_range && key <= pos_b ? s[nt][2 + e] * p.scale_log2 : kNegInf;
+        s[nt][e] = in_range && key <= pos_a && key >= lo_a ? s[nt][e] * p.scale_log2 : kNegInf;
+        s[nt][2 + e] =
+            in_range && key <= pos_b && key >= lo_b ? s[nt][2 + e] * p.scale_log2 : kNegInf;
         tile_max_a = fmaxf(tile_max_a, s[nt][e]);
         tile_max_b = fmaxf(tile_max_b, s[nt][2 + e]);
       }

@@ -40,6 +40,7 @@ struct AttentionParams {
   int num_partitions = 1;          // Partitions of this launch (1: no split).
   int partition_tokens = 1 << 30;  // Tokens per partition.
   float scale_log2 = 0.0f;         // softmax scale * log2(e)
+  int window = 0;                  // Sliding window in tokens; 0 = full causal.
 };
 
 // Which sequences a launch covers.
@@ -50,6 +51,11 @@ __device__ __forceinline__ bool Covers(int num_queries) {
   if (kKind == Kind::kDecode) return num_queries == 1;
   if (kKind == Kind::kPrefill) return num_queries > 1;
   return num_queries > 0;
+}
+
+// The first key position a query at `pos` sees.
+__device__ __forceinline__ int WindowStart(const AttentionParams& p, int pos) {
+  return p.window > 0 ? max(0, pos - p.window + 1) : 0;
 }
 
 inline constexpr int kTileKeys = 64;  // Keys per K/V tile of the tensor-core kernel.

@@ -33,7 +33,9 @@ __global__ void __launch_bounds__(kMaxReduceThreads)
   if (seq_len <= p.partition_tokens) return;  // Written directly.
   const int token = q_begin + i;
   const int pos = seq_len - num_queries + i;
-  // Partitions holding at least one of this row's keys (the others did not write it).
+  // Partitions holding at least one of this row's keys (the others did not write it): from the
+  // one holding its window start to the one holding its own position.
+  const int first_part = WindowStart(p, pos) / p.partition_tokens;
   const int row_parts = min(pos / p.partition_tokens + 1, p.num_partitions);
   const int partial_row = kKind == Kind::kDecode ? seq : token;
   const int64_t entry0 =
@@ -43,7 +45,7 @@ __global__ void __launch_bounds__(kMaxReduceThreads)
   float run_max = kNegInf;
   float run_sum = 0.0f;
   float run_acc = 0.0f;
-  for (int part0 = 0; part0 < row_parts; part0 += threads) {
+  for (int part0 = first_part; part0 < row_parts; part0 += threads) {
     const int count = min(threads, row_parts - part0);
     __syncthreads();  // The previous chunk has been read.
     if (d < count) {

@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(32 * kSimtWarps) AttentionSimtKernel(const Att
   }
   float row_max = kNegInf;
   float row_sum = 0.0f;
-  for (int key0 = 0; key0 <= last_pos; key0 += kSimtKeys) {
+  for (int key0 = WindowStart(p, last_pos); key0 <= last_pos; key0 += kSimtKeys) {
     int64_t base[kSimtKeys];
     float score[kSimtKeys];
 #pragma unroll

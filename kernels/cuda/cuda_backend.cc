@@ -285,6 +285,30 @@ void CudaBackend::SiluMul(TensorView gate, TensorView up, TensorView out) {
   cuda::SiluMul(F32(gate), F32(up), out.data(), out.dtype(), gate.numel(), stream_);
 }
 
+void CudaBackend::GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                                    TensorView global, TensorView local, TensorView out) {
+  CHECK_EQ(q.rank(), 3);
+  const int64_t num_heads = q.dim(1), head_dim = q.dim(2);
+  CHECK(gate_weight.ShapeIs({num_heads, head_dim})) << gate_weight.ShapeString();
+  CHECK(gate_bias.ShapeIs({num_heads})) << gate_bias.ShapeString();
+  for (const TensorView* t : {&global, &local, &out}) {
+    CHECK(t->ShapeIs({q.dim(0), num_heads, head_dim})) << t->ShapeString();
+  }
+  cuda::GatedMixArgs args;
+  args.q = F32(q);
+  args.gate_weight = gate_weight.data();
+  args.gate_bias = gate_bias.data();
+  args.weight_dtype = gate_weight.dtype();
+  args.bias_dtype = gate_bias.dtype();
+  args.global = F32(global);
+  args.local = F32(local);
+  args.out = F32(out);
+  args.num_tokens = q.dim(0);
+  args.num_heads = static_cast<int>(num_heads);
+  args.head_dim = static_cast<int>(head_dim);
+  cuda::GatedAttentionMix(args, stream_);
+}
+
 void CudaBackend::CopyKvBlocks(TensorView pairs, const PagedKvView& kv) {
   CHECK(pairs.rank() == 2 && pairs.dim(1) == 2) << pairs.ShapeString();
   cuda::CopyKvBlocks(I32(pairs), pairs.dim(0), kv, stream_);
@@ -305,6 +329,7 @@ void CudaBackend::PagedAttention(TensorView q, const PagedKvView& kv, const Atte
   a.num_seqs = args.seq_lens.dim(0);
   a.max_blocks_per_seq = args.block_tables.dim(1);
   a.scale = args.scale;
+  a.window = args.window;
   a.max_query_len = args.max_query_len;
   a.max_seq_len = args.max_seq_len;
   if (a.num_tokens == 0 || a.num_seqs == 0) return;

@@ -47,6 +47,8 @@ class CudaBackend final : public Backend {
                TensorView out) override;
   void Rope(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) override;
   void SiluMul(TensorView gate, TensorView up, TensorView out) override;
+  void GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                         TensorView global, TensorView local, TensorView out) override;
   void WriteKv(TensorView k, TensorView v, TensorView slot_mapping, const PagedKvView& kv) override;
   void RopeWriteKv(TensorView q, TensorView k, TensorView v, TensorView positions,
                    TensorView inv_freq, TensorView slot_mapping, const PagedKvView& kv) override;

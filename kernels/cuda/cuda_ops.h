@@ -99,6 +99,25 @@ void AddBias(float* out, const float* bias, int64_t m, int64_t n, cudaStream_t s
 void SiluMul(const float* gate, const float* up, void* out, DType out_dtype, int64_t count,
              cudaStream_t stream);
 
+// The Loop model's mix (Backend::GatedAttentionMix): out = g * global + (1 - g) * local per
+// (token, head), g = sigmoid(q . gate_weight[head] + gate_bias[head]). gate_weight
+// [num_heads, head_dim] and gate_bias [num_heads] are f32, bf16 or f16; out may alias global or
+// local.
+struct GatedMixArgs {
+  const float* q = nullptr;  // [num_tokens, num_heads, head_dim]
+  const void* gate_weight = nullptr;
+  const void* gate_bias = nullptr;
+  DType weight_dtype = DType::kF32;
+  DType bias_dtype = DType::kF32;
+  const float* global = nullptr;  // [num_tokens, num_heads, head_dim]
+  const float* local = nullptr;   // [num_tokens, num_heads, head_dim]
+  float* out = nullptr;           // [num_tokens, num_heads, head_dim]
+  int64_t num_tokens = 0;
+  int num_heads = 0;
+  int head_dim = 0;
+};
+void GatedAttentionMix(const GatedMixArgs& args, cudaStream_t stream);
+
 struct RopeKvArgs {
   float* q = nullptr;                     // [num_tokens, num_heads, head_dim], rotated in place
   float* k = nullptr;                     // [num_tokens, num_kv_heads, head_dim], rotated in place
@@ -166,6 +185,7 @@ struct PagedAttentionArgs {
   int64_t max_query_len = 0;
   int64_t max_seq_len = 0;
   float scale = 1.0f;
+  int64_t window = 0;  // Sliding window in tokens (0: full causal), as AttentionArgs::window.
   // Flash-decoding partials (split along the context); see PagedAttentionWorkspaceBytes.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;

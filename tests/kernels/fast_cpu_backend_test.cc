@@ -255,12 +255,19 @@ TEST_P(FastAttentionTest, MixedBatchMatchesReference) {
   args.block_tables = TensorView(tables.data(), DType::kI32, {num_seqs, max_blocks});
   args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const TensorView q_view(q.data(), DType::kF32, {t, heads, head_dim});
-  std::vector<float> expected(q.size(), NAN), out(q.size(), NAN);
-  CpuBackend().PagedAttention(q_view, kv, args,
-                              TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
-  MakeFast(isa, threads)
-      ->PagedAttention(q_view, kv, args, TensorView(out.data(), DType::kF32, {t, heads, head_dim}));
-  EXPECT_LE(MaxRelativeError(out, expected), kF32Tolerance);
+  auto fast = MakeFast(isa, threads);
+  // Full causal, then sliding windows shorter than a block, than a task's 16 rows and than the
+  // contexts, with the blocks before every window gone from the tables.
+  for (const int window : {0, 33, 17, 5, 1}) {  // Each forgets more blocks than the last.
+    if (window > 0) testing::ForgetBlocksBeforeWindows(batch, block_size, window);
+    args.window = window;
+    std::vector<float> expected(q.size(), NAN), out(q.size(), NAN);
+    CpuBackend().PagedAttention(q_view, kv, args,
+                                TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
+    fast->PagedAttention(q_view, kv, args,
+                         TensorView(out.data(), DType::kF32, {t, heads, head_dim}));
+    EXPECT_LE(MaxRelativeError(out, expected), kF32Tolerance) << "window " << window;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, FastAttentionTest,

@@ -26,17 +26,19 @@ struct SeqSpec {
 };
 
 // Dense float64 causal attention of one sequence; q: [nq, heads, D], k/v: [seq_len, kv_heads, D].
+// window > 0: query at position p sees keys max(0, p - window + 1) .. p.
 std::vector<double> DenseAttention(const float* q, const float* k, const float* v, SeqSpec s,
-                                   int heads, int kv_heads, int head_dim) {
+                                   int heads, int kv_heads, int head_dim, int window) {
   std::vector<double> out(static_cast<size_t>(s.num_queries) * heads * head_dim, 0.0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   for (int i = 0; i < s.num_queries; ++i) {
     const int last = s.seq_len - s.num_queries + i;
     for (int h = 0; h < heads; ++h) {
       const int kvh = h / (heads / kv_heads);
-      std::vector<double> scores(last + 1);
+      const int first = window > 0 ? std::max(0, last - window + 1) : 0;
+      std::vector<double> scores(last + 1, 0.0);
       double max_score = -INFINITY;
-      for (int j = 0; j <= last; ++j) {
+      for (int j = first; j <= last; ++j) {
         double dot = 0;
         for (int d = 0; d < head_dim; ++d) {
           dot += static_cast<double>(q[(i * heads + h) * head_dim + d]) *
@@ -46,8 +48,8 @@ std::vector<double> DenseAttention(const float* q, const float* k, const float* 
         max_score = std::max(max_score, scores[j]);
       }
       double total = 0;
-      for (double& score : scores) total += (score = std::exp(score - max_score));
-      for (int j = 0; j <= last; ++j) {
+      for (int j = first; j <= last; ++j) total += (scores[j] = std::exp(scores[j] - max_score));
+      for (int j = first; j <= last; ++j) {
         for (int d = 0; d < head_dim; ++d) {
           out[(i * heads + h) * head_dim + d] +=
               scores[j] / total * v[(j * kv_heads + kvh) * head_dim + d];
@@ -115,24 +117,71 @@ TEST_P(PagedAttentionTest, MatchesDenseFloat64Reference) {
   }
   const int num_tokens = query_start.back();
   const int num_seqs = static_cast<int>(seqs.size());
-  std::vector<float> out(static_cast<size_t>(num_tokens) * heads * head_dim, NAN);
   AttentionArgs args;
   args.query_start_loc = TensorView(query_start.data(), DType::kI32, {num_seqs + 1});
   args.seq_lens = TensorView(seq_lens.data(), DType::kI32, {num_seqs});
   args.block_tables = TensorView(block_tables.data(), DType::kI32, {num_seqs, max_blocks});
   args.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-  backend.PagedAttention(TensorView(q_all.data(), DType::kF32, {num_tokens, heads, head_dim}), kv,
-                         args, TensorView(out.data(), DType::kF32, {num_tokens, heads, head_dim}));
+  // Full causal, then sliding windows (Mistral's, the Loop model's local branch) shorter than a
+  // block, than the longest chunk and than the contexts.
+  for (const int window : {0, 1, 3, 7}) {
+    args.window = window;
+    std::vector<float> out(static_cast<size_t>(num_tokens) * heads * head_dim, NAN);
+    backend.PagedAttention(TensorView(q_all.data(), DType::kF32, {num_tokens, heads, head_dim}), kv,
+                           args,
+                           TensorView(out.data(), DType::kF32, {num_tokens, heads, head_dim}));
+    for (int s = 0; s < num_seqs; ++s) {
+      const size_t row_elems = static_cast<size_t>(heads) * head_dim;
+      const float* q_seq = q_all.data() + query_start[s] * row_elems;
+      const std::vector<double> expected = DenseAttention(
+          q_seq, keys[s].data(), values[s].data(), seqs[s], heads, kv_heads, head_dim, window);
+      const std::vector<float> actual(out.begin() + query_start[s] * row_elems,
+                                      out.begin() + query_start[s + 1] * row_elems);
+      EXPECT_LE(MaxRelativeError(actual, expected), 1e-5)
+          << "sequence " << s << " seq_len " << seqs[s].seq_len << " window " << window;
+    }
+  }
+}
 
-  for (int s = 0; s < num_seqs; ++s) {
-    const size_t row_elems = static_cast<size_t>(heads) * head_dim;
-    const float* q_seq = q_all.data() + query_start[s] * row_elems;
-    const std::vector<double> expected =
-        DenseAttention(q_seq, keys[s].data(), values[s].data(), seqs[s], heads, kv_heads, head_dim);
-    const std::vector<float> actual(out.begin() + query_start[s] * row_elems,
-                                    out.begin() + query_start[s + 1] * row_elems);
-    EXPECT_LE(MaxRelativeError(actual, expected), 1e-5)
-        << "sequence " << s << " seq_len " << seqs[s].seq_len;
+// The Loop model's gate mix against float64: g = sigmoid(q . w[h] + b[h]) per (token, head),
+// out = g * global + (1 - g) * local, for f32 and bf16 gate weights; out aliasing global.
+TEST(GatedAttentionMixTest, MatchesFloat64Reference) {
+  const int t = 5, heads = 3, head_dim = 24;
+  const int n = t * heads * head_dim;
+  const std::vector<float> q = RandomFloats(n, 1), global = RandomFloats(n, 2),
+                           local = RandomFloats(n, 3);
+  std::vector<float> weight = RandomFloats(heads * head_dim, 4);
+  const std::vector<float> bias = {-2.0f, 0.0f, 3.0f};
+  for (const DType dtype : {DType::kF32, DType::kBF16}) {
+    std::vector<uint16_t> weight_bf16(weight.size());
+    for (size_t i = 0; i < weight.size(); ++i) weight_bf16[i] = FloatToBf16(weight[i]);
+    const TensorView w = dtype == DType::kF32
+                             ? TensorView(weight.data(), DType::kF32, {heads, head_dim})
+                             : TensorView(weight_bf16.data(), DType::kBF16, {heads, head_dim});
+    std::vector<float> out = global;  // Aliases global, as the model calls it.
+    CpuBackend().GatedAttentionMix(
+        TensorView(const_cast<float*>(q.data()), DType::kF32, {t, heads, head_dim}), w,
+        TensorView(const_cast<float*>(bias.data()), DType::kF32, {heads}),
+        TensorView(out.data(), DType::kF32, {t, heads, head_dim}),
+        TensorView(const_cast<float*>(local.data()), DType::kF32, {t, heads, head_dim}),
+        TensorView(out.data(), DType::kF32, {t, heads, head_dim}));
+    std::vector<double> expected(n);
+    for (int i = 0; i < t; ++i) {
+      for (int h = 0; h < heads; ++h) {
+        double logit = bias[h];
+        for (int d = 0; d < head_dim; ++d) {
+          const double wd = dtype == DType::kF32 ? weight[h * head_dim + d]
+                                                 : Bf16ToFloat(weight_bf16[h * head_dim + d]);
+          logit += static_cast<double>(q[(i * heads + h) * head_dim + d]) * wd;
+        }
+        const double g = 1.0 / (1.0 + std::exp(-logit));
+        for (int d = 0; d < head_dim; ++d) {
+          const int e = (i * heads + h) * head_dim + d;
+          expected[e] = g * global[e] + (1.0 - g) * local[e];
+        }
+      }
+    }
+    EXPECT_LE(MaxRelativeError(out, expected), 1e-6) << DTypeName(dtype);
   }
 }
 

@@ -63,6 +63,10 @@ class RecordingBackend final : public Backend {
                       TensorView out) override {
     Do([=, this] { cpu_.PagedAttention(q, kv, args, out); });
   }
+  void GatedAttentionMix(TensorView q, TensorView w, TensorView b, TensorView global,
+                         TensorView local, TensorView out) override {
+    Do([=, this] { cpu_.GatedAttentionMix(q, w, b, global, local, out); });
+  }
   void Argmax(TensorView logits, TensorView out) override {
     Do([=, this] { cpu_.Argmax(logits, out); });
   }

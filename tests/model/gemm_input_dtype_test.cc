@@ -63,6 +63,10 @@ class Bf16InputBackend final : public Backend {
                       TensorView out) override {
     cpu_.PagedAttention(q, kv, args, out);
   }
+  void GatedAttentionMix(TensorView q, TensorView w, TensorView b, TensorView global,
+                         TensorView local, TensorView out) override {
+    cpu_.GatedAttentionMix(q, w, b, global, local, out);
+  }
   void Argmax(TensorView logits, TensorView out) override { cpu_.Argmax(logits, out); }
   void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
                     std::span<SampledId> out) override {

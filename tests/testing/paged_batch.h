@@ -50,4 +50,18 @@ inline PagedBatch LayOutPagedBatch(const std::vector<std::pair<int, int>>& seqs,
   return batch;
 }
 
+// A sliding window of `window` tokens reads no block wholly before the window of a sequence's
+// first query row: those table entries become -1 (no block), which a kernel that read them
+// would CHECK-fail on.
+inline void ForgetBlocksBeforeWindows(PagedBatch& batch, int block_size, int window) {
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    const int num_queries = batch.query_start_loc[s + 1] - batch.query_start_loc[s];
+    const int first_pos = batch.seq_lens[s] - num_queries;
+    const int start = std::max(0, first_pos - window + 1);
+    for (int b = 0; b < start / block_size; ++b) {
+      batch.block_tables[static_cast<size_t>(s * batch.max_blocks + b)] = -1;
+    }
+  }
+}
+
 }  // namespace iquest::testing

@@ -41,6 +41,7 @@ struct Case {
   int rows_per_seq = 12;         // Query rows checked per sequence (all when fewer).
   int heads_checked = 0;         // Heads checked per row (0: all).
   int64_t workspace_limit = -1;  // Bytes of workspace handed over (-1: the full size).
+  int64_t window = 0;            // Sliding window (0: full causal).
 };
 
 std::string Join(const std::vector<int>& values) {
@@ -156,6 +157,7 @@ void BuildBatch(const Case& c, std::mt19937_64& rng, bool fill_random, Batch& b)
   a.max_query_len = b.max_query_len;
   a.max_seq_len = b.max_seq_len;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  a.window = c.window;
   a.workspace = ws_bytes > 0 ? b.ws_dev.data() : nullptr;
   a.workspace_bytes = ws_bytes;
 }
@@ -166,13 +168,14 @@ void Reference(const Case& c, const Batch& b, int64_t s, int64_t row, int64_t po
   const int64_t group = c.num_heads / c.num_kv_heads;
   const int64_t kv_head = h / group;
   const float* q = b.q.data() + (row * c.num_heads + h) * c.head_dim;
-  scores.resize(static_cast<size_t>(pos + 1));
+  const int64_t first = c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0;
+  scores.assign(static_cast<size_t>(pos + 1), 0.0);
   auto offset = [&](int64_t p) {
     const int64_t block = b.block_table[s * b.max_blocks + p / c.block_size];
     return KvOffset(b.kv, block * c.block_size + p % c.block_size, kv_head, 0);
   };
   double max_score = -std::numeric_limits<double>::infinity();
-  for (int64_t p = 0; p <= pos; ++p) {
+  for (int64_t p = first; p <= pos; ++p) {
     const float* k = b.k.data() + offset(p);
     double dot = 0.0;
     for (int64_t d = 0; d < c.head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
@@ -180,12 +183,12 @@ void Reference(const Case& c, const Batch& b, int64_t s, int64_t row, int64_t po
     max_score = std::max(max_score, scores[p]);
   }
   double sum = 0.0;
-  for (int64_t p = 0; p <= pos; ++p) {
+  for (int64_t p = first; p <= pos; ++p) {
     scores[p] = std::exp(scores[p] - max_score);
     sum += scores[p];
   }
   for (int64_t d = 0; d < c.head_dim; ++d) out[d] = 0.0;
-  for (int64_t p = 0; p <= pos; ++p) {
+  for (int64_t p = first; p <= pos; ++p) {
     const float* v = b.v.data() + offset(p);
     const double weight = scores[p] / sum;
     for (int64_t d = 0; d < c.head_dim; ++d) out[d] += weight * v[d];
@@ -246,6 +249,7 @@ void CheckCase(Context& ctx, const Case& c) {
 
   Row r;
   r.op = "attention " + std::string(DTypeName(c.dtype)) + " " + c.name;
+  if (c.window > 0) r.op += " W=" + std::to_string(c.window);
   r.shape = "H=" + std::to_string(c.num_heads) + "/" + std::to_string(c.num_kv_heads) +
             " D=" + std::to_string(c.head_dim) + " bs=" + std::to_string(c.block_size) +
             " ctx=" + Join(c.seq_lens) + " q=" + Join(c.query_lens);
@@ -369,6 +373,24 @@ void CheckAttention(Context& ctx) {
   cases.push_back(Make("mixed", 32, 4, 128, 16, DType::kF16, {700, 33}, {1, 33}));
   // bf16 outside the tensor-core kernel's shapes (head_dim 96): the SIMT path.
   cases.push_back(Make("D96 fallback", 16, 4, 96, 16, bf16, {300, 40}, {1, 40}));
+  // Sliding windows (Mistral, the Loop model's local branch): windows shorter than a key tile,
+  // than a block and than a partition, over contexts that split into partitions; prefill chunks
+  // whose rows start their windows in different tiles and partitions.
+  {
+    Case w =
+        Make("window", 32, 8, 128, 16, bf16, {612, 70, 1000, 513, 2, 130}, {200, 70, 1, 1, 1, 2});
+    for (int64_t window : {1, 5, 64, 100, 700}) {
+      w.window = window;
+      cases.push_back(w);
+    }
+    Case w4k = Make("window 4k", 40, 8, 128, 16, bf16, {4096, 4097, 4096}, {1, 1, 64});
+    w4k.window = 64;
+    w4k.heads_checked = 10;
+    cases.push_back(w4k);
+    Case simt = Make("window", 32, 8, 128, 16, f32, {1000, 300, 17}, {1, 40, 17});
+    simt.window = 33;
+    cases.push_back(simt);
+  }
   for (const Case& c : cases) CheckCase(ctx, c);
 
   // Speed. Decode: batch 8 at 32k (8k when quick), 8 KV heads, head_dim 128; the 40B shape.

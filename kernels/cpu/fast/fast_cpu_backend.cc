@@ -201,6 +201,18 @@ void FastCpuBackend::PagedAttention(TensorView q, const PagedKvView& kv, const A
                           });
 }
 
+// O(T x heads x head_dim) next to attention's O(T x keys x ...): the reference op, split by
+// token rows across the pool.
+void FastCpuBackend::GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                                       TensorView global, TensorView local, TensorView out) {
+  cpu::CheckGatedAttentionMix(q, gate_weight, gate_bias, global, local, out);
+  pool_.ParallelFor(q.dim(0), [&](int64_t begin, int64_t end) {
+    cpu::GatedAttentionMix(RowSlice(q, begin, end), gate_weight, gate_bias,
+                           RowSlice(global, begin, end), RowSlice(local, begin, end),
+                           RowSlice(out, begin, end));
+  });
+}
+
 void FastCpuBackend::Argmax(TensorView logits, TensorView out) {
   pool_.ParallelFor(logits.dim(0), [&](int64_t begin, int64_t end) {
     cpu::Argmax(RowSlice(logits, begin, end), RowSlice(out, begin, end));

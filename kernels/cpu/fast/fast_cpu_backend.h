@@ -59,6 +59,8 @@ class FastCpuBackend final : public Backend {
   void CopyKvBlocks(TensorView pairs, const PagedKvView& kv) override;
   void PagedAttention(TensorView q, const PagedKvView& kv, const AttentionArgs& args,
                       TensorView out) override;
+  void GatedAttentionMix(TensorView q, TensorView gate_weight, TensorView gate_bias,
+                         TensorView global, TensorView local, TensorView out) override;
   void Argmax(TensorView logits, TensorView out) override;
   // Rows split over the pool; each thread draws with its own scratch.
   void SampleTokens(TensorView logits, std::span<const SampleRow> rows,
