@@ -20,6 +20,7 @@ class JsonReader {
   JsonReader(const nlohmann::json& object, std::string source, std::string path_prefix = "")
       : object_(object), source_(std::move(source)), prefix_(std::move(path_prefix)) {}
 
+  const nlohmann::json& object() const { return object_; }
   bool Has(const char* key) const;  // Present and not null.
   absl::StatusOr<int64_t> Int(const char* key) const;
   absl::StatusOr<int64_t> Int(const char* key, int64_t default_value) const;

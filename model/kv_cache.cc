@@ -23,7 +23,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const
   }
   std::unique_ptr<KvCache> cache(new KvCache());
   cache->config_ = config;
-  cache->num_layers_ = model.num_layers;
+  cache->num_layers_ = model.num_kv_layers();
   cache->num_kv_heads_ = model.num_kv_heads;
   cache->head_dim_ = model.head_dim;
   std::optional<uint64_t> bytes = CheckedMul(config.num_blocks, config.block_size);
@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(Backend& backend, const
     if (bytes) bytes = CheckedMul(*bytes, factor);
   }
   const std::optional<uint64_t> total =
-      bytes ? CheckedMul(*bytes, 2 * static_cast<uint64_t>(model.num_layers)) : std::nullopt;
+      bytes ? CheckedMul(*bytes, 2 * static_cast<uint64_t>(model.num_kv_layers())) : std::nullopt;
   if (!total) return absl::InvalidArgumentError("KV cache size overflows");
   cache->pool_bytes_ = *bytes;
   cache->backend_ = &backend;

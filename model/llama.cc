@@ -52,6 +52,7 @@ struct LlamaModel::Workspace {
   // Activations, f32, except the GEMM inputs x and act: Backend::gemm_input_dtype().
   TensorView residual, x, attn_out, mlp_out;  // [T, hidden]
   TensorView q, attn;                         // [T, num_heads, head_dim]
+  TensorView attn_local;                      // [T, num_heads, head_dim]; Loop models only
   TensorView k, v;                            // [T, num_kv_heads, head_dim]
   TensorView gate, up;                        // [T, intermediate]
   TensorView act;                             // [T, intermediate]: silu(gate) * up
@@ -82,6 +83,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::CreateRandom(const Model
 absl::Status LlamaModel::FinishLoading() {
   // Every Gemm weight, announced once so that the backend can repack it before the first step.
   for (const LayerWeights& layer : weights_->layers) {
+    // (The Loop gates are not Gemm weights: GatedAttentionMix reads them as they are.)
     for (const TensorView* w : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
                                 &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
       backend_.PrepareGemmWeight(*w);
@@ -100,7 +102,8 @@ absl::Status LlamaModel::FinishLoading() {
   LOG(INFO) << "event=model_loaded" << Kv("architecture", c.architecture_name)
             << Kv("layers", c.num_layers) << Kv("hidden", c.hidden_size) << Kv("heads", c.num_heads)
             << Kv("kv_heads", c.num_kv_heads) << Kv("head_dim", c.head_dim)
-            << Kv("vocab", c.vocab_size) << Kv("backend", backend_.name());
+            << Kv("vocab", c.vocab_size) << Kv("loop_num", c.loop_num)
+            << Kv("loop_window", c.loop_window) << Kv("backend", backend_.name());
   return absl::OkStatus();
 }
 
@@ -140,6 +143,9 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, i
   RETURN_IF_ERROR(make(gemm_input, {t, c.hidden_size}, ws.x));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.q));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.attn));
+  if (c.loop_num > 1) {
+    RETURN_IF_ERROR(make(DType::kF32, {t, c.num_heads, c.head_dim}, ws.attn_local));
+  }
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_kv_heads, c.head_dim}, ws.k));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.num_kv_heads, c.head_dim}, ws.v));
   RETURN_IF_ERROR(make(DType::kF32, {t, c.intermediate_size}, ws.gate));
@@ -163,7 +169,8 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, i
 struct LlamaModel::StepViews {
   TensorView token_ids, positions, slot_mapping, logits_indices;
   AttentionArgs attention;
-  TensorView residual, x, attn_out, mlp_out, q, attn, k, v, gate, up, act, selected, logits;
+  TensorView residual, x, attn_out, mlp_out, q, attn, attn_local, k, v, gate, up, act, selected,
+      logits;
 };
 
 LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
@@ -199,6 +206,7 @@ LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
   step.mlp_out = ws.mlp_out.Rows(0, t);
   step.q = ws.q.Rows(0, t);
   step.attn = ws.attn.Rows(0, t);
+  if (config_.loop_num > 1) step.attn_local = ws.attn_local.Rows(0, t);
   step.k = ws.k.Rows(0, t);
   step.v = ws.v.Rows(0, t);
   step.gate = ws.gate.Rows(0, t);
@@ -209,15 +217,23 @@ LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
   return step;
 }
 
-// One decoder layer. On entry `mlp_out` holds the previous layer's MLP output (for layer 0,
-// `residual` holds the embeddings); the pending residual add is fused into the input norm.
-void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
+// One decoder layer in pass `pass` (0 for every model but Loop ones). On entry `mlp_out` holds
+// the previous layer's MLP output (for layer 0 of pass 0, `residual` holds the embeddings; for
+// layer 0 of a later pass, the last layer's output of the pass before); the pending residual
+// add is fused into the input norm.
+//
+// Pass 0 is the plain Llama layer: its K/V go to KV layer `layer` (global, causal, or the
+// config's sliding window). Passes p >= 1 of a Loop model run the same weights on pass p - 1's
+// output: q attends to pass 0's K/V of this layer (read only, causal: the global branch A) and
+// to its own pass's K/V in KV layer p * num_layers + layer within loop_window tokens (the local
+// branch B); the per-head gate mixes them, g * A + (1 - g) * B, before o_proj.
+void LlamaModel::RunLayer(int64_t layer, int64_t pass, const StepViews& s, KvCache& cache) {
   const LayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const int64_t t = s.x.dim(0);
   const int64_t q_width = config_.num_heads * config_.head_dim;
   const int64_t kv_width = config_.num_kv_heads * config_.head_dim;
-  if (layer == 0) {
+  if (layer == 0 && pass == 0) {
     backend_.RmsNorm(s.residual, TensorView(), w.input_norm, eps, s.x);
   } else {
     backend_.RmsNorm(s.mlp_out, s.residual, w.input_norm, eps, s.x);
@@ -227,8 +243,21 @@ void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
   backend_.Gemm(s.x, w.k_proj, w.k_bias, s.k.Reshape({t, kv_width}));
   backend_.Gemm(s.x, w.v_proj, w.v_bias, s.v.Reshape({t, kv_width}));
   const PagedKvView kv = cache.Layer(layer);
-  backend_.RopeWriteKv(s.q, s.k, s.v, s.positions, inv_freq_, s.slot_mapping, kv);
-  backend_.PagedAttention(s.q, kv, s.attention, s.attn);
+  if (pass == 0) {
+    backend_.RopeWriteKv(s.q, s.k, s.v, s.positions, inv_freq_, s.slot_mapping, kv);
+    AttentionArgs attention = s.attention;
+    attention.window = config_.LayerWindow(layer);
+    backend_.PagedAttention(s.q, kv, attention, s.attn);
+  } else {
+    const PagedKvView local = cache.Layer(pass * config_.num_layers + layer);
+    backend_.RopeWriteKv(s.q, s.k, s.v, s.positions, inv_freq_, s.slot_mapping, local);
+    backend_.PagedAttention(s.q, kv, s.attention, s.attn);
+    AttentionArgs local_attention = s.attention;
+    local_attention.window = config_.loop_window;
+    backend_.PagedAttention(s.q, local, local_attention, s.attn_local);
+    backend_.GatedAttentionMix(s.q, w.loop_gate_weight, w.loop_gate_bias, s.attn, s.attn_local,
+                               s.attn);
+  }
   backend_.Gemm(s.attn.Reshape({t, q_width}), w.o_proj, w.o_bias, s.attn_out);
   // MLP block: residual += attn_out; x = norm(residual); mlp_out = down(silu(gate) * up).
   backend_.RmsNorm(s.attn_out, s.residual, w.post_norm, eps, s.x);
@@ -240,7 +269,9 @@ void LlamaModel::RunLayer(int64_t layer, const StepViews& s, KvCache& cache) {
 
 void LlamaModel::RunDeviceSteps(const StepViews& step, KvCache& cache) {
   backend_.Embed(step.token_ids, weights_->embed_tokens, step.residual);
-  for (int64_t layer = 0; layer < config_.num_layers; ++layer) RunLayer(layer, step, cache);
+  for (int64_t pass = 0; pass < config_.loop_num; ++pass) {
+    for (int64_t layer = 0; layer < config_.num_layers; ++layer) RunLayer(layer, pass, step, cache);
+  }
   if (step.logits_indices.dim(0) == 0) return;
   backend_.RmsNorm(step.mlp_out, step.residual, weights_->final_norm,
                    static_cast<float>(config_.rms_norm_eps), step.x);

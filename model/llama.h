@@ -1,5 +1,6 @@
-// LlamaModel: the Llama-family decoder (Llama, Mistral, Qwen2, IQuest-Coder) written as a
-// readable sequence of Backend calls over a paged KV cache.
+// LlamaModel: the Llama-family decoder (Llama, Mistral, Qwen2, IQuest-Coder, and
+// IQuest-Coder-Loop, which runs the stack loop_num times; see RunLayer) written as a readable
+// sequence of Backend calls over a paged KV cache.
 #pragma once
 
 #include <memory>
@@ -62,7 +63,7 @@ class LlamaModel {
   absl::Status EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, int64_t max_blocks,
                                int64_t num_logits);
   StepViews UploadStep(const BatchInputs& inputs);
-  void RunLayer(int64_t layer, const StepViews& step, KvCache& cache);
+  void RunLayer(int64_t layer, int64_t pass, const StepViews& step, KvCache& cache);
   // Every device op of a step after the uploads: embeddings, layers, final norm, row
   // selection, lm_head. Exactly what a graph captures.
   void RunDeviceSteps(const StepViews& step, KvCache& cache);

@@ -94,6 +94,12 @@ absl::StatusOr<LayerWeights> BindLayer(Binder& binder, const ModelConfig& c, int
   ASSIGN_OR_RETURN(w.up_bias, binder.GetOptional(c.mlp_bias, p + "mlp.up_proj.bias", {inter}));
   ASSIGN_OR_RETURN(w.down_bias,
                    binder.GetOptional(c.mlp_bias, p + "mlp.down_proj.bias", {c.hidden_size}));
+  // The Loop gates live outside the layers in the published checkpoint.
+  const std::string gate = absl::StrCat("model.gate_projections.", layer, ".");
+  const bool loop = c.is_loop() && c.loop_num > 1;
+  ASSIGN_OR_RETURN(w.loop_gate_weight,
+                   binder.GetOptional(loop, gate + "weight", {c.num_heads, c.head_dim}));
+  ASSIGN_OR_RETURN(w.loop_gate_bias, binder.GetOptional(loop, gate + "bias", {c.num_heads}));
   return w;
 }
 
@@ -168,6 +174,10 @@ absl::StatusOr<std::unique_ptr<LlamaWeights>> LlamaWeights::Random(const ModelCo
     ASSIGN_OR_RETURN(w.gate_bias, optional(c.mlp_bias, inter));
     ASSIGN_OR_RETURN(w.up_bias, optional(c.mlp_bias, inter));
     ASSIGN_OR_RETURN(w.down_bias, optional(c.mlp_bias, h));
+    if (c.is_loop() && c.loop_num > 1) {
+      ASSIGN_OR_RETURN(w.loop_gate_weight, make({c.num_heads, c.head_dim}, 0.02f));
+      ASSIGN_OR_RETURN(w.loop_gate_bias, make({c.num_heads}, 1.0f));
+    }
     weights->layers.push_back(w);
   }
   ASSIGN_OR_RETURN(weights->final_norm, make({h}, 1.0f));

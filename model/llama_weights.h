@@ -27,6 +27,9 @@ struct LayerWeights {
   TensorView up_proj;                         // [intermediate, hidden]
   TensorView down_proj;                       // [hidden, intermediate]
   TensorView gate_bias, up_bias, down_bias;   // [out] or empty
+  // Loop models (model.gate_projections.{i}): the per-head gate of passes 2.. .
+  TensorView loop_gate_weight;  // [num_heads, head_dim] or empty
+  TensorView loop_gate_bias;    // [num_heads] or empty
 };
 
 struct LlamaWeights {

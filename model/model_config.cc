@@ -22,10 +22,11 @@ absl::StatusOr<Architecture> ParseArchitecture(const std::string& name, const st
   if (name == "MistralForCausalLM") return Architecture::kMistral;
   if (name == "Qwen2ForCausalLM") return Architecture::kQwen2;
   if (name == "IQuestCoderForCausalLM") return Architecture::kIQuestCoder;
+  if (name == "IQuestLoopCoderForCausalLM") return Architecture::kIQuestLoopCoder;
   return absl::UnimplementedError(absl::StrCat(
       source, ": architecture '", name,
       "' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-      "IQuestCoderForCausalLM)"));
+      "IQuestCoderForCausalLM, IQuestLoopCoderForCausalLM)"));
 }
 
 absl::StatusOr<int64_t> PositiveInt(const JsonReader& reader, const char* key, int64_t max) {
@@ -128,6 +129,61 @@ absl::Status ParseShape(const JsonReader& reader, ModelConfig& config) {
   return absl::OkStatus();
 }
 
+// HF semantics: Mistral applies `sliding_window` (null: none) to every layer; Qwen2 only with
+// use_sliding_window, to the layers `layer_types` calls "sliding_attention" or, without
+// layer_types, to layers >= max_window_layers. Llama has no window.
+absl::Status ParseSlidingWindows(const JsonReader& reader, ModelConfig& config) {
+  const bool qwen2 = config.architecture == Architecture::kQwen2;
+  ASSIGN_OR_RETURN(const bool use_sliding, reader.Bool("use_sliding_window", false));
+  const bool windowed = config.architecture == Architecture::kMistral || (qwen2 && use_sliding);
+  if (!windowed || !reader.Has("sliding_window")) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const int64_t window, PositiveInt(reader, "sliding_window", kMaxContext));
+  config.layer_windows.assign(static_cast<size_t>(config.num_layers), window);
+  if (!qwen2) return absl::OkStatus();
+  const nlohmann::json& json = reader.object();
+  auto types = json.find("layer_types");
+  if (types != json.end() && !types->is_null()) {
+    if (!types->is_array() || static_cast<int64_t>(types->size()) != config.num_layers) {
+      return reader.FieldError("layer_types", absl::StrCat("must be a list of num_hidden_layers (",
+                                                           config.num_layers, ") strings"));
+    }
+    for (int64_t i = 0; i < config.num_layers; ++i) {
+      const nlohmann::json& type = (*types)[static_cast<size_t>(i)];
+      const bool sliding = type == "sliding_attention";
+      if (!sliding && type != "full_attention") {
+        return reader.FieldError(
+            "layer_types",
+            absl::StrCat("[", i, "] must be \"full_attention\" or \"sliding_attention\""));
+      }
+      if (!sliding) config.layer_windows[static_cast<size_t>(i)] = 0;
+    }
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(const int64_t max_window_layers,
+                   reader.Int("max_window_layers", config.num_layers));
+  if (max_window_layers < 0) return reader.FieldError("max_window_layers", "must be >= 0");
+  for (int64_t i = 0; i < std::min(max_window_layers, config.num_layers); ++i) {
+    config.layer_windows[static_cast<size_t>(i)] = 0;
+  }
+  if (max_window_layers >= config.num_layers) config.layer_windows.clear();
+  return absl::OkStatus();
+}
+
+// IQuestLoopCoder's fields, with the defaults of its HF config class (loop_num 2, window 64).
+absl::Status ParseLoop(const JsonReader& reader, ModelConfig& config) {
+  if (!config.is_loop()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(config.loop_num, reader.Int("loop_num", 2));
+  if (config.loop_num < 1 || config.loop_num > 16) {
+    return reader.FieldError("loop_num", absl::StrCat("must be in [1, 16], got ", config.loop_num));
+  }
+  ASSIGN_OR_RETURN(config.loop_window, reader.Int("loop_window_size", 64));
+  if (config.loop_window < 1 || config.loop_window > kMaxContext) {
+    return reader.FieldError("loop_window_size", absl::StrCat("must be in [1, ", kMaxContext,
+                                                              "], got ", config.loop_window));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseAttentionOptions(const JsonReader& reader, ModelConfig& config) {
   ASSIGN_OR_RETURN(config.rms_norm_eps, reader.Number("rms_norm_eps", 1e-6));
   if (!(config.rms_norm_eps > 0 && config.rms_norm_eps < 1)) {
@@ -144,15 +200,8 @@ absl::Status ParseAttentionOptions(const JsonReader& reader, ModelConfig& config
   config.o_bias = attention_bias && config.architecture != Architecture::kQwen2;
   ASSIGN_OR_RETURN(const std::string act, reader.String("hidden_act", "silu"));
   if (act != "silu") return reader.FieldError("hidden_act", "must be \"silu\"");
-  ASSIGN_OR_RETURN(const bool sliding, reader.Bool("use_sliding_window", false));
-  if (config.architecture == Architecture::kQwen2 && sliding) {
-    return absl::UnimplementedError("config.json: use_sliding_window=true is not supported");
-  }
-  if (config.architecture == Architecture::kMistral && reader.Has("sliding_window")) {
-    ASSIGN_OR_RETURN(const int64_t window, PositiveInt(reader, "sliding_window", kMaxContext));
-    config.max_context_len = std::min(config.max_context_len, window);
-  }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(ParseSlidingWindows(reader, config));
+  return ParseLoop(reader, config);
 }
 
 }  // namespace

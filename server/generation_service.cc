@@ -126,6 +126,11 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
   const ModelConfig& config = serving->model->config();
   response->set_model_name(serving->model_name);
   response->set_architecture(config.architecture_name);
+  response->set_loop_num(static_cast<int32_t>(config.loop_num));
+  response->set_loop_window(static_cast<int32_t>(config.loop_window));
+  for (const int64_t window : config.layer_windows) {
+    response->add_layer_sliding_windows(static_cast<int32_t>(window));
+  }
   response->set_vocab_size(static_cast<int32_t>(config.vocab_size));
   response->set_max_context_length(static_cast<int32_t>(serving->max_model_len));
   for (int32_t id : config.eos_token_ids) response->add_eos_token_ids(id);

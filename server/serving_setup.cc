@@ -148,7 +148,7 @@ absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) 
 
 // The KV blocks `megabytes` hold for `model`.
 int64_t KvBlocksIn(int64_t megabytes, const ModelConfig& model, int64_t block_size, DType dtype) {
-  const int64_t bytes_per_block = 2 * model.num_layers * block_size * model.num_kv_heads *
+  const int64_t bytes_per_block = 2 * model.num_kv_layers() * block_size * model.num_kv_heads *
                                   model.head_dim * static_cast<int64_t>(DTypeSize(dtype));
   return std::max<int64_t>(1, (megabytes << 20) / bytes_per_block);
 }

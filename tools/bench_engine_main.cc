@@ -6,9 +6,9 @@
 //     greedy, EOS ignored, --decode-tokens generated per request; batch 1 is llama-bench's tg),
 //     as generated tokens per second of decode time.
 // Each figure is measured --repeats times after one warm-up and reported as min/median/max.
-// --shape=llama3-8b|iquest-40b builds a model of that shape with random weights made on the
-// backend itself (--device=cuda: on the GPU; DESIGN.md section 12), instead of loading --model;
-// the batch-1 figure is then also given as weight bytes read per second.
+// --shape=llama3-8b|iquest-40b|iquest-40b-loop builds a model of that shape with random weights
+// made on the backend itself (--device=cuda: on the GPU; DESIGN.md section 12), instead of loading
+// --model; the batch-1 figure is then also given as weight bytes read per second.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +18,7 @@
 
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/status.h"
 #include "engine/engine.h"
 #include "kernels/backend.h"
 #include "kernels/backend_flags.h"
@@ -123,6 +124,14 @@ absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
     c.num_kv_heads = 8;
     c.vocab_size = 76800;
     c.max_context_len = 131072;
+  } else if (name == "iquest-40b-loop" || name == "tiny-loop") {
+    // IQuest-Coder-V1-40B-Loop-Instruct's config.json: the 40B shape, two passes, a 64-token
+    // local window; "tiny-loop" for tests of this tool.
+    ASSIGN_OR_RETURN(c, ShapeConfig(name == "tiny-loop" ? "tiny" : "iquest-40b"));
+    c.architecture_name = "IQuestLoopCoderForCausalLM";
+    c.architecture = Architecture::kIQuestLoopCoder;
+    c.loop_num = 2;
+    c.loop_window = name == "tiny-loop" ? 8 : 64;
   } else if (name == "tiny" || name == "tiny-128k") {
     // "tiny" for tests of this tool; "tiny-128k" has Llama-3's vocabulary: the logits traffic.
     c.architecture_name = "LlamaForCausalLM";
@@ -136,19 +145,31 @@ absl::StatusOr<ModelConfig> ShapeConfig(const std::string& name) {
     c.max_context_len = 2048;
   } else {
     return absl::InvalidArgumentError(
-        "--shape must be llama3-8b, iquest-40b, tiny-128k or tiny, got " + name);
+        "--shape must be llama3-8b, iquest-40b, iquest-40b-loop, tiny-128k, tiny or tiny-loop, "
+        "got " +
+        name);
   }
   return c;
 }
 
-// Bytes of the weights one decode step reads: every matrix once (lm_head included; the
+// Bytes of the weights one decode step reads: every layer matrix once per pass (a Loop model
+// runs its stack loop_num times; its gates are [heads, head_dim] per layer), lm_head once (the
 // embedding rows a step gathers are negligible).
 double WeightBytesPerToken(const ModelConfig& c, size_t element_bytes) {
   const double h = static_cast<double>(c.hidden_size);
   const double q = static_cast<double>(c.num_heads * c.head_dim);
   const double kv = static_cast<double>(c.num_kv_heads * c.head_dim);
   const double layer = h * q * 2 + h * kv * 2 + 3 * h * static_cast<double>(c.intermediate_size);
-  return (layer * static_cast<double>(c.num_layers) + h * static_cast<double>(c.vocab_size)) *
+  const double gates = c.loop_num > 1 ? q * static_cast<double>(c.num_layers) : 0.0;
+  return (layer * static_cast<double>(c.num_layers * c.loop_num) + gates +
+          h * static_cast<double>(c.vocab_size)) *
+         static_cast<double>(element_bytes);
+}
+
+// KV-cache bytes one token holds: K and V of every KV layer (a Loop model's passes 2.. add a
+// local layer each; see model_config.h).
+double KvBytesPerToken(const ModelConfig& c, size_t element_bytes) {
+  return 2.0 * static_cast<double>(c.num_kv_layers() * c.num_kv_heads * c.head_dim) *
          static_cast<double>(element_bytes);
 }
 
@@ -192,6 +213,7 @@ int main(int argc, char** argv) {
   int64_t repeats = 3;
   int64_t overhead_requests = 256;
   bool json = false;
+  bool describe_shape = false;
   std::string device = "cpu";
   std::string shape;
   iquest::BackendOptions backend_options;
@@ -200,8 +222,8 @@ int main(int argc, char** argv) {
   flags.AddString("model", &model_dir, "HF checkpoint folder");
   flags.AddString("device", &device, "cpu or cuda");
   flags.AddString("shape", &shape,
-                  "llama3-8b, iquest-40b, tiny-128k or tiny: random bf16 weights made on the "
-                  "device, instead of --model");
+                  "llama3-8b, iquest-40b, iquest-40b-loop, tiny-128k, tiny or tiny-loop: "
+                  "random bf16 weights made on the device, instead of --model");
   flags.AddString("batches", &batches, "comma-separated decode batch sizes");
   flags.AddInt("decode-tokens", &decode_tokens, "tokens generated per request", 2, 4096);
   flags.AddInt("prefill-tokens", &prefill_tokens, "prompt tokens of the prefill figure; 0 = skip",
@@ -210,6 +232,9 @@ int main(int argc, char** argv) {
   flags.AddInt("overhead-requests", &overhead_requests,
                "running requests for the overhead figure; 0 = skip", 0, 65536);
   flags.AddBool("json", &json, "print one JSON object instead of tables");
+  flags.AddBool("describe-shape", &describe_shape,
+                "with --shape: print its bf16 weight and KV bytes per token and exit (no model "
+                "is built: a 40B shape needs a GPU's memory)");
   iquest::RegisterBackendFlags(flags, &backend_options);
   iquest::ParseFlagsOrExit(flags, argc, argv);
   iquest::SetMinLogLevel(iquest::LogLevel::kWarning);
@@ -220,6 +245,17 @@ int main(int argc, char** argv) {
     return 1;
   };
 
+  if (describe_shape) {
+    auto config = iquest::ShapeConfig(shape);
+    if (!config.ok()) return fail(config.status());
+    std::printf(
+        "shape %s: %ld layers x %ld pass%s, weights %.0f bytes/token (bf16, all passes), "
+        "KV cache %.0f bytes/token (bf16, %ld KV layers)\n",
+        shape.c_str(), static_cast<long>(config->num_layers), static_cast<long>(config->loop_num),
+        config->loop_num > 1 ? "es" : "", iquest::WeightBytesPerToken(*config, 2),
+        iquest::KvBytesPerToken(*config, 2), static_cast<long>(config->num_kv_layers()));
+    return 0;
+  }
   double overhead = 0;
   if (overhead_requests > 0) overhead = iquest::StepOverheadMicros(overhead_requests, 200);
   if (device != "cpu" && device != "cuda") {
@@ -286,6 +322,9 @@ int main(int argc, char** argv) {
           host_bytes[i].first, host_bytes[i].second);
     }
     std::printf("]");
+    std::printf(",\n \"kv_bytes_per_token\": %.0f",
+                iquest::KvBytesPerToken((*model)->config(),
+                                        iquest::DTypeSize((*backend)->preferred_kv_dtype())));
     if (weight_bytes > 0) {
       std::printf(",\n \"weight_bytes\": %.0f, \"batch1_weight_gb_s\": %.1f", weight_bytes,
                   weight_bytes * decode[0].median / 1e9);
@@ -311,10 +350,18 @@ int main(int argc, char** argv) {
                 decode[i].median, decode[i].max, decode[i].median / decode[0].median,
                 host_bytes[i].first, host_bytes[i].second);
   }
+  const iquest::ModelConfig& config = (*model)->config();
+  const iquest::DType kv_dtype = (*backend)->preferred_kv_dtype();
+  std::printf("KV cache %.0f bytes/token (%ld KV layers, %s)\n",
+              iquest::KvBytesPerToken(config, iquest::DTypeSize(kv_dtype)),
+              static_cast<long>(config.num_kv_layers()),
+              std::string(iquest::DTypeName(kv_dtype)).c_str());
   if (weight_bytes > 0) {
-    // Batch-1 decode reads every weight once per token: its bound is memory bandwidth.
-    std::printf("weights %.2f GB/token; batch %d median reads them at %.1f GB/s\n",
-                weight_bytes / 1e9, batch_sizes[0], weight_bytes * decode[0].median / 1e9);
+    // Batch-1 decode reads every weight once per token and pass: its bound is memory bandwidth.
+    std::printf("weights %.2f GB/token (%ld pass%s); batch %d median reads them at %.1f GB/s\n",
+                weight_bytes / 1e9, static_cast<long>(config.loop_num),
+                config.loop_num > 1 ? "es" : "", batch_sizes[0],
+                weight_bytes * decode[0].median / 1e9);
   }
   return 0;
 }

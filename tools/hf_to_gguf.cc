@@ -52,7 +52,13 @@ void WriteHyperparameters(const ModelConfig& c, GgufWriter& writer) {
     writer.SetU32(arch + key, static_cast<uint32_t>(value));
   };
   u32(".vocab_size", c.vocab_size);
-  u32(".context_length", c.max_context_len);
+  // llama.cpp's llama and qwen2 architectures read no sliding window: the context is capped at
+  // the shortest one, where full attention and the window agree.
+  int64_t context_len = c.max_context_len;
+  for (const int64_t window : c.layer_windows) {
+    if (window > 0) context_len = std::min(context_len, window);
+  }
+  u32(".context_length", context_len);
   u32(".embedding_length", c.hidden_size);
   u32(".block_count", c.num_layers);
   u32(".feed_forward_length", c.intermediate_size);
@@ -240,6 +246,12 @@ GgufWriter::DataSource MakeSource(const PlannedTensor& p) {
 absl::Status ConvertHfToGguf(const HfToGgufOptions& options) {
   if (options.dtype != "keep") RETURN_IF_ERROR(ParseDType(options.dtype).status());
   ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::Load(options.model_dir));
+  // llama.cpp has no Loop architecture and GGUF no names for its gates or passes.
+  if (config.is_loop()) {
+    return absl::UnimplementedError(
+        absl::StrCat(options.model_dir, ": ", config.architecture_name,
+                     " has no GGUF form (llama.cpp does not run it); serve the HF folder instead"));
+  }
   ASSIGN_OR_RETURN(const std::unique_ptr<Checkpoint> checkpoint,
                    Checkpoint::Open(options.model_dir));
   ASSIGN_OR_RETURN(const std::vector<PlannedTensor> planned,

@@ -73,9 +73,15 @@ struct Writer {
 
 nlohmann::ordered_json MakeConfig(const TinyModelOptions& o, int64_t head_dim) {
   const bool qwen2 = o.arch == "qwen2";
+  const bool mistral = o.arch == "mistral";
+  const bool loop = o.arch == "loop";
+  const char* arch = qwen2     ? "Qwen2ForCausalLM"
+                     : mistral ? "MistralForCausalLM"
+                     : loop    ? "IQuestLoopCoderForCausalLM"
+                               : "LlamaForCausalLM";
   nlohmann::ordered_json config = {
-      {"architectures", {qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
-      {"model_type", qwen2 ? "qwen2" : "llama"},
+      {"architectures", {arch}},
+      {"model_type", loop ? "iquestloopcoder" : o.arch},
       {"hidden_size", o.hidden_size},
       {"intermediate_size", o.intermediate_size},
       {"num_hidden_layers", o.num_layers},
@@ -92,6 +98,20 @@ nlohmann::ordered_json MakeConfig(const TinyModelOptions& o, int64_t head_dim) {
       {"eos_token_id", 2},
       {"torch_dtype", o.dtype == "f32" ? "float32" : (o.dtype == "bf16" ? "bfloat16" : "float16")},
   };
+  if (loop) {
+    config["loop_num"] = o.loop_num;
+    config["loop_window_size"] = o.loop_window;
+    config["attention_bias"] = false;
+    config["mlp_bias"] = false;
+  }
+  if (mistral) {
+    config["sliding_window"] = o.sliding_window > 0 ? nlohmann::ordered_json(o.sliding_window)
+                                                    : nlohmann::ordered_json(nullptr);
+  } else if (qwen2 && o.sliding_window > 0) {
+    config["use_sliding_window"] = true;
+    config["sliding_window"] = o.sliding_window;
+    config["max_window_layers"] = 1;
+  }
   if (o.rope_scaling == "linear") {
     config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
   } else if (o.rope_scaling == "llama3") {
@@ -110,8 +130,14 @@ nlohmann::ordered_json MakeConfig(const TinyModelOptions& o, int64_t head_dim) {
 }  // namespace
 
 absl::Status WriteTinyModel(const std::string& dir, const TinyModelOptions& o) {
-  if (o.arch != "llama" && o.arch != "qwen2") {
-    return absl::InvalidArgumentError("--arch must be llama or qwen2");
+  if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "loop") {
+    return absl::InvalidArgumentError("--arch must be llama, mistral, qwen2 or loop");
+  }
+  if (o.sliding_window < 0 || (o.sliding_window > 0 && (o.arch == "llama" || o.arch == "loop"))) {
+    return absl::InvalidArgumentError("--sliding-window must be >= 0, and 0 for llama and loop");
+  }
+  if (o.loop_num < 1 || o.loop_num > 16 || o.loop_window < 1) {
+    return absl::InvalidArgumentError("--loop-num must be in [1, 16] and --window >= 1");
   }
   if (!FloatDTypeFromName(o.dtype).has_value()) {
     return absl::InvalidArgumentError("--dtype must be f32, f16 or bf16");
@@ -148,6 +174,15 @@ absl::Status WriteTinyModel(const std::string& dir, const TinyModelOptions& o) {
     w.Add(p + "mlp.gate_proj.weight", {inter, h}, in_scale);
     w.Add(p + "mlp.up_proj.weight", {inter, h}, in_scale);
     w.Add(p + "mlp.down_proj.weight", {h, inter}, 1.0f / std::sqrt(static_cast<float>(inter)));
+  }
+  // The Loop gates sit outside model.layers, as in the published checkpoint.
+  if (o.arch == "loop" && o.loop_num > 1) {
+    for (int64_t layer = 0; layer < o.num_layers; ++layer) {
+      const std::string p = absl::StrCat("model.gate_projections.", layer, ".");
+      w.Add(p + "weight", {o.num_heads, head_dim},
+            static_cast<float>(o.gate_scale) / std::sqrt(static_cast<float>(head_dim)));
+      w.Add(p + "bias", {o.num_heads}, 0.5f, static_cast<float>(o.gate_bias));
+    }
   }
   w.Add("model.norm.weight", {h}, 0.1f, 1.0f);
   if (!o.tie_word_embeddings) w.Add("lm_head.weight", {o.vocab_size, h}, in_scale);

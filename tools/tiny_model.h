@@ -1,5 +1,6 @@
 // Deterministic tiny checkpoints in HF layout (config.json + model.safetensors) with random
-// weights from a fixed seed, in llama and qwen2 variants. Tests and the demo use them; nothing
+// weights from a fixed seed, in llama, mistral, qwen2 and loop (IQuestLoopCoderForCausalLM)
+// variants. Tests and the demo use them; nothing
 // is downloaded.
 #pragma once
 
@@ -12,7 +13,9 @@
 namespace iquest {
 
 struct TinyModelOptions {
-  std::string arch = "llama";  // "llama" (LlamaForCausalLM) or "qwen2" (Qwen2ForCausalLM).
+  // "llama" (LlamaForCausalLM), "mistral" (MistralForCausalLM), "qwen2" (Qwen2ForCausalLM) or
+  // "loop" (IQuestLoopCoderForCausalLM, laid out as the published 40B-Loop checkpoint).
+  std::string arch = "llama";
   int64_t hidden_size = 64;
   int64_t num_layers = 2;
   int64_t num_heads = 4;
@@ -27,6 +30,17 @@ struct TinyModelOptions {
   std::string rope_scaling = "none";  // "none", "linear" or "llama3".
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-5;
+  // Sliding window in tokens, 0 = none. mistral: every layer ("sliding_window": null when 0).
+  // qwen2: use_sliding_window with max_window_layers 1 (layer 0 full, the others windowed).
+  int64_t sliding_window = 0;
+  // loop: config.json's loop_num and loop_window_size, and the gates' distribution: biases
+  // uniform around gate_bias, weights with standard deviation gate_scale / sqrt(head_dim) (the
+  // real checkpoint's biases sit near +2, where the local branch carries ~12 %; 0 makes both
+  // branches matter).
+  int64_t loop_num = 2;
+  int64_t loop_window = 64;
+  double gate_bias = 0.0;
+  double gate_scale = 1.0;
 };
 
 // Writes `dir`/config.json and `dir`/model.safetensors; creates `dir` if needed.

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_llama  # noqa: E402  (sibling file; independent of the C++ project)
 
 PROMPT_LENGTHS = (1, 7, 33)
+LOOP_PROMPT_LENGTHS = (1, 7, 33, 100)  # 100: past a 64-token window
 TOKEN_SEED = 20240611
 MAX_POSITION = 128
 CAUSALITY_TOL = 1e-12
@@ -49,6 +50,11 @@ class Variant:
     rope_theta: float
     seed: int
     layers: int = 2
+    window: int = 0  # --sliding-window (mistral: every layer; qwen2: layers >= 1)
+    loop_num: int = 2  # loop only: --loop-num, --window, --gate-bias
+    loop_window: int = 64
+    gate_bias: float = 0.0
+    prompt_lengths: tuple = PROMPT_LENGTHS
 
 
 # Columns: name, arch, dtype, hidden, heads, kv_heads, head_dim, intermediate, vocab, tie,
@@ -68,9 +74,30 @@ VARIANTS = [
     Variant("qwen2-bf16", "qwen2", "bf16", 96, 6, 2, 16, 192, 384, False, "none", 1e6, 14),
     # Plain multi-head attention, f16 weights, tied, no rope scaling.
     Variant("llama-f16-mha-tied", "llama", "f16", 64, 4, 4, 16, 128, 256, True, "none", 1e4, 15),
+    # Mistral with a sliding window shorter than the 7- and 33-token prompts.
+    Variant("mistral-f32-window5", "mistral", "f32", 64, 4, 2, 16, 128, 256, False, "none", 1e4,
+            16, window=5),
+    # Qwen2 use_sliding_window: layer 0 full, layers 1.. windowed (max_window_layers 1).
+    Variant("qwen2-f32-window4", "qwen2", "f32", 64, 4, 2, 16, 128, 256, False, "none", 1e6, 17,
+            layers=3, window=4),
+    # IQuestLoopCoder with gates that matter (bias 0: both branches weigh ~1/2), windows 4 and 64,
+    # prompts past the window; a third pass; bf16 weights; the real checkpoint's +2 gate bias.
+    Variant("loop-f32-w4", "loop", "f32", 64, 4, 2, 16, 128, 256, False, "none", 5e5, 18,
+            loop_window=4, prompt_lengths=LOOP_PROMPT_LENGTHS),
+    Variant("loop-f32-w64", "loop", "f32", 64, 4, 2, 16, 128, 256, False, "none", 5e5, 19,
+            loop_window=64, prompt_lengths=LOOP_PROMPT_LENGTHS),
+    Variant("loop-f32-3pass-w5", "loop", "f32", 64, 4, 1, 16, 128, 256, False, "none", 5e5, 20,
+            loop_num=3, loop_window=5, prompt_lengths=LOOP_PROMPT_LENGTHS),
+    Variant("loop-bf16-w8-bias2", "loop", "bf16", 64, 4, 2, 16, 128, 256, False, "none", 5e5, 21,
+            loop_window=8, gate_bias=2.0),
 ]
 
-EXPECTED_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+# loop_num 1: the Loop model must be the Llama path bit for bit (same seed, same tensors).
+LOOP1_TWIN = Variant("loop1", "loop", "f32", 64, 4, 2, 16, 128, 256, False, "none", 5e5, 22,
+                     loop_num=1)
+
+EXPECTED_ARCH = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                 "qwen2": "Qwen2ForCausalLM", "loop": "IQuestLoopCoderForCausalLM"}
 EXPECTED_DTYPE = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
 
 
@@ -114,9 +141,12 @@ def make_model(tool, v, out_dir):
     cmd += ["--head-dim", str(v.head_dim), "--intermediate", str(v.intermediate)]
     cmd += ["--vocab", str(v.vocab), "--seed", str(v.seed), "--dtype", v.dtype]
     cmd += ["--rope-scaling", v.rope_scaling, "--rope-theta", repr(v.rope_theta)]
-    cmd += ["--max-position", str(MAX_POSITION)]
+    cmd += ["--max-position", str(MAX_POSITION), "--sliding-window", str(v.window)]
     if v.tie:
         cmd.append("--tie-embeddings")
+    if v.arch == "loop":
+        cmd += ["--loop-num", str(v.loop_num), "--window", str(v.loop_window)]
+        cmd += ["--gate-bias", repr(v.gate_bias)]
     return run_tool(cmd)
 
 
@@ -144,7 +174,15 @@ def check_checkpoint(v, model_dir):
         "rope_scaling": ("none" if rope_kind in (None, "default") else rope_kind, v.rope_scaling),
         "rope_theta": (float(cfg["rope_theta"]), v.rope_theta),
         "tensor dtypes": (dtypes, {EXPECTED_DTYPE[v.dtype]}),
+        "windowed layers": (sum(1 for w in cfg["windows"] if w == v.window and w),
+                            0 if not v.window else (v.layers if v.arch == "mistral"
+                                                    else v.layers - 1)),
+        "loop_num": (cfg["loop_num"], v.loop_num if v.arch == "loop" else 1),
+        "loop gates": (sum(1 for name in header if name.startswith("model.gate_projections.")),
+                       2 * v.layers if v.arch == "loop" and v.loop_num > 1 else 0),
     }
+    if v.arch == "loop":
+        checks["loop_window"] = (cfg["loop_window"], v.loop_window)
     if rope_kind == "llama3":
         # Every llama3 branch (kept / smoothed / divided) must be hit, or parity proves little.
         checks["llama3 bands hit"] = (llama3_bands(cfg), {"keep", "smooth", "scale"})
@@ -174,7 +212,7 @@ def run_variant(v, args, rows):
     model_dir = os.path.join(vdir, "model")
     os.makedirs(model_dir, exist_ok=True)
     rng = np.random.default_rng(TOKEN_SEED + v.seed)
-    all_ids = rng.integers(0, v.vocab, size=max(PROMPT_LENGTHS)).tolist()
+    all_ids = rng.integers(0, v.vocab, size=max(v.prompt_lengths)).tolist()
     err = make_model(args.make_model, v, model_dir)
     try:  # a malformed checkpoint must show up as a FAIL row, not a traceback
         if err is None:
@@ -190,7 +228,7 @@ def run_variant(v, args, rows):
         rows.append((v.name, "make-model", "-", float("nan"), False, err))
         return
 
-    for T in PROMPT_LENGTHS:
+    for T in v.prompt_lengths:
         ids = all_ids[:T]  # prompts are prefixes of one sequence: gives the causality check
         ref = reference_llama.forward_loaded(cfg, weights, ids)
         causal = rel_err_rows(ref, full_ref[:T]).max()
@@ -217,6 +255,27 @@ def run_variant(v, args, rows):
         rows.append((v.name, "parity", T, row_err.max(), bool(row_err.max() <= args.tol), note))
 
 
+def check_loop1_twin(args, rows):
+    """A loop_num 1 Loop checkpoint and the Llama one of the same seed give identical bytes."""
+    twin_llama = Variant(**{**LOOP1_TWIN.__dict__, "name": "loop1-llama", "arch": "llama"})
+    logits = []
+    ids = ",".join(map(str, range(3, 40)))
+    for v in (LOOP1_TWIN, twin_llama):
+        model_dir = os.path.join(args.workdir, v.name, "model")
+        os.makedirs(model_dir, exist_ok=True)
+        out_path = os.path.join(args.workdir, v.name, "logits.f32")
+        err = make_model(args.make_model, v, model_dir) or run_tool(
+            [args.logits, "--model", model_dir, "--prompt-ids", ids, "--cpu-kernels",
+             args.cpu_kernels, "--out", out_path])
+        if err is not None:
+            rows.append(("loop1 == llama", "bitwise", 37, float("nan"), False, err))
+            return
+        with open(out_path, "rb") as f:
+            logits.append(f.read())
+    same = len(logits[0]) > 0 and logits[0] == logits[1]
+    rows.append(("loop1 == llama", "bitwise", 37, 0.0 if same else float("inf"), same, ""))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="iquest-serve forward-pass parity test")
     ap.add_argument("--make-model", required=True, help="C++ random-checkpoint writer")
@@ -240,6 +299,8 @@ def main(argv=None):
     rows = []
     for v in variants:
         run_variant(v, args, rows)
+    if not args.only:
+        check_loop1_twin(args, rows)
 
     print(f"{'variant':<24} {'check':<11} {'T':>3}  {'max_rel_err':>11}  status")
     for name, check, T, err, ok, note in rows:

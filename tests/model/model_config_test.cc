@@ -1,5 +1,6 @@
 #include "model/model_config.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -45,13 +46,48 @@ TEST(ModelConfigTest, Qwen2HasQkvBiasAndDefaultsHeadDim) {
   EXPECT_TRUE(c.tie_word_embeddings);
 }
 
-TEST(ModelConfigTest, MistralSlidingWindowCapsTheContext) {
+TEST(ModelConfigTest, MistralSlidingWindowIsEveryLayersWindow) {
   ASSERT_OK_AND_ASSIGN(const ModelConfig c, ModelConfig::FromJson(R"({
     "architectures": ["MistralForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
     "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
     "max_position_embeddings": 32768, "sliding_window": 4096, "vocab_size": 32000})",
                                                                   "config.json"));
-  EXPECT_EQ(c.max_context_len, 4096);
+  EXPECT_EQ(c.max_context_len, 32768);  // The window no longer caps the context.
+  ASSERT_EQ(c.layer_windows.size(), 32u);
+  EXPECT_EQ(c.LayerWindow(0), 4096);
+  EXPECT_EQ(c.LayerWindow(31), 4096);
+  // Mistral v0.2+ writes "sliding_window": null: full attention.
+  ASSERT_OK_AND_ASSIGN(const ModelConfig v2, ModelConfig::FromJson(R"({
+    "architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 32768,
+    "sliding_window": null, "vocab_size": 100})",
+                                                                   "config.json"));
+  EXPECT_TRUE(v2.layer_windows.empty());
+  EXPECT_EQ(v2.LayerWindow(1), 0);
+}
+
+TEST(ModelConfigTest, Qwen2SlidingWindowFollowsMaxWindowLayersAndLayerTypes) {
+  const std::string base = R"("architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "max_position_embeddings": 4096, "vocab_size": 100, "sliding_window": 256)";
+  ASSERT_OK_AND_ASSIGN(ModelConfig off, ModelConfig::FromJson("{" + base + "}", "c.json"));
+  EXPECT_TRUE(off.layer_windows.empty());  // use_sliding_window defaults to false.
+  ASSERT_OK_AND_ASSIGN(ModelConfig upper,
+                       ModelConfig::FromJson("{" + base + R"(, "use_sliding_window": true,
+                                            "max_window_layers": 2})",
+                                             "c.json"));
+  EXPECT_EQ(upper.layer_windows, (std::vector<int64_t>{0, 0, 256, 256}));
+  ASSERT_OK_AND_ASSIGN(
+      ModelConfig typed,
+      ModelConfig::FromJson("{" + base + R"(, "use_sliding_window": true, "layer_types":
+          ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]})",
+                            "c.json"));
+  EXPECT_EQ(typed.layer_windows, (std::vector<int64_t>{256, 0, 256, 0}));
+  const absl::StatusOr<ModelConfig> bad = ModelConfig::FromJson(
+      "{" + base + R"(, "use_sliding_window": true, "layer_types": ["sliding_attention"]})",
+      "c.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), testing::HasSubstr("layer_types"));
 }
 
 TEST(ModelConfigTest, Llama3RopeScalingMatchesTheFormula) {
@@ -135,6 +171,61 @@ TEST(ModelConfigTest, RejectsBadConfigsWithTheFieldName) {
     EXPECT_NE(config.status().message().find("config.json"), absl::string_view::npos)
         << config.status();
   }
+}
+
+// IQuest-Coder-V1-40B-Loop-Instruct's config.json as published (field for field, as the
+// mlx-community conversion copies it, without its quantization block).
+TEST(ModelConfigTest, ParsesThePublished40BLoopConfig) {
+  ASSERT_OK_AND_ASSIGN(const ModelConfig c, ModelConfig::FromJson(R"({
+    "architectures": ["IQuestLoopCoderForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "eos_token_id": [2, 75864, 75869], "head_dim": 128,
+    "hidden_act": "silu", "hidden_size": 5120, "initializer_range": 0.02,
+    "intermediate_size": 27648, "loop_num": 2, "loop_window_size": 64,
+    "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "iquestloopcoder",
+    "num_attention_heads": 40, "num_hidden_layers": 80, "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-05, "rope_theta": 500000, "tie_word_embeddings": false,
+    "torch_dtype": "bfloat16", "use_cache": true, "vocab_size": 76800})",
+                                                                  "config.json"));
+  EXPECT_EQ(c.architecture, Architecture::kIQuestLoopCoder);
+  EXPECT_TRUE(c.is_loop());
+  EXPECT_EQ(c.loop_num, 2);
+  EXPECT_EQ(c.loop_window, 64);
+  EXPECT_EQ(c.num_layers, 80);
+  EXPECT_EQ(c.num_kv_layers(), 160);  // Pass 1's global layers, then pass 2's local ones.
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_heads, 40);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_EQ(c.vocab_size, 76800);
+  EXPECT_EQ(c.max_context_len, 131072);
+  EXPECT_FALSE(c.qkv_bias || c.o_bias || c.mlp_bias || c.tie_word_embeddings);
+  EXPECT_TRUE(c.layer_windows.empty());  // Pass 1 is global; only the local branch is windowed.
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int32_t>{2, 75864, 75869}));
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+}
+
+TEST(ModelConfigTest, LoopFieldsDefaultAndAreRangeChecked) {
+  const std::string base = R"("architectures": ["IQuestLoopCoderForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "max_position_embeddings": 256, "vocab_size": 100)";
+  ASSERT_OK_AND_ASSIGN(const ModelConfig defaults, ModelConfig::FromJson("{" + base + "}", "c"));
+  EXPECT_EQ(defaults.loop_num, 2);  // The HF config class's defaults.
+  EXPECT_EQ(defaults.loop_window, 64);
+  for (const char* bad : {R"("loop_num": 0)", R"("loop_num": 17)", R"("loop_window_size": 0)"}) {
+    const absl::StatusOr<ModelConfig> c =
+        ModelConfig::FromJson("{" + base + ", " + bad + "}", "config.json");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(c.status().message(), testing::HasSubstr(std::string(bad).substr(1, 8))) << bad;
+  }
+  // Other architectures have one pass and no loop fields.
+  ASSERT_OK_AND_ASSIGN(
+      const ModelConfig llama,
+      ModelConfig::FromJson(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "max_position_embeddings": 256, "vocab_size": 100, "loop_num": 3})",
+                            "c"));
+  EXPECT_EQ(llama.loop_num, 1);
+  EXPECT_EQ(llama.num_kv_layers(), 2);
 }
 
 }  // namespace

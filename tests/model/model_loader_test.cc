@@ -78,6 +78,43 @@ TEST_F(ModelLoaderTest, MissingQwen2Bias) {
   ExpectMentions(status, "model.safetensors", "model.layers.0.self_attn.k_proj.bias");
 }
 
+// A Loop checkpoint's gates (model.gate_projections.{i}, outside model.layers): missing and
+// mis-shaped ones are load errors naming the tensor and the expected shape.
+TEST(LoopLoaderTest, GateTensorsAreCheckedByNameAndShape) {
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.arch = "loop";
+  options.num_heads = 4;
+  options.hidden_size = 64;  // head_dim 16
+  ASSERT_OK(WriteTinyModel(dir.path(), options));
+  CpuBackend backend;
+  ASSERT_OK(LlamaModel::Load(dir.path(), backend).status());
+  ASSERT_OK_AND_ASSIGN(const std::vector<TensorToWrite> tensors,
+                       testing::ReadAllTensors(dir.Join("model.safetensors")));
+  auto load_after = [&](const std::function<void(std::vector<TensorToWrite>&)>& mutate) {
+    std::vector<TensorToWrite> t = tensors;
+    mutate(t);
+    EXPECT_OK(WriteSafetensors(dir.Join("model.safetensors"), t));
+    return LlamaModel::Load(dir.path(), backend).status();
+  };
+  const absl::Status missing = load_after([](std::vector<TensorToWrite>& t) {
+    std::erase_if(t,
+                  [](const TensorToWrite& x) { return x.name == "model.gate_projections.1.bias"; });
+  });
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+  EXPECT_NE(missing.message().find("'model.gate_projections.1.bias'"), std::string::npos)
+      << missing;
+  const absl::Status shape = load_after([](std::vector<TensorToWrite>& t) {
+    for (TensorToWrite& x : t) {
+      if (x.name == "model.gate_projections.0.weight") x.shape = {16, 4};  // Transposed.
+    }
+  });
+  EXPECT_NE(shape.message().find("'model.gate_projections.0.weight' has shape [16, 4], "
+                                 "expected [4, 16]"),
+            std::string::npos)
+      << shape;
+}
+
 TEST_F(ModelLoaderTest, ShapeMismatch) {
   const absl::Status status = LoadAfter([&](std::vector<TensorToWrite>& t) {
     TensorToWrite& norm = Named(t, "model.norm.weight");

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <numeric>
 #include <string>
 
@@ -84,6 +86,33 @@ TEST(RandomModelTest, BenchEngineRunsARandomShape) {
                               "--decode-tokens=4 --prefill-tokens=16 --repeats=1 "
                               "--overhead-requests=0 --threads=1 > /dev/null";
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  // The Loop shape: two passes, and a KV layer per pass (2 layers x 2 passes x K,V x 2 heads x
+  // 16 dims x 4 bytes = 1024 bytes per token on the CPU's f32 cache).
+  const std::string out = ::testing::TempDir() + "/bench_loop.txt";
+  const std::string loop = std::string(IQUEST_BIN_DIR) +
+                           "/iquest-bench-engine --shape=tiny-loop --batches=1 "
+                           "--decode-tokens=4 --prefill-tokens=16 --repeats=1 "
+                           "--overhead-requests=0 --threads=1 > " +
+                           out;
+  ASSERT_EQ(std::system(loop.c_str()), 0) << loop;
+  std::ifstream file(out);
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("KV cache 1024 bytes/token (4 KV layers, f32)"), std::string::npos) << text;
+  EXPECT_NE(text.find("(2 passes)"), std::string::npos) << text;
+  // The real 40B-Loop shape, described without building it: 80 layers read twice
+  // (2 x 80 x 487,587,840 weights) + gates (80 x 40 x 128) + lm_head (76800 x 5120), bf16; KV: K
+  // and V of 160 layers x 8 heads x 128 dims, bf16.
+  const std::string describe = std::string(IQUEST_BIN_DIR) +
+                               "/iquest-bench-engine --shape=iquest-40b-loop --describe-shape > " +
+                               out;
+  ASSERT_EQ(std::system(describe.c_str()), 0) << describe;
+  std::ifstream shape_file(out);
+  const std::string shape((std::istreambuf_iterator<char>(shape_file)),
+                          std::istreambuf_iterator<char>());
+  EXPECT_NE(shape.find("80 layers x 2 passes, weights 156815360000 bytes/token (bf16, all "
+                       "passes), KV cache 655360 bytes/token (bf16, 160 KV layers)"),
+            std::string::npos)
+      << shape;
   const std::string bad = std::string(IQUEST_BIN_DIR) +
                           "/iquest-bench-engine --shape=70b --overhead-requests=0 2> /dev/null";
   EXPECT_NE(std::system(bad.c_str()), 0);

@@ -1,9 +1,22 @@
 #!/usr/bin/env python3
-"""Independent float64 NumPy reference of HF LlamaForCausalLM / Qwen2ForCausalLM.
+"""Independent float64 NumPy reference of HF LlamaForCausalLM / Qwen2ForCausalLM / Mistral and
+IQuestLoopCoderForCausalLM.
 
 Used as ground truth for iquest-serve forward-pass parity tests, so it deliberately imports
 nothing from the project: it parses config.json and safetensors itself and re-derives the
 math of Hugging Face transformers (no KV cache, full causal attention over the prompt).
+
+Sliding windows follow HF's masks: Mistral's `sliding_window` on every layer; Qwen2's with
+use_sliding_window, on the layers layer_types calls "sliding_attention" (else those >=
+max_window_layers). A query at position t sees keys t - W + 1 .. t.
+
+IQuestLoopCoder (as vLLM's, SGLang's and MLX's iquest_loopcoder): the layer stack runs loop_num
+times on the residual stream, no norm between passes. Pass 1 is the Llama stack and keeps each
+layer's post-RoPE K1/V1. In pass p >= 2, layer i computes q, k, v with the same weights at the
+same positions; A = causal attention of q over layer i's K1/V1, B = attention of q over this
+pass's own k, v within loop_window_size keys (t - W + 1 .. t); per query head
+g = sigmoid(q . gate_projections.i.weight[h] + bias[h]) and the attention output is
+g * A + (1 - g) * B, then o_proj, residual and MLP. One final norm, then lm_head.
 
 CLI:  reference_llama.py --model DIR --prompt-ids 1,2,3 [--positions 0,1,2] --out FILE.npy
       writes a float64 array of shape [num_tokens, vocab_size] (row t = logits after token t).
@@ -20,6 +33,7 @@ import numpy as np
 
 LLAMA_ARCHS = {"LlamaForCausalLM", "MistralForCausalLM", "IQuestCoderForCausalLM"}
 QWEN2_ARCHS = {"Qwen2ForCausalLM"}
+LOOP_ARCHS = {"IQuestLoopCoderForCausalLM"}
 
 # safetensors dtype -> little-endian numpy dtype of the raw bytes (BF16 handled separately).
 _RAW_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
@@ -81,7 +95,7 @@ def load_config(model_dir):
     with open(os.path.join(model_dir, "config.json")) as f:
         raw = json.load(f)
     arch = raw["architectures"][0]
-    if arch not in LLAMA_ARCHS | QWEN2_ARCHS:
+    if arch not in LLAMA_ARCHS | QWEN2_ARCHS | LOOP_ARCHS:
         raise ValueError(f"unsupported architecture {arch}")
     if raw.get("hidden_act", "silu") != "silu":
         raise ValueError(f"unsupported hidden_act {raw['hidden_act']}")
@@ -104,11 +118,38 @@ def load_config(model_dir):
         # Qwen2 always has q/k/v biases (never o); Llama has q/k/v/o biases iff attention_bias.
         "qkv_bias": arch in QWEN2_ARCHS or raw.get("attention_bias", False),
         "o_bias": arch not in QWEN2_ARCHS and raw.get("attention_bias", False),
-        "sliding_window": raw.get("sliding_window") if arch == "MistralForCausalLM" else None,
+        "windows": _layer_windows(raw, arch),
+        "loop_num": raw.get("loop_num", 2) if arch in LOOP_ARCHS else 1,
+        "loop_window": raw.get("loop_window_size", 64) if arch in LOOP_ARCHS else None,
     }
     if cfg["heads"] % cfg["kv_heads"] != 0:
         raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
     return cfg
+
+
+def _layer_windows(raw, arch):
+    """Per-layer sliding window (None: full attention), as HF's Mistral and Qwen2 masks."""
+    layers = raw["num_hidden_layers"]
+    window = raw.get("sliding_window")
+    if arch == "MistralForCausalLM":
+        return [window] * layers
+    if arch in QWEN2_ARCHS and raw.get("use_sliding_window", False) and window:
+        types = raw.get("layer_types")
+        if types is None:
+            first = raw.get("max_window_layers", layers)
+            types = ["sliding_attention" if i >= first else "full_attention" for i in range(layers)]
+        return [window if t == "sliding_attention" else None for t in types]
+    return [None] * layers
+
+
+def attention_mask(T, window):
+    """[T, S] True where key s is hidden from query t: the future, and keys past the window."""
+    t = np.arange(T)[:, None]
+    s = np.arange(T)[None, :]
+    hidden = s > t
+    if window:
+        hidden |= s <= t - window
+    return hidden
 
 
 def rope_inv_freq(cfg):
@@ -168,8 +209,6 @@ def forward_loaded(cfg, w, token_ids, positions=None):
         raise ValueError("need >= 1 token and exactly one position per token")
     if ids.min() < 0 or ids.max() >= cfg["vocab"]:
         raise ValueError("token id out of range")
-    if cfg["sliding_window"] and T > cfg["sliding_window"]:
-        raise NotImplementedError("prompt longer than Mistral sliding_window")
     H, NH, NKV, D, eps = cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["head_dim"], cfg["eps"]
     I, V = cfg["intermediate"], cfg["vocab"]
 
@@ -179,30 +218,48 @@ def forward_loaded(cfg, w, token_ids, positions=None):
     angle = pos[:, None].astype(np.float64) * rope_inv_freq(cfg)[None, :]  # [T, D/2]
     emb = np.concatenate([angle, angle], axis=-1)[:, None, :]  # [T, 1, D], broadcast over heads
     cos, sin = np.cos(emb), np.sin(emb)
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)  # [T, S]: key s is after query t
 
-    for i in range(cfg["layers"]):
-        p = f"model.layers.{i}."
-        h = _rms_norm(x, _tensor(w, p + "input_layernorm.weight", (H,)), eps)
-        q = _linear(w, p + "self_attn.q_proj", h, NH * D, H, cfg["qkv_bias"]).reshape(T, NH, D)
-        k = _linear(w, p + "self_attn.k_proj", h, NKV * D, H, cfg["qkv_bias"]).reshape(T, NKV, D)
-        v = _linear(w, p + "self_attn.v_proj", h, NKV * D, H, cfg["qkv_bias"]).reshape(T, NKV, D)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+    def attend(q, k, v, hidden):
+        """softmax(q k^T / sqrt(D)) v with the [T, S] mask `hidden`; k, v: [T, NKV, D]."""
         # GQA: query head h reads kv head h // (NH // NKV) (HF repeat_kv order).
         k = np.repeat(k, NH // NKV, axis=1)  # [T, NH, D]
         v = np.repeat(v, NH // NKV, axis=1)
         scores = np.einsum("thd,shd->hts", q, k) / math.sqrt(D)  # [NH, T, S]
-        scores[:, future] = -np.inf
+        scores[:, hidden] = -np.inf
         probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
         probs /= probs.sum(axis=-1, keepdims=True)
-        attn = np.einsum("hts,shd->thd", probs, v).reshape(T, NH * D)
-        x = x + _linear(w, p + "self_attn.o_proj", attn, H, NH * D, cfg["o_bias"])
+        return np.einsum("hts,shd->thd", probs, v)  # [T, NH, D]
 
-        h = _rms_norm(x, _tensor(w, p + "post_attention_layernorm.weight", (H,)), eps)
-        gate = _linear(w, p + "mlp.gate_proj", h, I, H, False)
-        up = _linear(w, p + "mlp.up_proj", h, I, H, False)
-        x = x + _linear(w, p + "mlp.down_proj", _silu(gate) * up, H, I, False)
+    pass1_kv = {}  # layer -> post-RoPE (k, v) of pass 1
+    for loop in range(cfg["loop_num"]):
+        for i in range(cfg["layers"]):
+            p = f"model.layers.{i}."
+            h = _rms_norm(x, _tensor(w, p + "input_layernorm.weight", (H,)), eps)
+            q = _linear(w, p + "self_attn.q_proj", h, NH * D, H, cfg["qkv_bias"]).reshape(T, NH, D)
+            k = _linear(w, p + "self_attn.k_proj", h, NKV * D, H, cfg["qkv_bias"])
+            v = _linear(w, p + "self_attn.v_proj", h, NKV * D, H, cfg["qkv_bias"])
+            k, v = k.reshape(T, NKV, D), v.reshape(T, NKV, D)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            if loop == 0:
+                pass1_kv[i] = (k, v)
+                attn = attend(q, k, v, attention_mask(T, cfg["windows"][i]))
+            else:
+                k1, v1 = pass1_kv[i]
+                global_attn = attend(q, k1, v1, attention_mask(T, None))
+                local_attn = attend(q, k, v, attention_mask(T, cfg["loop_window"]))
+                g_p = f"model.gate_projections.{i}."
+                logit = np.einsum("thd,hd->th", q, _tensor(w, g_p + "weight", (NH, D)))
+                logit = logit + _tensor(w, g_p + "bias", (NH,))[None, :]
+                gate = (1.0 / (1.0 + np.exp(-logit)))[:, :, None]  # [T, NH, 1]
+                attn = gate * global_attn + (1.0 - gate) * local_attn
+            attn = attn.reshape(T, NH * D)
+            x = x + _linear(w, p + "self_attn.o_proj", attn, H, NH * D, cfg["o_bias"])
+
+            h = _rms_norm(x, _tensor(w, p + "post_attention_layernorm.weight", (H,)), eps)
+            gate_mlp = _linear(w, p + "mlp.gate_proj", h, I, H, False)
+            up = _linear(w, p + "mlp.up_proj", h, I, H, False)
+            x = x + _linear(w, p + "mlp.down_proj", _silu(gate_mlp) * up, H, I, False)
 
     x = _rms_norm(x, _tensor(w, "model.norm.weight", (H,)), eps)
     # Tied: HF shares embed_tokens as lm_head (a stored lm_head.weight would be overwritten).

@@ -32,8 +32,9 @@ def binary(name):
     return os.path.join(BUILD, "bin", name)
 
 
-def make_model(directory, vocab=512):
-    """A tiny random Llama with a SentencePiece BPE tokenizer trained here (spm_train)."""
+def make_model(directory, vocab=512, arch="llama", extra=()):
+    """A tiny random model (`arch`, more iquest-make-tiny-model flags in `extra`) with a
+    SentencePiece BPE tokenizer trained here (spm_train)."""
     os.makedirs(directory, exist_ok=True)
     corpus = os.path.join(directory, "corpus.txt")
     words = ["def", "return", "print", "hello", "world", "import", "class", "self", "for", "in",
@@ -51,10 +52,10 @@ def make_model(directory, vocab=512):
                     "--normalization_rule_name=identity", "--remove_extra_whitespaces=false",
                     "--split_by_whitespace=true", "--allow_whitespace_only_pieces=true"],
                    check=True, capture_output=True)
-    subprocess.run([binary("iquest-make-tiny-model"), "--out", directory, "--arch", "llama",
+    subprocess.run([binary("iquest-make-tiny-model"), "--out", directory, "--arch", arch,
                     "--hidden", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2",
                     "--intermediate", "128", "--vocab", str(vocab), "--max-position", "512",
-                    "--seed", "3"], check=True)
+                    "--seed", "3", *extra], check=True)
     return directory
 
 
