@@ -383,29 +383,68 @@ TEST_P(CudaAttentionTest, MixedBatchMatchesReference) {
   host_args.seq_lens = TensorView(seq_lens.data(), DType::kI32, {num_seqs});
   host_args.block_tables = TensorView(tables.data(), DType::kI32, {num_seqs, max_blocks});
   host_args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  std::vector<float> expected(q.size(), NAN);
-  CpuBackend().PagedAttention(TensorView(q.data(), DType::kF32, {t, heads, head_dim}), c.host,
-                              host_args,
-                              TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
   DeviceTensor q_dev = ToDevice(*cuda, q.data(), DType::kF32, {t, heads, head_dim});
   DeviceTensor starts = ToDevice(*cuda, query_start.data(), DType::kI32, {num_seqs + 1});
   DeviceTensor lens = ToDevice(*cuda, seq_lens.data(), DType::kI32, {num_seqs});
-  DeviceTensor tab = ToDevice(*cuda, tables.data(), DType::kI32, {num_seqs, max_blocks});
-  // Without and with the host-side bounds (the model passes them; the backend can do without).
-  for (bool bounds : {false, true}) {
-    AttentionArgs args = host_args;
-    args.query_start_loc = starts.view;
-    args.seq_lens = lens.view;
-    args.block_tables = tab.view;
-    if (bounds) {
-      args.max_query_len = 130;
-      args.max_seq_len = 4100;
+  // Full causal, then sliding windows (shorter than a block, a key tile, a partition) with the
+  // blocks before every window gone from the tables: larger windows first, each forgets more.
+  for (const int window : {0, 700, 64, 5, 1}) {
+    if (window > 0) testing::ForgetBlocksBeforeWindows(batch, block_size, window);
+    host_args.window = window;
+    std::vector<float> expected(q.size(), NAN);
+    CpuBackend().PagedAttention(TensorView(q.data(), DType::kF32, {t, heads, head_dim}), c.host,
+                                host_args,
+                                TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
+    DeviceTensor tab = ToDevice(*cuda, tables.data(), DType::kI32, {num_seqs, max_blocks});
+    // Without and with the host-side bounds (the model passes them; the backend can do without).
+    for (bool bounds : {false, true}) {
+      AttentionArgs args = host_args;
+      args.query_start_loc = starts.view;
+      args.seq_lens = lens.view;
+      args.block_tables = tab.view;
+      if (bounds) {
+        args.max_query_len = 130;
+        args.max_seq_len = 4100;
+      }
+      DeviceTensor out = Poisoned(*cuda, {t, heads, head_dim});
+      cuda->PagedAttention(q_dev.view, c.device, args, out.view);
+      const double tolerance = dtype == DType::kF32 ? 1e-4 : k16BitTolerance;
+      EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, out), expected), tolerance)
+          << "bounds=" << bounds << " window=" << window;
     }
-    DeviceTensor out = Poisoned(*cuda, {t, heads, head_dim});
-    cuda->PagedAttention(q_dev.view, c.device, args, out.view);
-    const double tolerance = dtype == DType::kF32 ? 1e-4 : k16BitTolerance;
-    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, out), expected), tolerance)
-        << "bounds=" << bounds;
+  }
+}
+
+// The Loop model's gate mix on the device against the reference, f32 and bf16 gate weights.
+TEST(CudaGatedMixTest, MatchesReference) {
+  auto cuda = MakeCuda();
+  SKIP_WITHOUT_GPU(cuda);
+  const int64_t t = 37, heads = 40, head_dim = 128, n = t * heads * head_dim;
+  const std::vector<float> q = RandomFloats(n, 1), global = RandomFloats(n, 2),
+                           local = RandomFloats(n, 3), weight = RandomFloats(heads * head_dim, 4),
+                           bias = RandomFloats(heads, 5);
+  std::vector<uint16_t> weight_bf16(weight.size());
+  for (size_t i = 0; i < weight.size(); ++i) weight_bf16[i] = FloatToBf16(weight[i]);
+  for (const DType dtype : {DType::kF32, DType::kBF16}) {
+    void* w_host = dtype == DType::kF32 ? static_cast<void*>(const_cast<float*>(weight.data()))
+                                        : static_cast<void*>(weight_bf16.data());
+    auto view = [](const std::vector<float>& v, std::initializer_list<int64_t> shape) {
+      return TensorView(const_cast<float*>(v.data()), DType::kF32, shape);
+    };
+    std::vector<float> expected(static_cast<size_t>(n));
+    CpuBackend().GatedAttentionMix(
+        view(q, {t, heads, head_dim}), TensorView(w_host, dtype, {heads, head_dim}),
+        view(bias, {heads}), view(global, {t, heads, head_dim}), view(local, {t, heads, head_dim}),
+        TensorView(expected.data(), DType::kF32, {t, heads, head_dim}));
+    DeviceTensor q_dev = ToDevice(*cuda, q.data(), DType::kF32, {t, heads, head_dim});
+    DeviceTensor w_dev = ToDevice(*cuda, w_host, dtype, {heads, head_dim});
+    DeviceTensor b_dev = ToDevice(*cuda, bias.data(), DType::kF32, {heads});
+    DeviceTensor g_dev = ToDevice(*cuda, global.data(), DType::kF32, {t, heads, head_dim});
+    DeviceTensor l_dev = ToDevice(*cuda, local.data(), DType::kF32, {t, heads, head_dim});
+    // out aliases global, as the model calls it.
+    cuda->GatedAttentionMix(q_dev.view, w_dev.view, b_dev.view, g_dev.view, l_dev.view, g_dev.view);
+    EXPECT_LE(MaxRelativeError(ToHost<float>(*cuda, g_dev), expected), kF32Tolerance)
+        << DTypeName(dtype);
   }
 }
 
@@ -466,7 +505,7 @@ TEST_P(CudaGreedyTest, SameTokensAsReferenceFor64Steps) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaGreedyTest,
-                         ::testing::Combine(::testing::Values("llama", "qwen2"),
+                         ::testing::Combine(::testing::Values("llama", "qwen2", "mistral", "loop"),
                                             ::testing::Values(DType::kF32, DType::kBF16)));
 
 }  // namespace

@@ -296,7 +296,7 @@ TEST_P(FastGreedyTest, SameTokensAsReferenceFor64Steps) {
 
 INSTANTIATE_TEST_SUITE_P(Models, FastGreedyTest,
                          ::testing::Combine(::testing::ValuesIn(AvailableIsas()),
-                                            ::testing::Values("llama", "qwen2"),
+                                            ::testing::Values("llama", "qwen2", "mistral", "loop"),
                                             ::testing::Values("f32", "bf16")));
 
 }  // namespace

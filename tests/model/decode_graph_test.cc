@@ -161,10 +161,15 @@ std::vector<std::vector<float>> DecodeSteps(const std::string& dir, Backend& bac
   return all;
 }
 
-TEST(DecodeGraphTest, ReplayedStepsGiveTheSameLogitsAsPlainSteps) {
+class DecodeGraphArchTest : public ::testing::TestWithParam<std::string> {};
+
+// Llama, and the Loop model (two passes, a 4-token local window): its whole step is captured.
+TEST_P(DecodeGraphArchTest, ReplayedStepsGiveTheSameLogitsAsPlainSteps) {
   testing::TempDir dir;
   TinyModelOptions options;
+  options.arch = GetParam();
   options.vocab_size = 300;
+  options.loop_window = 4;
   ASSERT_OK(WriteTinyModel(dir.path(), options));
   // Three sequences with their own shuffled blocks; 60 + 40 steps reach 100 tokens, past the
   // 16-block (64-token) bucket, so the block bucket changes on the way too.
@@ -192,6 +197,8 @@ TEST(DecodeGraphTest, ReplayedStepsGiveTheSameLogitsAsPlainSteps) {
   EXPECT_EQ(graphs, recording.captures);
   EXPECT_GT(recording.replays, 60);
 }
+
+INSTANTIATE_TEST_SUITE_P(Architectures, DecodeGraphArchTest, ::testing::Values("llama", "loop"));
 
 TEST(DecodeGraphTest, DisabledGraphsNeverCapture) {
   testing::TempDir dir;

@@ -16,8 +16,9 @@ namespace iquest::testing {
 std::vector<int32_t> Greedy(const std::string& dir, Backend& backend, std::vector<int32_t> prompt,
                             int num_tokens, DType kv_dtype = DType::kF32);
 
-// The backend parity tests' model: a tiny `arch` ("llama", tied embeddings, or "qwen2") in
-// `dtype` with 8/2 heads and a 1000-token vocabulary, written to `dir`.
+// The backend parity tests' model: a tiny `arch` ("llama", tied embeddings; "qwen2"; "mistral"
+// with an 8-token sliding window; "loop", two passes, an 8-token local window) in `dtype` with
+// 8/2 heads and a 1000-token vocabulary, written to `dir`.
 absl::Status WriteParityModel(const std::string& dir, const std::string& arch,
                               const std::string& dtype);
 
