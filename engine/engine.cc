@@ -31,13 +31,46 @@ absl::StatusOr<std::unique_ptr<Proposer>> MakeProposer(LlamaModel& model,
 
 }  // namespace
 
+int64_t LocalBlocksFor(int64_t window, int64_t block_size, int64_t max_num_seqs,
+                       int64_t max_num_batched_tokens) {
+  const int64_t window_blocks = (window - 1 + block_size - 1) / block_size + 1;
+  return max_num_seqs * window_blocks + (max_num_batched_tokens + block_size - 1) / block_size + 1;
+}
+
+void SetUpLocalPool(const ModelConfig& model, EngineConfig& config) {
+  if (!model.is_loop() || model.loop_num < 2) return;
+  config.scheduler.local_window = model.loop_window;
+  if (config.kv_cache.num_local_blocks == 0) {
+    config.kv_cache.num_local_blocks =
+        LocalBlocksFor(model.loop_window, config.kv_cache.block_size, config.scheduler.max_num_seqs,
+                       config.scheduler.max_num_batched_tokens);
+  }
+  config.scheduler.num_local_blocks = config.kv_cache.num_local_blocks;
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(LlamaModel& model,
-                                                       const EngineConfig& config) {
+                                                       const EngineConfig& given) {
+  EngineConfig config = given;
+  SetUpLocalPool(model.config(), config);
   RETURN_IF_ERROR(config.scheduler.Validate());
   if (config.scheduler.max_model_len > model.config().max_context_len) {
     return absl::InvalidArgumentError(absl::StrCat("max_model_len ", config.scheduler.max_model_len,
                                                    " exceeds the model's context of ",
                                                    model.config().max_context_len));
+  }
+  if (config.scheduler.local_window > 0) {
+    // One request alone must always progress: its window and a full step's chunk.
+    const int64_t block_size = config.kv_cache.block_size;
+    const int64_t needed = (config.scheduler.local_window - 1 +
+                            config.scheduler.max_num_batched_tokens + block_size - 1) /
+                               block_size +
+                           1;
+    if (config.kv_cache.num_local_blocks < needed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("num_local_blocks ", config.kv_cache.num_local_blocks, " is below the ",
+                       needed, " one request needs (window ", config.scheduler.local_window,
+                       " + a step of ", config.scheduler.max_num_batched_tokens, " tokens)"));
+    }
   }
   ASSIGN_OR_RETURN(auto cache, KvCache::Create(model.backend(), model.config(), config.kv_cache));
   std::unique_ptr<Speculator> speculator;
@@ -127,6 +160,11 @@ void Engine::PublishStats() {
   stats_.num_used_blocks = blocks.num_used_blocks();
   stats_.num_cached_blocks = blocks.num_cached_blocks();
   stats_.num_free_blocks = blocks.num_free_blocks() - blocks.num_cached_blocks();
+  if (const BlockManager* local = scheduler_.local_block_manager()) {
+    stats_.num_local_blocks = local->num_blocks();
+    stats_.num_used_local_blocks = local->num_used_blocks();
+    stats_.max_used_local_blocks = scheduler_.kv_blocks().max_local_used();
+  }
   stats_.bytes_to_host = runner_.bytes_to_host();
   drain_rate_.Observe(Clock::now(), num_finished_);
   stats_.num_finished = num_finished_;

@@ -82,9 +82,21 @@ struct EngineStats {
   int64_t num_finished = 0;           // Requests finished (every sample done), since start.
   SpecDecodeCounters spec_decode;     // Zeros without speculative decoding.
   int64_t draft_num_used_blocks = 0;  // The draft model's KV pool (--speculative draft).
+  // Loop models' local pool (scheduler/kv_blocks.h); 0 for others.
+  int64_t num_local_blocks = 0;
+  int64_t num_used_local_blocks = 0;
+  int64_t max_used_local_blocks = 0;  // The most in use at once (within steps), since start.
   double finished_per_second = 0;     // Smoothed over ~10 s (DrainRate): the retry hint's basis.
   SchedulerCounters counters;
 };
+
+// Loop models: the local KV pool's blocks for `max_num_seqs` requests each holding its window
+// (and a partial block), plus one full step's chunk tokens: what keeps every seat running.
+int64_t LocalBlocksFor(int64_t window, int64_t block_size, int64_t max_num_seqs,
+                       int64_t max_num_batched_tokens);
+// For a Loop model: the scheduler's local window and the local pool (kv_cache.num_local_blocks;
+// LocalBlocksFor when 0). Other models: unchanged.
+void SetUpLocalPool(const ModelConfig& model, EngineConfig& config);
 
 class Engine {
  public:

@@ -15,6 +15,12 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
       pairs.emplace_back(copy.src_block, copy.dst_block);
     RETURN_IF_ERROR(cache_.CopyBlocks(pairs));
   }
+  if (!batch.local_block_copies.empty()) {
+    std::vector<std::pair<int32_t, int32_t>> pairs;
+    for (const BlockCopy& copy : batch.local_block_copies)
+      pairs.emplace_back(copy.src_block, copy.dst_block);
+    RETURN_IF_ERROR(cache_.CopyLocalBlocks(pairs));
+  }
   const int64_t block_size = cache_.block_size();
   int64_t max_blocks = 1;
   for (const ScheduledRequest& s : batch.requests) {
@@ -46,7 +52,9 @@ absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
                     r.draft_token_ids.begin() + plan.num_drafts);
       chunk = chunk_;
     }
-    builder.AddSequence(chunk, start, r.block_ids, plan.wanted);
+    builder.AddSequence(chunk, start, r.block_ids, plan.wanted,
+                        cache_.has_local_pool() ? std::span<const int32_t>(r.local_block_ids)
+                                                : std::span<const int32_t>());
     plan.first_row = num_rows;
     plan.num_rows =
         plan.wanted == LogitsWanted::kAll ? count : (plan.wanted == LogitsWanted::kLast);

@@ -24,6 +24,11 @@ struct BatchInputs {
   std::vector<int32_t> block_tables;     // [num_seqs, max_blocks_per_seq], padded with 0
   int32_t max_blocks_per_seq = 0;
   std::vector<int32_t> logits_indices;  // Token rows whose logits Forward returns, in order.
+  // Loop models with a local pool (KvCacheConfig::num_local_blocks): the local layers' tables,
+  // [num_seqs, max_blocks_per_seq] (kNoBlock = -1 before a window), and the slots of this step's
+  // tokens in them, [num_tokens]. Empty otherwise: the local layers then use the global tables.
+  std::vector<int32_t> local_block_tables;
+  std::vector<int32_t> local_slot_mapping;
 
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
   int64_t num_seqs() const { return static_cast<int64_t>(seq_lens.size()); }
@@ -43,8 +48,11 @@ class BatchBuilder {
   // Appends one sequence's chunk: `new_token_ids` follow `num_computed_tokens` tokens whose K/V
   // are already cached. `block_table` maps the sequence's logical blocks to physical ones and
   // must cover num_computed_tokens + new_token_ids.size() tokens.
+  // `local_block_table`: the sequence's local table (Loop models with a local pool; then every
+  // sequence of the batch has one), covering the same tokens, kNoBlock before the window.
   void AddSequence(std::span<const int32_t> new_token_ids, int64_t num_computed_tokens,
-                   std::span<const int32_t> block_table, LogitsWanted logits);
+                   std::span<const int32_t> block_table, LogitsWanted logits,
+                   std::span<const int32_t> local_block_table = {});
 
   // Returns the batch and resets the builder.
   BatchInputs Build();
@@ -61,5 +69,9 @@ class BatchBuilder {
 // an error rather than an out-of-bounds access.
 absl::Status ValidateBatchInputs(const BatchInputs& inputs, int64_t vocab_size, int64_t num_blocks,
                                  int64_t block_size);
+// The local arrays of a Loop model's batch against its local pool: sizes, every slot, and every
+// table entry a query's `window`-token window reaches (entries before may be kNoBlock).
+absl::Status ValidateLocalBatchInputs(const BatchInputs& inputs, int64_t num_local_blocks,
+                                      int64_t block_size, int64_t window);
 
 }  // namespace iquest

@@ -49,6 +49,8 @@ struct LlamaModel::Workspace {
   TensorView seq_lens;                            // [num_seqs]
   TensorView block_tables;                        // [num_seqs, max_blocks]
   TensorView logits_indices;                      // [N]
+  TensorView local_slot_mapping;                  // [T]; Loop models with a local pool
+  TensorView local_block_tables;                  // [num_seqs, max_blocks]; the same
   // Activations, f32, except the GEMM inputs x and act: Backend::gemm_input_dtype().
   TensorView residual, x, attn_out, mlp_out;  // [T, hidden]
   TensorView q, attn;                         // [T, num_heads, head_dim]
@@ -136,6 +138,10 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, i
   RETURN_IF_ERROR(make(DType::kI32, {s}, ws.seq_lens));
   RETURN_IF_ERROR(make(DType::kI32, {b}, ws.block_tables));
   RETURN_IF_ERROR(make(DType::kI32, {n}, ws.logits_indices));
+  if (c.loop_num > 1) {
+    RETURN_IF_ERROR(make(DType::kI32, {t}, ws.local_slot_mapping));
+    RETURN_IF_ERROR(make(DType::kI32, {b}, ws.local_block_tables));
+  }
   for (TensorView* view : {&ws.residual, &ws.attn_out, &ws.mlp_out}) {
     RETURN_IF_ERROR(make(DType::kF32, {t, c.hidden_size}, *view));
   }
@@ -169,6 +175,9 @@ absl::Status LlamaModel::EnsureWorkspace(int64_t num_tokens, int64_t num_seqs, i
 struct LlamaModel::StepViews {
   TensorView token_ids, positions, slot_mapping, logits_indices;
   AttentionArgs attention;
+  // The local layers' slots and attention (Loop models): a local pool's, or the global ones.
+  TensorView local_slot_mapping;
+  AttentionArgs local_attention;
   TensorView residual, x, attn_out, mlp_out, q, attn, attn_local, k, v, gate, up, act, selected,
       logits;
 };
@@ -199,6 +208,14 @@ LlamaModel::StepViews LlamaModel::UploadStep(const BatchInputs& in) {
     step.attention.max_query_len = std::max<int64_t>(
         step.attention.max_query_len, in.query_start_loc[i + 1] - in.query_start_loc[i]);
     step.attention.max_seq_len = std::max<int64_t>(step.attention.max_seq_len, in.seq_lens[i]);
+  }
+  step.local_slot_mapping = step.slot_mapping;
+  step.local_attention = step.attention;
+  step.local_attention.window = config_.loop_window;
+  if (!in.local_block_tables.empty()) {
+    step.local_slot_mapping = upload(in.local_slot_mapping, ws.local_slot_mapping);
+    step.local_attention.block_tables =
+        upload(in.local_block_tables, ws.local_block_tables).Reshape({s, in.max_blocks_per_seq});
   }
   step.residual = ws.residual.Rows(0, t);
   step.x = ws.x.Rows(0, t);
@@ -250,11 +267,9 @@ void LlamaModel::RunLayer(int64_t layer, int64_t pass, const StepViews& s, KvCac
     backend_.PagedAttention(s.q, kv, attention, s.attn);
   } else {
     const PagedKvView local = cache.Layer(pass * config_.num_layers + layer);
-    backend_.RopeWriteKv(s.q, s.k, s.v, s.positions, inv_freq_, s.slot_mapping, local);
+    backend_.RopeWriteKv(s.q, s.k, s.v, s.positions, inv_freq_, s.local_slot_mapping, local);
     backend_.PagedAttention(s.q, kv, s.attention, s.attn);
-    AttentionArgs local_attention = s.attention;
-    local_attention.window = config_.loop_window;
-    backend_.PagedAttention(s.q, local, local_attention, s.attn_local);
+    backend_.PagedAttention(s.q, local, s.local_attention, s.attn_local);
     backend_.GatedAttentionMix(s.q, w.loop_gate_weight, w.loop_gate_bias, s.attn, s.attn_local,
                                s.attn);
   }
@@ -307,8 +322,21 @@ absl::StatusOr<TensorView> LlamaModel::ForwardDecodeGraph(const BatchInputs& inp
 absl::StatusOr<TensorView> LlamaModel::ForwardToDevice(const BatchInputs& inputs, KvCache& cache) {
   RETURN_IF_ERROR(
       ValidateBatchInputs(inputs, config_.vocab_size, cache.num_blocks(), cache.block_size()));
+  const bool local_tables =
+      !inputs.local_block_tables.empty() || !inputs.local_slot_mapping.empty();
+  if (cache.has_local_pool() != local_tables && inputs.num_tokens() > 0) {
+    return absl::InvalidArgumentError(
+        cache.has_local_pool() ? "this KV cache has a local pool: the batch needs local tables"
+                               : "local tables given for a KV cache without a local pool");
+  }
+  if (local_tables) {
+    RETURN_IF_ERROR(ValidateLocalBatchInputs(inputs, cache.num_local_blocks(), cache.block_size(),
+                                             config_.loop_window));
+  }
   const int64_t num_logits = static_cast<int64_t>(inputs.logits_indices.size());
-  if (decode_graphs_enabled_ && backend_.SupportsGraphs() && DecodeGraphs::Accepts(inputs)) {
+  // (Decode graphs pad the global arrays only: a step with local tables runs eagerly.)
+  if (decode_graphs_enabled_ && backend_.SupportsGraphs() && !local_tables &&
+      DecodeGraphs::Accepts(inputs)) {
     return ForwardDecodeGraph(inputs, cache);
   }
   if (inputs.num_tokens() == 0) return TensorView(nullptr, DType::kF32, {0, config_.vocab_size});

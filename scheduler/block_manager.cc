@@ -1,5 +1,6 @@
 #include "scheduler/block_manager.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -7,9 +8,11 @@
 
 namespace iquest {
 
-BlockManager::BlockManager(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching)
+BlockManager::BlockManager(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching,
+                           std::vector<int32_t> Request::*table)
     : block_size_(block_size),
       enable_prefix_caching_(enable_prefix_caching),
+      table_(table),
       blocks_(static_cast<size_t>(num_blocks)) {
   CHECK_GT(num_blocks, 0);
   CHECK_GT(block_size, 0);
@@ -123,11 +126,12 @@ BlockManager::CachedPrefix BlockManager::FindCachedPrefix(Request& request) {
 int64_t BlockManager::NumBlocksToAllocate(const Request& request, int64_t num_total_tokens,
                                           const CachedPrefix* prefix) const {
   const int64_t needed = (num_total_tokens + block_size_ - 1) / block_size_;
-  int64_t have = static_cast<int64_t>(request.block_ids.size());
+  int64_t have = static_cast<int64_t>(Table(request).size());
   int64_t from_free_queue = 0;
   if (prefix != nullptr && have == 0) {
     for (int32_t b : prefix->block_ids) {
-      if (blocks_[b].in_free_queue) ++from_free_queue;  // A cached block leaves the queue.
+      // A cached block leaves the queue.
+      if (b != kNoBlock && blocks_[b].in_free_queue) ++from_free_queue;
     }
     have = static_cast<int64_t>(prefix->block_ids.size());
   }
@@ -137,17 +141,17 @@ int64_t BlockManager::NumBlocksToAllocate(const Request& request, int64_t num_to
 bool BlockManager::Allocate(Request& request, int64_t num_total_tokens,
                             const CachedPrefix* prefix) {
   if (NumBlocksToAllocate(request, num_total_tokens, prefix) > free_count_) return false;
-  if (prefix != nullptr && request.block_ids.empty()) {
+  if (prefix != nullptr && Table(request).empty()) {
     for (int32_t b : prefix->block_ids) {
-      Reference(b);
-      request.block_ids.push_back(b);
+      if (b != kNoBlock) Reference(b);
+      Table(request).push_back(b);
     }
   }
   const int64_t needed = (num_total_tokens + block_size_ - 1) / block_size_;
-  while (static_cast<int64_t>(request.block_ids.size()) < needed) {
+  while (static_cast<int64_t>(Table(request).size()) < needed) {
     const int32_t b = PopFront();
     blocks_[b].ref_count = 1;
-    request.block_ids.push_back(b);
+    Table(request).push_back(b);
   }
   return true;
 }
@@ -155,16 +159,17 @@ bool BlockManager::Allocate(Request& request, int64_t num_total_tokens,
 void BlockManager::CacheFullBlocks(Request& request) {
   if (!enable_prefix_caching_) return;
   const int64_t num_full = std::min<int64_t>(request.num_computed_tokens / block_size_,
-                                             static_cast<int64_t>(request.block_ids.size()));
+                                             static_cast<int64_t>(Table(request).size()));
   for (int64_t i = 0; i < num_full; ++i) {
     if (static_cast<int64_t>(request.block_hashes.size()) <= i) {
       request.block_hashes.push_back(HashBlock(request, i));
     }
-    Block& block = blocks_[request.block_ids[static_cast<size_t>(i)]];
+    if (Table(request)[static_cast<size_t>(i)] == kNoBlock) continue;  // Released, keyed before.
+    Block& block = blocks_[Table(request)[static_cast<size_t>(i)]];
     if (block.hash) continue;
     const Sha256Digest& key = request.block_hashes[static_cast<size_t>(i)];
     // If another block already holds this content, keep that one; this one stays unkeyed.
-    if (!cache_.emplace(key, request.block_ids[static_cast<size_t>(i)]).second) continue;
+    if (!cache_.emplace(key, Table(request)[static_cast<size_t>(i)]).second) continue;
     block.hash = key;
     if (record_kv_events_) {
       KvCacheEvent event;
@@ -215,19 +220,21 @@ uint64_t ExternalBlockHash(const Sha256Digest& digest) {
 }
 
 void BlockManager::Free(Request& request) {
-  for (auto it = request.block_ids.rbegin(); it != request.block_ids.rend(); ++it) {
+  for (auto it = Table(request).rbegin(); it != Table(request).rend(); ++it) {
+    if (*it == kNoBlock) continue;
     Block& block = blocks_[*it];
     CHECK_GT(block.ref_count, 0) << "block " << *it;
     if (--block.ref_count == 0) PushBack(*it);
   }
-  request.block_ids.clear();
+  Table(request).clear();
 }
 
 void BlockManager::Truncate(Request& request, int64_t num_tokens) {
   const size_t needed = static_cast<size_t>((num_tokens + block_size_ - 1) / block_size_);
-  while (request.block_ids.size() > needed) {
-    const int32_t b = request.block_ids.back();
-    request.block_ids.pop_back();
+  while (Table(request).size() > needed) {
+    const int32_t b = Table(request).back();
+    Table(request).pop_back();
+    if (b == kNoBlock) continue;
     Block& block = blocks_[b];
     CHECK_GT(block.ref_count, 0) << "block " << b;
     if (--block.ref_count > 0) continue;
@@ -239,26 +246,65 @@ void BlockManager::Truncate(Request& request, int64_t num_tokens) {
   }
 }
 
+void BlockManager::ReleaseBefore(Request& request, int64_t position) {
+  std::vector<int32_t>& table = Table(request);
+  const size_t end =
+      std::min(table.size(), static_cast<size_t>(std::max<int64_t>(0, position) / block_size_));
+  for (size_t j = 0; j < end; ++j) {  // Oldest first: evicted first.
+    if (table[j] == kNoBlock) continue;
+    Block& block = blocks_[table[j]];
+    CHECK_GT(block.ref_count, 0) << "block " << table[j];
+    if (--block.ref_count == 0) PushBack(table[j]);
+    table[j] = kNoBlock;
+  }
+}
+
+std::optional<BlockManager::CachedPrefix> BlockManager::FindCachedWindow(Request& request,
+                                                                         int64_t num_tokens,
+                                                                         int64_t window) {
+  CHECK_EQ(num_tokens % block_size_, 0);
+  CachedPrefix prefix;
+  prefix.num_tokens = num_tokens;
+  const int64_t num_blocks = num_tokens / block_size_;
+  const int64_t first = std::max<int64_t>(0, num_tokens - window + 1) / block_size_;
+  for (int64_t i = 0; i < num_blocks; ++i) {
+    if (static_cast<int64_t>(request.block_hashes.size()) <= i) {
+      request.block_hashes.push_back(HashBlock(request, i));
+    }
+    if (i < first) {
+      prefix.block_ids.push_back(kNoBlock);
+      continue;
+    }
+    auto it = cache_.find(request.block_hashes[static_cast<size_t>(i)]);
+    if (it == cache_.end()) return std::nullopt;
+    prefix.block_ids.push_back(it->second);
+  }
+  return prefix;
+}
+
 void BlockManager::Fork(const Request& parent, Request& child) {
-  CHECK(child.block_ids.empty());
-  for (int32_t b : parent.block_ids) Reference(b);
-  child.block_ids = parent.block_ids;
+  CHECK(Table(child).empty());
+  for (int32_t b : Table(parent)) {
+    if (b != kNoBlock) Reference(b);
+  }
+  Table(child) = Table(parent);
   child.block_hashes = parent.block_hashes;
 }
 
 bool BlockManager::NeedsCopy(const Request& request, int64_t position) const {
   const size_t index = static_cast<size_t>(position / block_size_);
-  return index < request.block_ids.size() && blocks_[request.block_ids[index]].ref_count > 1;
+  return index < Table(request).size() && Table(request)[index] != kNoBlock &&
+         blocks_[Table(request)[index]].ref_count > 1;
 }
 
 BlockCopy BlockManager::CopyOnWrite(Request& request, int64_t position) {
   CHECK(NeedsCopy(request, position));
   const size_t index = static_cast<size_t>(position / block_size_);
-  const int32_t src = request.block_ids[index];
+  const int32_t src = Table(request)[index];
   const int32_t dst = PopFront();
   blocks_[dst].ref_count = 1;
   --blocks_[src].ref_count;  // Still > 0: another request holds it.
-  request.block_ids[index] = dst;
+  Table(request)[index] = dst;
   return {src, dst};
 }
 
@@ -274,13 +320,13 @@ absl::Status BlockManager::CheckInvariants(const std::vector<const Request*>& li
     // Exact tables: no block past the request's tokens and the drafts it may verify.
     const int64_t covered =
         request->num_tokens() + static_cast<int64_t>(request->draft_token_ids.size());
-    if (static_cast<int64_t>(request->block_ids.size()) >
-        (covered + block_size_ - 1) / block_size_) {
+    if (static_cast<int64_t>(Table(*request).size()) > (covered + block_size_ - 1) / block_size_) {
       return absl::InternalError(absl::StrCat("request ", request->id, " holds ",
-                                              request->block_ids.size(), " blocks for ", covered,
+                                              Table(*request).size(), " blocks for ", covered,
                                               " tokens"));
     }
-    for (int32_t b : request->block_ids) {
+    for (int32_t b : Table(*request)) {
+      if (b == kNoBlock) continue;
       if (b < 0 || b >= num_blocks()) return absl::InternalError(absl::StrCat("bad block ", b));
       ++refs[b];
     }

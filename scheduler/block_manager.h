@@ -20,6 +20,10 @@
 
 namespace iquest {
 
+// A block-table entry that names no block: the blocks of a sliding-window table wholly before
+// the window are given back (ReleaseBefore) and leave this behind.
+inline constexpr int32_t kNoBlock = -1;
+
 struct BlockCopy {
   int32_t src_block;
   int32_t dst_block;
@@ -27,7 +31,10 @@ struct BlockCopy {
 
 class BlockManager {
  public:
-  BlockManager(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching);
+  // `table`: the Request member holding the tables this manager keeps (block_ids, or
+  // local_block_ids for a Loop model's windowed layers).
+  BlockManager(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching,
+               std::vector<int32_t> Request::*table = &Request::block_ids);
 
   // The longest run of `request`'s full blocks already in the prefix cache. At least one token is
   // always left to compute, so the step that finishes the prompt yields logits.
@@ -54,6 +61,16 @@ class BlockManager {
   // Drops the blocks past those `num_tokens` tokens need (speculative decoding: the slots of
   // rejected drafts). They hold no verified token, so none has a key; they are reused first.
   void Truncate(Request& request, int64_t num_tokens);
+
+  // Sliding-window tables: gives back the blocks wholly before `position` (no query will read
+  // them again); their entries become kNoBlock, keyed ones stay in the prefix cache.
+  void ReleaseBefore(Request& request, int64_t position);
+  // Sliding-window tables: the cached blocks a request whose first `num_tokens` (a multiple of
+  // block_size) tokens are found elsewhere needs to go on with a `window`-token window: those
+  // holding positions [num_tokens - window + 1, num_tokens), kNoBlock before them. nullopt if
+  // one of them is not cached.
+  std::optional<CachedPrefix> FindCachedWindow(Request& request, int64_t num_tokens,
+                                               int64_t window);
 
   // n > 1: `child` shares all of `parent`'s blocks.
   void Fork(const Request& parent, Request& child);
@@ -102,9 +119,12 @@ class BlockManager {
   int32_t PopFront();
   void Reference(int32_t block);
   Sha256Digest HashBlock(const Request& request, int64_t block_index) const;
+  std::vector<int32_t>& Table(Request& request) const { return request.*table_; }
+  const std::vector<int32_t>& Table(const Request& request) const { return request.*table_; }
 
   int64_t block_size_;
   bool enable_prefix_caching_;
+  std::vector<int32_t> Request::*table_;
   std::vector<Block> blocks_;
   int32_t head_ = -1;
   int32_t tail_ = -1;

@@ -93,6 +93,9 @@ struct Request {
   int64_t num_computed_tokens = 0;  // Tokens whose K/V are in the cache.
   int64_t num_cached_tokens = 0;    // Of the prompt, served by the prefix cache at admission.
   std::vector<int32_t> block_ids;   // Block table: logical block i -> physical block.
+  // Loop models: the table of the local (windowed) KV layers' pool; entries wholly before the
+  // window are kNoBlock (block_manager.h). Empty for every other model.
+  std::vector<int32_t> local_block_ids;
   // Prefix-cache keys of the request's full blocks, computed once as blocks fill.
   std::vector<Sha256Digest> block_hashes;
   int32_t num_preemptions = 0;

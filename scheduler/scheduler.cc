@@ -19,6 +19,9 @@ absl::Status SchedulerConfig::Validate() const {
     return absl::InvalidArgumentError("max_waiting_requests must be in [0, 16777216]");
   }
   if (max_model_len < 1) return absl::InvalidArgumentError("max_model_len must be >= 1");
+  if (local_window < 0 || (local_window > 0 && num_local_blocks < 1)) {
+    return absl::InvalidArgumentError("local_window must be >= 0, with num_local_blocks >= 1");
+  }
   if (min_steps_before_priority_preemption < 0) {
     return absl::InvalidArgumentError("min_steps_before_priority_preemption must be >= 0");
   }
@@ -38,9 +41,10 @@ Scheduler::Scheduler(const SchedulerConfig& config, int64_t num_blocks, int64_t 
                      int64_t vocab_size)
     : config_(config),
       fit_limits_{vocab_size, config.max_model_len, num_blocks, block_size},
-      blocks_(num_blocks, block_size, config.enable_prefix_caching) {
+      blocks_(num_blocks, block_size, config.enable_prefix_caching, config.local_window,
+              config.num_local_blocks) {
   CHECK(config.Validate().ok()) << config.Validate();
-  blocks_.set_record_kv_events(config.record_kv_events);
+  blocks_.global().set_record_kv_events(config.record_kv_events);
 }
 
 absl::StatusOr<uint64_t> Scheduler::AddRequest(std::unique_ptr<Request> request) {
@@ -113,8 +117,7 @@ void Scheduler::PreemptForPriority() {
     const bool no_seat = num_running() + top.sampling.n > config_.max_num_seqs;
     const int64_t first_chunk =
         ChunkCap(std::min(top.num_tokens(), config_.max_num_batched_tokens));
-    const bool no_blocks =
-        blocks_.NumBlocksToAllocate(top, first_chunk) > blocks_.num_free_blocks();
+    const bool no_blocks = !blocks_.Fits(top, first_chunk);
     if (!no_seat && !no_blocks) return;
     Preempt(victim);
     ++counters_.num_priority_preemptions;
@@ -221,10 +224,7 @@ void Scheduler::PlanDrafts(std::vector<Candidate>& running,
 int64_t Scheduler::DraftsThatFit(const Request& request, int64_t num_new,
                                  int64_t num_drafts) const {
   // The slots of the blocks it holds and of every free one, past its real tokens.
-  const int64_t slots =
-      (static_cast<int64_t>(request.block_ids.size()) + blocks_.num_free_blocks()) *
-          blocks_.block_size() -
-      (request.num_computed_tokens + num_new);
+  const int64_t slots = blocks_.SlotsPast(request, request.num_computed_tokens + num_new);
   return std::clamp<int64_t>(slots, 0, num_drafts);
 }
 
@@ -240,7 +240,8 @@ void Scheduler::AddDrafts(const std::vector<Candidate>& running, ScheduledBatch&
     if (it == drafts.end() || s.request->state != RequestState::kRunning) continue;
     const int64_t n = DraftsThatFit(*s.request, s.num_tokens, it->second);
     if (n == 0) continue;
-    CHECK(blocks_.Allocate(*s.request, s.request->num_computed_tokens + s.num_tokens + n));
+    blocks_.Grow(*s.request, s.request->num_computed_tokens + s.num_tokens + n, nullptr,
+                 batch.block_copies, batch.local_block_copies);
     s.num_tokens += n;
     s.num_draft_tokens = n;
   }
@@ -261,14 +262,9 @@ void Scheduler::ScheduleRunning(const std::vector<Candidate>& running, Scheduled
 bool Scheduler::ReserveForRunning(Request& request, int64_t num_new, ScheduledBatch& batch,
                                   bool& preempted) {
   while (true) {
-    const bool copy = blocks_.NeedsCopy(request, request.num_computed_tokens);
-    const int64_t needed =
-        blocks_.NumBlocksToAllocate(request, request.num_computed_tokens + num_new) +
-        (copy ? 1 : 0);
-    if (needed <= blocks_.num_free_blocks()) {
-      if (copy)
-        batch.block_copies.push_back(blocks_.CopyOnWrite(request, request.num_computed_tokens));
-      CHECK(blocks_.Allocate(request, request.num_computed_tokens + num_new));
+    const int64_t num_total = request.num_computed_tokens + num_new;
+    if (blocks_.Fits(request, num_total)) {
+      blocks_.Grow(request, num_total, nullptr, batch.block_copies, batch.local_block_copies);
       return true;
     }
     Request* victim = running_.back();
@@ -294,11 +290,13 @@ void Scheduler::Admit(const std::vector<Candidate>& admissions, ScheduledBatch& 
     if (c.grant == 0) continue;
     Request& request = *c.request;
     // Looked up again: this step's allocations for running requests may have evicted blocks.
-    const BlockManager::CachedPrefix prefix = request.sampling.prompt_logprobs > 0
-                                                  ? BlockManager::CachedPrefix()
-                                                  : blocks_.FindCachedPrefix(request);
+    const KvBlocks::Prefix prefix = request.sampling.prompt_logprobs > 0
+                                        ? KvBlocks::Prefix()
+                                        : blocks_.FindCachedPrefix(request);
     const int64_t num_new = std::min(c.grant, request.num_tokens() - prefix.num_tokens);
-    if (!blocks_.Allocate(request, prefix.num_tokens + num_new, &prefix)) return;  // No blocks.
+    if (!blocks_.Fits(request, prefix.num_tokens + num_new, &prefix)) return;  // No blocks.
+    blocks_.Grow(request, prefix.num_tokens + num_new, &prefix, batch.block_copies,
+                 batch.local_block_copies);
     counters_.prefix_cache_queries += request.num_tokens();
     counters_.prefix_cache_hits += prefix.num_tokens;
     request.num_computed_tokens = prefix.num_tokens;
@@ -329,14 +327,14 @@ std::vector<const Request*> Scheduler::Update(const ScheduledBatch& batch,
     request.draft_token_ids.clear();
     if (request.num_computed_tokens < request.num_tokens()) {
       CHECK(sampled[i].empty()) << "a prompt chunk produced a token";
-      blocks_.CacheFullBlocks(request);
+      blocks_.AfterStep(request);
       continue;
     }
     const std::vector<int32_t>& tokens = sampled[i];
     CHECK(!tokens.empty()) << "request " << request.id << " finished a step without a token";
     if (request.sampling.n > 1) {
       CHECK_EQ(num_drafts, 0);
-      blocks_.CacheFullBlocks(request);
+      blocks_.AfterStep(request);
       Fork(request, tokens, forks);
       const FinishReason reason = AppendToken(request, tokens[0], config_.max_model_len);
       if (reason != FinishReason::kNone) Retire(request, reason);
@@ -354,7 +352,7 @@ std::vector<const Request*> Scheduler::Update(const ScheduledBatch& batch,
     }
     // Rejected drafts' slots go back: the table covers the request's tokens again.
     if (num_drafts > 0) blocks_.Truncate(request, request.num_tokens());
-    blocks_.CacheFullBlocks(request);
+    blocks_.AfterStep(request);
     if (reason != FinishReason::kNone) Retire(request, reason);
   }
   return forks;
@@ -370,6 +368,7 @@ void Scheduler::Fork(Request& parent, const std::vector<int32_t>& tokens,
     child->sample_index = static_cast<int32_t>(k);
     child->forked = true;
     child->block_ids.clear();
+    child->local_block_ids.clear();
     blocks_.Fork(parent, *child);
     Request* raw = child.get();
     live_[raw->id] = std::move(child);

@@ -42,6 +42,7 @@
 #include "scheduler/block_manager.h"
 #include "scheduler/check_fits.h"
 #include "scheduler/fair_share.h"
+#include "scheduler/kv_blocks.h"
 #include "scheduler/request.h"
 
 namespace iquest {
@@ -65,6 +66,11 @@ struct SchedulerConfig {
   bool record_kv_events = false;  // For --kv-events-endpoint (kv_events.h).
   // Tenant -> weight in (0, kMaxTenantWeight]; tenants not named weigh 1.
   TenantWeights tenant_weights;
+  // Loop models (kv_blocks.h): the local KV layers' window in tokens and their pool's blocks;
+  // 0 and 0 for every other model. The pool must hold one request's window and a full step's
+  // chunk: ceil((local_window - 1 + max_num_batched_tokens) / block_size) + 1 blocks.
+  int64_t local_window = 0;
+  int64_t num_local_blocks = 0;
 
   absl::Status Validate() const;
 };
@@ -79,7 +85,8 @@ struct ScheduledRequest {
 
 struct ScheduledBatch {
   std::vector<ScheduledRequest> requests;
-  std::vector<BlockCopy> block_copies;  // Copy-on-write copies, to perform before the step.
+  std::vector<BlockCopy> block_copies;        // Copy-on-write copies, to perform before the step.
+  std::vector<BlockCopy> local_block_copies;  // The same in the local pool (Loop models).
   int64_t num_tokens = 0;
   bool empty() const { return requests.empty(); }
 };
@@ -133,9 +140,12 @@ class Scheduler {
   int64_t num_queued() const { return num_queued_; }
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
-  const BlockManager& block_manager() const { return blocks_; }
+  const BlockManager& block_manager() const { return blocks_.global(); }
+  // Loop models' local pool (null for others).
+  const BlockManager* local_block_manager() const { return blocks_.local(); }
+  const KvBlocks& kv_blocks() const { return blocks_; }
   // KV-cache events since the last call (BlockManager::TakeKvEvents); see record_kv_events.
-  std::vector<KvCacheEvent> TakeKvEvents() { return blocks_.TakeKvEvents(); }
+  std::vector<KvCacheEvent> TakeKvEvents() { return blocks_.global().TakeKvEvents(); }
   // Drops every prefix-cache key; FAILED_PRECONDITION while any block is in use (a request holds
   // it), as vLLM refuses a reset with requests running.
   absl::Status ResetPrefixCache() { return blocks_.ResetPrefixCache(); }
@@ -190,7 +200,7 @@ class Scheduler {
 
   SchedulerConfig config_;
   FitLimits fit_limits_;
-  BlockManager blocks_;
+  KvBlocks blocks_;
   SchedulerCounters counters_;
   uint64_t next_id_ = 1;
   int64_t num_queued_ = 0;

@@ -146,11 +146,23 @@ absl::Status LoadTokenizer(const ServerConfig& config, ServingContext& serving) 
   return absl::OkStatus();
 }
 
-// The KV blocks `megabytes` hold for `model`.
-int64_t KvBlocksIn(int64_t megabytes, const ModelConfig& model, int64_t block_size, DType dtype) {
-  const int64_t bytes_per_block = 2 * model.num_kv_layers() * block_size * model.num_kv_heads *
-                                  model.head_dim * static_cast<int64_t>(DTypeSize(dtype));
-  return std::max<int64_t>(1, (megabytes << 20) / bytes_per_block);
+// Bytes of one block of `num_layers` KV layers (K and V).
+int64_t BytesPerBlock(int64_t num_layers, const ModelConfig& model, int64_t block_size,
+                      DType dtype) {
+  return 2 * num_layers * block_size * model.num_kv_heads * model.head_dim *
+         static_cast<int64_t>(DTypeSize(dtype));
+}
+
+// The KV blocks `megabytes` hold for `model`: its global layers' blocks, after a Loop model's
+// local pool (`num_local_blocks` blocks of its later passes' layers) has taken its share.
+int64_t KvBlocksIn(int64_t megabytes, const ModelConfig& model, int64_t block_size, DType dtype,
+                   int64_t num_local_blocks = 0) {
+  const int64_t num_local_layers = model.num_kv_layers() - model.num_layers;
+  const int64_t local_bytes =
+      num_local_blocks * BytesPerBlock(num_local_layers, model, block_size, dtype);
+  const int64_t global_layers = num_local_blocks > 0 ? model.num_layers : model.num_kv_layers();
+  return std::max<int64_t>(1, ((megabytes << 20) - local_bytes) /
+                                  BytesPerBlock(global_layers, model, block_size, dtype));
 }
 
 // --speculative: the proposer's settings, and for `draft` the draft model, whose vocabulary
@@ -227,12 +239,14 @@ absl::StatusOr<std::unique_ptr<ServingContext>> LoadServingContext(const ServerC
   engine.kv_cache.block_size = config.block_size;
   engine.kv_cache.num_blocks = config.num_kv_blocks;
   engine.kv_cache.dtype = serving->backend->preferred_kv_dtype();
-  if (engine.kv_cache.num_blocks == 0) {
-    engine.kv_cache.num_blocks =
-        KvBlocksIn(config.kv_cache_mb, model, config.block_size, engine.kv_cache.dtype);
-  }
   engine.scheduler.max_num_seqs = config.max_num_seqs;
   engine.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
+  SetUpLocalPool(model, engine);  // Loop models: their local pool, sized by the seats.
+  if (engine.kv_cache.num_blocks == 0) {
+    engine.kv_cache.num_blocks =
+        KvBlocksIn(config.kv_cache_mb, model, config.block_size, engine.kv_cache.dtype,
+                   engine.kv_cache.num_local_blocks);
+  }
   engine.scheduler.long_prefill_token_threshold = config.long_prefill_token_threshold;
   engine.scheduler.min_steps_before_priority_preemption =
       config.min_steps_before_priority_preemption;

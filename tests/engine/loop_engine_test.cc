@@ -1,13 +1,16 @@
 // The Loop architecture (IQuestLoopCoderForCausalLM) through the engine: greedy outputs of a
 // batch are those of each request decoded alone through the model (testing::Greedy), and stay
 // the same with the prefix cache on, with chunked prefill, with preemption by recompute and
-// with n = 2; every block comes back. The model has a 4-token local window (shorter than every
-// prompt) and gate biases 0, so both branches and the window decide the tokens. The forward pass
-// itself is checked against the float64 NumPy reference in forward_parity_test.py.
+// with n = 2 and with speculative decoding; every block of both pools comes back. The local
+// pool's use is flat in the context length. The model has a 4-token local window (shorter than
+// every prompt) and gate biases 0, so both branches and the window decide the tokens. The forward
+// pass itself is checked against the float64 NumPy reference in forward_parity_test.py.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "engine/engine.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -83,6 +86,8 @@ class LoopEngineTest : public ::testing::Test {
     }
     const EngineStats s = (*engine)->Stats();
     EXPECT_EQ(s.num_used_blocks, 0);
+    EXPECT_GT(s.num_local_blocks, 0);  // The local pool is on.
+    EXPECT_EQ(s.num_used_local_blocks, 0);
     if (stats != nullptr) *stats = s;
     return out;
   }
@@ -126,6 +131,61 @@ TEST_F(LoopEngineTest, PrefixCacheChunkingAndPreemptionChangeNothing) {
   EngineConfig tight = TinyEngineConfig(24, 64);  // 96 slots for 16 sequences: preemption.
   EXPECT_EQ(Run(tight, &stats), expected) << "preemption";
   EXPECT_GT(stats.counters.num_preemptions, 0);
+
+  EngineConfig local_tight = TinyEngineConfig(256, 64);
+  local_tight.kv_cache.num_local_blocks = 24;  // The local pool runs short first.
+  EXPECT_EQ(Run(local_tight, &stats), expected) << "local pool preemption";
+  EXPECT_GT(stats.counters.num_preemptions, 0);
+
+  EngineConfig speculating = TinyEngineConfig(256, 512);
+  speculating.speculation.method = SpeculationMethod::kNgram;
+  speculating.speculation.num_speculative_tokens = 3;
+  speculating.speculation.ngram_min = 1;
+  speculating.speculation.adaptive = false;
+  EXPECT_EQ(Run(speculating, &stats), expected) << "speculation";
+  EXPECT_GT(stats.spec_decode.num_draft_tokens, 0);
+}
+
+// The local branch's memory does not grow with the context: one request with a 256- and a
+// 4,096-token prompt holds at most the local blocks of its 8-token window and a 256-token chunk,
+// while its global blocks grow 16-fold.
+TEST(LoopMemoryTest, LocalPoolUseIsFlatFrom256To4096Tokens) {
+  CpuBackend backend;
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.arch = "loop";
+  options.loop_window = 8;
+  options.max_position_embeddings = 8192;
+  ASSERT_OK(WriteTinyModel(dir.path(), options));
+  ASSERT_OK_AND_ASSIGN(auto model, LlamaModel::Load(dir.path(), backend));
+  std::map<int, std::pair<int64_t, int64_t>> peaks;  // prompt -> (local peak, global blocks)
+  for (const int prompt_len : {256, 4096}) {
+    EngineConfig config = TinyEngineConfig(300, 256);
+    config.kv_cache.block_size = 16;
+    config.scheduler.max_model_len = 4200;
+    ASSERT_OK_AND_ASSIGN(auto engine, Engine::Create(*model, config));
+    GenerationRequest r;
+    r.request_id = "long";
+    for (int i = 0; i < prompt_len; ++i) r.prompt_token_ids.push_back(3 + (i * 7) % 250);
+    r.sampling.max_tokens = 4;
+    r.sampling.ignore_eos = true;
+    auto sink = std::make_shared<CollectingSink>();
+    ASSERT_OK(engine->Submit(r, sink));
+    sink->Wait();
+    ASSERT_EQ(sink->NumTokens(), 4u);
+    const EngineStats stats = engine->Stats();
+    EXPECT_EQ(stats.num_used_local_blocks, 0);
+    peaks[prompt_len] = {stats.max_used_local_blocks, (prompt_len + 4 + 15) / 16};
+  }
+  std::printf("local blocks at most: %ld (256 tokens), %ld (4096 tokens); global: %ld, %ld\n",
+              static_cast<long>(peaks[256].first), static_cast<long>(peaks[4096].first),
+              static_cast<long>(peaks[256].second), static_cast<long>(peaks[4096].second));
+  // A 256-token chunk after a 7-token window: ceil((7 + 256) / 16) + 1 = 18 blocks at most,
+  // whatever the context (the first chunk has no window before it: 16).
+  EXPECT_LE(peaks[256].first, 18);
+  EXPECT_LE(peaks[4096].first, 18);
+  EXPECT_GE(peaks[256].first, 16);
+  EXPECT_GE(peaks[4096].second, 16 * peaks[256].second - 16);
 }
 
 }  // namespace
