@@ -132,8 +132,11 @@ TEST_F(LoopEngineTest, PrefixCacheChunkingAndPreemptionChangeNothing) {
   EXPECT_EQ(Run(tight, &stats), expected) << "preemption";
   EXPECT_GT(stats.counters.num_preemptions, 0);
 
-  EngineConfig local_tight = TinyEngineConfig(256, 64);
-  local_tight.kv_cache.num_local_blocks = 24;  // The local pool runs short first.
+  // The smallest local pool the engine takes for 16-token steps: ceil((3 + 16) / 4) + 1 = 6
+  // blocks. A prefilling request needs up to 6 and a decoding one 2, so any two requests that
+  // overlap make the local pool (not the global one) preempt, whatever the timing.
+  EngineConfig local_tight = TinyEngineConfig(256, 16);
+  local_tight.kv_cache.num_local_blocks = 6;
   EXPECT_EQ(Run(local_tight, &stats), expected) << "local pool preemption";
   EXPECT_GT(stats.counters.num_preemptions, 0);
 
