@@ -25,6 +25,7 @@ struct Seq {
   std::vector<int32_t> prompt;
   int chunk_size = 0;  // 0: the whole prompt in one step.
   std::vector<int32_t> block_table;
+  std::vector<int32_t> local_block_table;  // Loop models with a local pool.
   int64_t num_computed = 0;
   std::vector<float> logits;  // [prompt.size(), vocab], filled as chunks run.
 };
@@ -56,22 +57,32 @@ class PagingInvarianceTest : public ::testing::TestWithParam<std::string> {
   // Runs all `seqs` together, step by step, until every prompt is fully prefilled; each step
   // takes the next chunk of every unfinished sequence. Blocks are handed out from a shuffled
   // pool of `pool_blocks`.
+  // With `local_pool` (Loop models), the local layers get a pool of their own, laid out in
+  // another order, and before each step every local block wholly before the next query's
+  // window leaves the table (kNoBlock), as the scheduler gives them back.
   void RunTogether(std::vector<Seq>& seqs, int64_t block_size, int64_t pool_blocks,
-                   uint32_t shuffle_seed) {
+                   uint32_t shuffle_seed, bool local_pool = false) {
     KvCacheConfig cache_config{pool_blocks, block_size, DType::kF32};
+    if (local_pool) cache_config.num_local_blocks = pool_blocks;
     ASSERT_OK_AND_ASSIGN(auto cache, KvCache::Create(backend_, model_->config(), cache_config));
     std::vector<int32_t> pool(pool_blocks);
     std::iota(pool.begin(), pool.end(), 0);
     std::shuffle(pool.begin(), pool.end(), std::mt19937(shuffle_seed));
+    std::vector<int32_t> local(pool.rbegin(), pool.rend());
     size_t next_block = 0;
     for (Seq& s : seqs) {
       const size_t needed = (s.prompt.size() + block_size - 1) / block_size;
       ASSERT_LE(next_block + needed, pool.size());
       s.block_table.assign(pool.begin() + next_block, pool.begin() + next_block + needed);
+      s.local_block_table.clear();
+      if (local_pool) {
+        s.local_block_table.assign(local.begin() + next_block, local.begin() + next_block + needed);
+      }
       next_block += needed;
       s.num_computed = 0;
       s.logits.clear();
     }
+    const int64_t window = model_->config().loop_window;
     const int64_t vocab = model_->config().vocab_size;
     BatchBuilder builder(block_size);
     for (bool busy = true; busy;) {
@@ -81,8 +92,12 @@ class PagingInvarianceTest : public ::testing::TestWithParam<std::string> {
         const int64_t left = static_cast<int64_t>(s.prompt.size()) - s.num_computed;
         if (left == 0) continue;
         const int64_t count = s.chunk_size > 0 ? std::min<int64_t>(s.chunk_size, left) : left;
+        const int64_t first_needed = s.num_computed - window + 1;
+        for (int64_t b = 0; local_pool && (b + 1) * block_size <= first_needed; ++b) {
+          s.local_block_table[static_cast<size_t>(b)] = -1;  // kNoBlock: given back.
+        }
         builder.AddSequence(std::span<const int32_t>(s.prompt).subspan(s.num_computed, count),
-                            s.num_computed, s.block_table, LogitsWanted::kAll);
+                            s.num_computed, s.block_table, LogitsWanted::kAll, s.local_block_table);
         stepped.emplace_back(&s, count);
         busy = true;
       }
@@ -155,6 +170,26 @@ TEST_P(PagingInvarianceTest, BatchOfEightDifferentSequences) {
   }
 }
 
+// Loop models: the local layers in a pool of their own, their out-of-window blocks gone, give
+// the logits of the local layers paged on the global tables, at any block size and chunking.
+class LoopPagingTest : public PagingInvarianceTest {};
+
+TEST_P(LoopPagingTest, LocalPoolMatchesSharedTables) {
+  const std::vector<int32_t> prompt = Prompt(37, 3);
+  const std::vector<float> baseline = Baseline(prompt);
+  for (int64_t block_size : {1, 4, 16}) {
+    for (int chunk : {0, 1, 3, 5}) {
+      std::vector<Seq> seqs(1);
+      seqs[0].prompt = prompt;
+      seqs[0].chunk_size = chunk;
+      RunTogether(seqs, block_size, 3 * ((37 + block_size - 1) / block_size), 17,
+                  /*local_pool=*/true);
+      EXPECT_LE(testing::MaxRelativeError(seqs[0].logits, baseline), kTolerance)
+          << "block_size " << block_size << " chunk " << chunk;
+    }
+  }
+}
+
 TEST_P(PagingInvarianceTest, MalformedBatchIsAnErrorNotACrash) {
   KvCacheConfig cache_config{2, 4, DType::kF32};
   ASSERT_OK_AND_ASSIGN(auto cache, KvCache::Create(backend_, model_->config(), cache_config));
@@ -170,6 +205,7 @@ TEST_P(PagingInvarianceTest, MalformedBatchIsAnErrorNotACrash) {
   EXPECT_STATUS_CODE(model_->Forward(inputs, *cache, logits), absl::StatusCode::kInvalidArgument);
 }
 
+INSTANTIATE_TEST_SUITE_P(Loop, LoopPagingTest, ::testing::Values("loop"));
 INSTANTIATE_TEST_SUITE_P(Architectures, PagingInvarianceTest,
                          ::testing::Values("llama", "qwen2", "mistral", "loop"));
 
