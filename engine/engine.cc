@@ -60,11 +60,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(LlamaModel& model,
   }
   if (config.scheduler.local_window > 0) {
     // One request alone must always progress: its window and a full step's chunk.
-    const int64_t block_size = config.kv_cache.block_size;
-    const int64_t needed = (config.scheduler.local_window - 1 +
-                            config.scheduler.max_num_batched_tokens + block_size - 1) /
-                               block_size +
-                           1;
+    const int64_t needed =
+        KvBlocks::MinLocalBlocks(config.scheduler.local_window, config.kv_cache.block_size,
+                                 config.scheduler.max_num_batched_tokens);
     if (config.kv_cache.num_local_blocks < needed) {
       return absl::InvalidArgumentError(
           absl::StrCat("num_local_blocks ", config.kv_cache.num_local_blocks, " is below the ",

@@ -9,18 +9,14 @@ namespace iquest {
 
 absl::StatusOr<std::vector<RequestStepOutput>> ModelRunner::Execute(
     const ScheduledBatch& batch, const ConstraintSource& constraints) {
-  if (!batch.block_copies.empty()) {
-    std::vector<std::pair<int32_t, int32_t>> pairs;
-    for (const BlockCopy& copy : batch.block_copies)
-      pairs.emplace_back(copy.src_block, copy.dst_block);
-    RETURN_IF_ERROR(cache_.CopyBlocks(pairs));
-  }
-  if (!batch.local_block_copies.empty()) {
-    std::vector<std::pair<int32_t, int32_t>> pairs;
-    for (const BlockCopy& copy : batch.local_block_copies)
-      pairs.emplace_back(copy.src_block, copy.dst_block);
-    RETURN_IF_ERROR(cache_.CopyLocalBlocks(pairs));
-  }
+  // Copy-on-write copies in the global pool, then in a Loop model's local one.
+  auto pairs = [](const std::vector<BlockCopy>& copies) {
+    std::vector<std::pair<int32_t, int32_t>> out;
+    for (const BlockCopy& copy : copies) out.emplace_back(copy.src_block, copy.dst_block);
+    return out;
+  };
+  RETURN_IF_ERROR(cache_.CopyBlocks(pairs(batch.block_copies)));
+  RETURN_IF_ERROR(cache_.CopyLocalBlocks(pairs(batch.local_block_copies)));
   const int64_t block_size = cache_.block_size();
   int64_t max_blocks = 1;
   for (const ScheduledRequest& s : batch.requests) {

@@ -250,8 +250,11 @@ void BlockManager::ReleaseBefore(Request& request, int64_t position) {
   std::vector<int32_t>& table = Table(request);
   const size_t end =
       std::min(table.size(), static_cast<size_t>(std::max<int64_t>(0, position) / block_size_));
-  for (size_t j = 0; j < end; ++j) {  // Oldest first: evicted first.
-    if (table[j] == kNoBlock) continue;
+  // kNoBlock entries are always a prefix of the table (releases, and cached windows, start at
+  // the front): find where the held blocks start instead of scanning the whole context.
+  size_t start = end;
+  while (start > 0 && table[start - 1] != kNoBlock) --start;
+  for (size_t j = start; j < end; ++j) {  // Oldest first: evicted first.
     Block& block = blocks_[table[j]];
     CHECK_GT(block.ref_count, 0) << "block " << table[j];
     if (--block.ref_count == 0) PushBack(table[j]);
@@ -263,21 +266,21 @@ std::optional<BlockManager::CachedPrefix> BlockManager::FindCachedWindow(Request
                                                                          int64_t num_tokens,
                                                                          int64_t window) {
   CHECK_EQ(num_tokens % block_size_, 0);
-  CachedPrefix prefix;
-  prefix.num_tokens = num_tokens;
   const int64_t num_blocks = num_tokens / block_size_;
   const int64_t first = std::max<int64_t>(0, num_tokens - window + 1) / block_size_;
-  for (int64_t i = 0; i < num_blocks; ++i) {
-    if (static_cast<int64_t>(request.block_hashes.size()) <= i) {
-      request.block_hashes.push_back(HashBlock(request, i));
-    }
-    if (i < first) {
-      prefix.block_ids.push_back(kNoBlock);
-      continue;
-    }
+  // The keys form a chain, so they are computed in order; only the window's blocks are looked
+  // up (callers try shorter prefixes after a miss: each try costs the window, not the prefix).
+  while (static_cast<int64_t>(request.block_hashes.size()) < num_blocks) {
+    request.block_hashes.push_back(
+        HashBlock(request, static_cast<int64_t>(request.block_hashes.size())));
+  }
+  CachedPrefix prefix;
+  prefix.num_tokens = num_tokens;
+  prefix.block_ids.assign(static_cast<size_t>(num_blocks), kNoBlock);
+  for (int64_t i = first; i < num_blocks; ++i) {
     auto it = cache_.find(request.block_hashes[static_cast<size_t>(i)]);
     if (it == cache_.end()) return std::nullopt;
-    prefix.block_ids.push_back(it->second);
+    prefix.block_ids[static_cast<size_t>(i)] = it->second;
   }
   return prefix;
 }
@@ -325,7 +328,14 @@ absl::Status BlockManager::CheckInvariants(const std::vector<const Request*>& li
                                               Table(*request).size(), " blocks for ", covered,
                                               " tokens"));
     }
-    for (int32_t b : Table(*request)) {
+    const std::vector<int32_t>& table = Table(*request);
+    const auto held =
+        std::find_if(table.begin(), table.end(), [](int32_t b) { return b != kNoBlock; });
+    if (std::find(held, table.end(), kNoBlock) != table.end()) {
+      return absl::InternalError(
+          absl::StrCat("request ", request->id, ": a kNoBlock entry after a held block"));
+    }
+    for (int32_t b : table) {
       if (b == kNoBlock) continue;
       if (b < 0 || b >= num_blocks()) return absl::InternalError(absl::StrCat("bad block ", b));
       ++refs[b];

@@ -63,7 +63,8 @@ class BlockManager {
   void Truncate(Request& request, int64_t num_tokens);
 
   // Sliding-window tables: gives back the blocks wholly before `position` (no query will read
-  // them again); their entries become kNoBlock, keyed ones stay in the prefix cache.
+  // them again); their entries become kNoBlock, keyed ones stay in the prefix cache. The
+  // kNoBlock entries of a table are always a prefix of it.
   void ReleaseBefore(Request& request, int64_t position);
   // Sliding-window tables: the cached blocks a request whose first `num_tokens` (a multiple of
   // block_size) tokens are found elsewhere needs to go on with a `window`-token window: those

@@ -22,6 +22,13 @@ namespace iquest {
 
 class KvBlocks {
  public:
+  // The smallest local pool in which one request alone always progresses: its window before a
+  // step's chunk of `max_num_batched_tokens`, and a partial block on either side.
+  static int64_t MinLocalBlocks(int64_t local_window, int64_t block_size,
+                                int64_t max_num_batched_tokens) {
+    return (local_window - 1 + max_num_batched_tokens + block_size - 1) / block_size + 1;
+  }
+
   // local_window 0: the global pool only (num_local_blocks ignored).
   KvBlocks(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching,
            int64_t local_window = 0, int64_t num_local_blocks = 0);

@@ -68,7 +68,7 @@ struct SchedulerConfig {
   TenantWeights tenant_weights;
   // Loop models (kv_blocks.h): the local KV layers' window in tokens and their pool's blocks;
   // 0 and 0 for every other model. The pool must hold one request's window and a full step's
-  // chunk: ceil((local_window - 1 + max_num_batched_tokens) / block_size) + 1 blocks.
+  // chunk: KvBlocks::MinLocalBlocks.
   int64_t local_window = 0;
   int64_t num_local_blocks = 0;
 
