@@ -3,15 +3,23 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "common/mapped_file.h"
 #include "common/status.h"
+#include "kernels/quant/ggml_quant.h"
 #include "model/gguf_model.h"
 #include "model/json_util.h"
 
 namespace iquest {
 namespace {
+
+int64_t Numel(const std::vector<int64_t>& shape) {  // The GGUF reader bounded it by 2^63.
+  int64_t n = 1;
+  for (int64_t dim : shape) n *= dim;
+  return n;
+}
 
 bool FileExists(const std::string& path) {
   struct stat info {};
@@ -100,12 +108,26 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::FromGguf(std::unique_ptr
     tensor.shape = gguf.shape;
     tensor.data = gguf.data;
     tensor.num_bytes = gguf.num_bytes;
+    if (gguf.quant) {
+      // Dequantized at load into an owned f32 copy (exact: every quantized weight is an f32).
+      if (absl::Status valid = ValidateBlocks(*gguf.quant, gguf.data, Numel(gguf.shape));
+          !valid.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(file->path(), ": tensor '", gguf.name, "': ", valid.message()));
+      }
+      std::vector<uint8_t>& f32 =
+          checkpoint->owned_.emplace_back(Numel(gguf.shape) * sizeof(float));
+      Dequantize(*gguf.quant, gguf.data, Numel(gguf.shape), reinterpret_cast<float*>(f32.data()));
+      tensor.dtype = DType::kF32;
+      tensor.data = f32.data();
+      tensor.num_bytes = f32.size();
+    }
     const int64_t heads = QkPermutationHeads(config, name);
     // A tensor of the wrong shape is left alone: the binder names it and the expected shape.
     if (heads > 0 && tensor.shape[0] == heads * config.head_dim) {
+      const std::span<const uint8_t> rows(tensor.data, tensor.num_bytes);
       std::vector<uint8_t>& copy = checkpoint->owned_.emplace_back(tensor.num_bytes);
-      PermuteQkRows({gguf.data, gguf.num_bytes}, copy, tensor.shape[0], heads,
-                    /*to_gguf=*/false);
+      PermuteQkRows(rows, copy, tensor.shape[0], heads, /*to_gguf=*/false);
       tensor.data = copy.data();
     }
     auto [it, inserted] = checkpoint->entries_.emplace(name, Entry{&tensor, &file->path()});

@@ -191,15 +191,28 @@ absl::StatusOr<GgufTensor> ReadTensorInfo(Cursor& cursor, uint64_t index) {
   }
   ASSIGN_OR_RETURN(tensor.ggml_type, cursor.U32(absl::StrCat(prefix, " type")));
   const std::optional<DType> dtype = DTypeOfGgmlType(tensor.ggml_type);
-  if (!dtype) {
+  tensor.quant = QuantTypeOfGgmlType(tensor.ggml_type);
+  if (!dtype && !tensor.quant) {
     const char* type_name = GgmlTypeName(tensor.ggml_type);
     return cursor.Error(absl::StrCat(
         prefix, " has ggml type ", type_name, " (", tensor.ggml_type,
         std::string(type_name) == "unknown" ? ")" : "), which is not supported",
-        "; supported: F32 (0), F16 (1), BF16 (30). Quantized files must be dequantized first"));
+        "; supported: F32 (0), F16 (1), BF16 (30), Q4_0 (2), Q8_0 (8), Q4_K (12), Q5_K (13), "
+        "Q6_K (14)"));
   }
-  tensor.dtype = *dtype;
-  const std::optional<uint64_t> bytes = CheckedMul(numel, DTypeSize(*dtype));
+  tensor.dtype = dtype.value_or(DType::kF32);
+  std::optional<uint64_t> bytes;
+  if (tensor.quant) {
+    // Each row (the innermost dim) is whole blocks; rows follow each other.
+    const absl::StatusOr<int64_t> row_bytes = QuantizedBytes(*tensor.quant, tensor.shape.back());
+    if (!row_bytes.ok()) {
+      return cursor.Error(absl::StrCat(prefix, " rows: ", row_bytes.status().message()));
+    }
+    bytes = CheckedMul(numel / static_cast<uint64_t>(tensor.shape.back()),
+                       static_cast<uint64_t>(*row_bytes));
+  } else {
+    bytes = CheckedMul(numel, DTypeSize(*dtype));
+  }
   if (!bytes) return cursor.Error(absl::StrCat(prefix, " byte size overflows 64 bits"));
   tensor.num_bytes = *bytes;
   ASSIGN_OR_RETURN(tensor.offset, cursor.U64(absl::StrCat(prefix, " data offset")));

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
 #include "common/mapped_file.h"
+#include "kernels/quant/ggml_quant.h"
 
 namespace iquest {
 
@@ -58,7 +59,8 @@ T LoadLittleEndian(const uint8_t* p) {
   return value;
 }
 
-// ggml tensor types that we read and write; every other ggml type is refused.
+// ggml float tensor types that we read and write. Quantized tensors (kernels/quant's QuantType:
+// Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) are read and written too; every other ggml type is refused.
 enum class GgmlType : uint32_t { kF32 = 0, kF16 = 1, kBF16 = 30 };
 
 std::optional<DType> DTypeOfGgmlType(uint32_t ggml_type);
@@ -87,7 +89,9 @@ struct GgufValue {
 struct GgufTensor {
   std::string name;
   uint32_t ggml_type = 0;
+  // A float tensor's dtype; for a quantized one (quant set) kF32, what it dequantizes to.
   DType dtype = DType::kF32;
+  std::optional<QuantType> quant;
   std::vector<int64_t> shape;  // Row-major, outermost first: GGUF's ne[] reversed.
   uint64_t offset = 0;         // Into the data section.
   const uint8_t* data = nullptr;

@@ -105,7 +105,8 @@ absl::StatusOr<nlohmann::json> RopeScalingJson(const GgufFile& file, const std::
 absl::StatusOr<std::vector<float>> RopeFreqFactors(const GgufFile& file, int64_t head_dim) {
   const GgufTensor* tensor = file.FindTensor(kGgufRopeFreqsTensor);
   if (tensor == nullptr) return std::vector<float>();
-  if (tensor->dtype != DType::kF32 || tensor->shape != std::vector<int64_t>{head_dim / 2}) {
+  if (tensor->ggml_type != static_cast<uint32_t>(GgmlType::kF32) ||
+      tensor->shape != std::vector<int64_t>{head_dim / 2}) {
     return absl::InvalidArgumentError(absl::StrCat(file.path(), ": tensor '", kGgufRopeFreqsTensor,
                                                    "' must be F32 [", head_dim / 2,
                                                    "] (head_dim / 2)"));

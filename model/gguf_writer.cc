@@ -94,6 +94,16 @@ void GgufWriter::SetI32Array(const std::string& key, const std::vector<int32_t>&
 
 void GgufWriter::AddTensor(const std::string& name, GgmlType type,
                            const std::vector<int64_t>& shape, DataSource source) {
+  AddTensorOfType(name, static_cast<uint32_t>(type), shape, std::move(source));
+}
+
+void GgufWriter::AddTensor(const std::string& name, QuantType type,
+                           const std::vector<int64_t>& shape, DataSource source) {
+  AddTensorOfType(name, static_cast<uint32_t>(type), shape, std::move(source));
+}
+
+void GgufWriter::AddTensorOfType(const std::string& name, uint32_t ggml_type,
+                                 const std::vector<int64_t>& shape, DataSource source) {
   CHECK(!shape.empty() && shape.size() <= kGgufMaxDims) << name;
   CHECK(name.size() <= kGgufMaxNameBytes) << name;
   uint64_t numel = 1;
@@ -101,9 +111,16 @@ void GgufWriter::AddTensor(const std::string& name, GgmlType type,
     CHECK(dim > 0) << name;
     numel *= static_cast<uint64_t>(dim);
   }
-  const uint64_t num_bytes = numel * DTypeSize(*DTypeOfGgmlType(static_cast<uint32_t>(type)));
+  uint64_t num_bytes = 0;
+  if (const std::optional<QuantType> quant = QuantTypeOfGgmlType(ggml_type)) {
+    const absl::StatusOr<int64_t> row_bytes = QuantizedBytes(*quant, shape.back());
+    CHECK(row_bytes.ok()) << name << ": " << row_bytes.status();
+    num_bytes = numel / static_cast<uint64_t>(shape.back()) * static_cast<uint64_t>(*row_bytes);
+  } else {
+    num_bytes = numel * DTypeSize(*DTypeOfGgmlType(ggml_type));
+  }
   for (const Tensor& t : tensors_) CHECK(t.name != name) << "duplicate tensor " << name;
-  tensors_.push_back(Tensor{name, type, shape, num_bytes, std::move(source)});
+  tensors_.push_back(Tensor{name, ggml_type, shape, num_bytes, std::move(source)});
 }
 
 absl::Status GgufWriter::Write(const std::string& path) const {
@@ -120,7 +137,7 @@ absl::Status GgufWriter::Write(const std::string& path) const {
     for (auto dim = tensor.shape.rbegin(); dim != tensor.shape.rend(); ++dim) {
       Append<uint64_t>(header, static_cast<uint64_t>(*dim));
     }
-    Append<uint32_t>(header, static_cast<uint32_t>(tensor.type));
+    Append<uint32_t>(header, tensor.ggml_type);
     Append<uint64_t>(header, offset);
     offset += PadTo(tensor.num_bytes, alignment_);
   }

@@ -40,6 +40,9 @@ class GgufWriter {
   // innermost-first as GGUF requires. The source must yield exactly numel x element size bytes.
   void AddTensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape,
                  DataSource source);
+  // A quantized tensor: the source yields its blocks, shape[-1] / QK of them per row.
+  void AddTensor(const std::string& name, QuantType type, const std::vector<int64_t>& shape,
+                 DataSource source);
 
   // Writes `path` through a temporary file renamed into place once complete.
   absl::Status Write(const std::string& path) const;
@@ -47,12 +50,14 @@ class GgufWriter {
  private:
   struct Tensor {
     std::string name;
-    GgmlType type;
+    uint32_t ggml_type;
     std::vector<int64_t> shape;
     uint64_t num_bytes;
     DataSource source;
   };
   void AddKey(const std::string& key, GgufValueType type);
+  void AddTensorOfType(const std::string& name, uint32_t ggml_type,
+                       const std::vector<int64_t>& shape, DataSource source);
 
   uint32_t alignment_;
   uint64_t num_keys_ = 0;

@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 
+#include "model/checkpoint.h"
 #include "model/gguf_writer.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -319,17 +320,93 @@ TEST(GgufTest, BadAlignment) {
   ExpectRejected(typed.bytes, {"general.alignment", "must be u32, got u64"});
 }
 
-TEST(GgufTest, QuantizedAndUnknownTensorTypes) {
-  Raw q4k;
-  q4k.Header(1, 0).Info("blk.0.attn_q.weight", {256}, 12, 0).PadTo(32).Zeros(256);
-  ExpectRejected(q4k.bytes, {"tensor 'blk.0.attn_q.weight'", "Q4_K (12)", "not supported",
-                             "F32 (0), F16 (1), BF16 (30)", "dequantized"});
+TEST(GgufTest, QuantizedTensorsSpanWholeBlocksPerRow) {
+  // Q4_K [2, 256]: two rows of one 144-byte super-block; Q8_0 [32]: one 34-byte block.
+  Raw raw;
+  raw.Header(2, 0).Info("k", {256, 2}, 12, 0).Info("q", {32}, 8, 320).PadTo(32).Zeros(320 + 34);
+  ASSERT_OK_AND_ASSIGN(const GgufContents contents, Parse(raw.bytes));
+  ASSERT_EQ(contents.tensors.size(), 2u);
+  const GgufTensor& k = contents.tensors[0];
+  EXPECT_EQ(k.quant, QuantType::kQ4_K);
+  EXPECT_EQ(k.dtype, DType::kF32);  // What it dequantizes to.
+  EXPECT_EQ(k.shape, (std::vector<int64_t>{2, 256}));
+  EXPECT_EQ(k.num_bytes, 288u);
+  const GgufTensor& q = contents.tensors[1];
+  EXPECT_EQ(q.quant, QuantType::kQ8_0);
+  EXPECT_EQ(q.num_bytes, 34u);
+  // One byte short of the Q8_0 block: the data range check names the tensor.
+  raw.bytes.pop_back();
+  ExpectRejected(raw.bytes, {"tensor 'q'", "34 bytes", "ends past"});
+}
+
+TEST(GgufTest, QuantizedRowsMustBeWholeBlocks) {
   Raw q8;
-  q8.Header(1, 0).Info("x", {32}, 8, 0).PadTo(32).Zeros(64);
-  ExpectRejected(q8.bytes, {"tensor 'x'", "Q8_0 (8)"});
+  q8.Header(1, 0).Info("x", {33}, 8, 0).PadTo(32).Zeros(64);
+  ExpectRejected(q8.bytes, {"tensor 'x' rows", "q8_0", "blocks of 32", "a row of 33"});
+  Raw q4k;  // 128 weights: a Q4_K super-block holds 256.
+  q4k.Header(1, 0).Info("blk.0.attn_q.weight", {128, 2}, 12, 0).PadTo(32).Zeros(288);
+  ExpectRejected(q4k.bytes, {"tensor 'blk.0.attn_q.weight' rows", "blocks of 256"});
+}
+
+TEST(GgufTest, UnsupportedAndUnknownTensorTypes) {
+  for (const uint32_t type : {3u, 6u, 10u, 11u, 15u, 23u}) {  // Q4_1, Q5_0, Q2_K, Q3_K, ...
+    Raw raw;
+    raw.Header(1, 0).Info("blk.0.attn_q.weight", {256}, type, 0).PadTo(32).Zeros(256);
+    ExpectRejected(raw.bytes, {"tensor 'blk.0.attn_q.weight'", GgmlTypeName(type), "not supported",
+                               "F32 (0), F16 (1), BF16 (30)", "Q4_K (12)", "Q6_K (14)"});
+  }
   Raw unknown;
   unknown.Header(1, 0).Info("x", {4}, 99, 0).PadTo(32).Zeros(16);
   ExpectRejected(unknown.bytes, {"tensor 'x'", "unknown (99)"});
+}
+
+// A Q8_0 block whose f16 scale is `scale_bits` (NaN, inf), opened as a checkpoint: refused, naming
+// the file and the tensor, before any weight is dequantized.
+TEST(GgufTest, NonFiniteQuantScalesAreLoadErrors) {
+  for (const uint16_t scale_bits : {uint16_t{0x7e00}, uint16_t{0x7c00}, uint16_t{0xfc00}}) {
+    testing::TempDir dir;
+    std::vector<uint8_t> blocks(2 * 34, 1);
+    std::memcpy(blocks.data(), &scale_bits, 2);  // Block 0: bad; block 1: scale 0x0101.
+    GgufWriter writer;
+    writer.SetString("general.architecture", "llama");
+    writer.AddTensor("blk.0.ffn_down.weight", QuantType::kQ8_0, {1, 64}, Bytes(blocks));
+    const std::string path = dir.Join("m.gguf");
+    ASSERT_OK(writer.Write(path));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
+    const absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint =
+        Checkpoint::FromGguf(std::move(file), ModelConfig{});
+    ASSERT_FALSE(checkpoint.ok());
+    EXPECT_EQ(checkpoint.status().code(), absl::StatusCode::kInvalidArgument);
+    const std::string message(checkpoint.status().message());
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find("tensor 'blk.0.ffn_down.weight'"), std::string::npos) << message;
+    EXPECT_NE(message.find("block 0"), std::string::npos) << message;
+  }
+}
+
+TEST(GgufTest, QuantizedTensorsAreDequantizedAtLoad) {
+  testing::TempDir dir;
+  // Q8_0, one block: scale 0.5 (f16 0x3800), quants -64..63 step 4 -> weights -32..31.5 by 2.
+  std::vector<uint8_t> block(34);
+  const uint16_t half = 0x3800;
+  std::memcpy(block.data(), &half, 2);
+  for (int i = 0; i < 32; ++i) block[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(4 * i - 64));
+  GgufWriter writer;
+  writer.SetString("general.architecture", "llama");
+  writer.AddTensor("blk.0.ffn_down.weight", QuantType::kQ8_0, {1, 32}, Bytes(block));
+  const std::string path = dir.Join("m.gguf");
+  ASSERT_OK(writer.Write(path));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
+  ASSERT_OK_AND_ASSIGN(const std::unique_ptr<Checkpoint> checkpoint,
+                       Checkpoint::FromGguf(std::move(file), ModelConfig{}));
+  const Checkpoint::Entry entry = checkpoint->Find("model.layers.0.mlp.down_proj.weight");
+  ASSERT_NE(entry.tensor, nullptr);
+  EXPECT_EQ(entry.tensor->dtype, DType::kF32);
+  EXPECT_EQ(entry.tensor->shape, (std::vector<int64_t>{1, 32}));
+  ASSERT_EQ(entry.tensor->num_bytes, 32 * sizeof(float));
+  std::vector<float> weights(32);
+  std::memcpy(weights.data(), entry.tensor->data, entry.tensor->num_bytes);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(weights[i], 0.5f * static_cast<float>(4 * i - 64)) << i;
 }
 
 TEST(GgufTest, RandomMutationsNeverCrash) {
