@@ -15,6 +15,7 @@
 #include "model/gguf_writer.h"
 #include "model/model_config.h"
 #include "model/tokenizer/spm_processor.h"
+#include "tools/gguf_quant_plan.h"
 
 namespace iquest {
 namespace {
@@ -163,11 +164,13 @@ struct PlannedTensor {
   const SafetensorsTensor* tensor;
   DType out_dtype;
   int64_t permute_heads;
+  std::optional<QuantType> quant;  // Set: written as these blocks (out_dtype unused).
 };
 
 absl::StatusOr<std::vector<PlannedTensor>> PlanTensors(const Checkpoint& checkpoint,
                                                        const ModelConfig& config,
-                                                       const std::string& dtype_option) {
+                                                       const std::string& dtype_option,
+                                                       const std::optional<GgufQuantPlan>& quant) {
   std::vector<std::string> names = checkpoint.TensorNames();
   std::stable_sort(names.begin(), names.end());
   std::stable_sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
@@ -202,12 +205,17 @@ absl::StatusOr<std::vector<PlannedTensor>> PlanTensors(const Checkpoint& checkpo
                                                      "' has ", tensor->shape[0], " rows, expected ",
                                                      heads * config.head_dim, " from config.json"));
     }
-    planned.push_back({name, *gguf_name, tensor, out, heads});
+    const std::optional<QuantType> quant_type =
+        quant ? quant->TypeOf(name, tensor->shape, config.num_layers, config.tie_word_embeddings)
+              : std::nullopt;
+    planned.push_back({name, *gguf_name, tensor, out, heads, quant_type});
   }
   return planned;
 }
 
-uint32_t FileType(const std::vector<PlannedTensor>& planned) {
+uint32_t FileType(const std::vector<PlannedTensor>& planned,
+                  const std::optional<GgufQuantPlan>& quant) {
+  if (quant) return quant->file_type;
   for (const PlannedTensor& p : planned) {
     if (p.tensor->shape.size() < 2) continue;
     if (p.out_dtype == DType::kBF16) return kFileTypeMostlyBF16;
@@ -216,10 +224,35 @@ uint32_t FileType(const std::vector<PlannedTensor>& planned) {
   return kFileTypeAllF32;
 }
 
+// The tensor as f32 rows (permuted as llama.cpp's converter does), then quantized row by row:
+// llama.cpp quantizes after permuting, and a block never spans rows, so its files match ours.
+absl::StatusOr<std::span<const uint8_t>> QuantizedRows(const PlannedTensor& p,
+                                                       std::vector<uint8_t>& scratch) {
+  const SafetensorsTensor& t = *p.tensor;
+  const uint64_t count = t.num_bytes / DTypeSize(*t.dtype);
+  std::vector<uint8_t> f32(count * sizeof(float));
+  ConvertElements(t.data, *t.dtype, f32.data(), DType::kF32, count);
+  if (p.permute_heads > 0) {
+    std::vector<uint8_t> permuted(f32.size());
+    PermuteQkRows(f32, permuted, t.shape[0], p.permute_heads, /*to_gguf=*/true);
+    f32.swap(permuted);
+  }
+  ASSIGN_OR_RETURN(const int64_t bytes, QuantizedBytes(*p.quant, static_cast<int64_t>(count)));
+  scratch.resize(bytes);
+  if (absl::Status status = Quantize(*p.quant, reinterpret_cast<const float*>(f32.data()),
+                                     static_cast<int64_t>(count), scratch.data());
+      !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", p.hf_name, "' as ", QuantTypeName(*p.quant), ": ", status.message()));
+  }
+  return std::span<const uint8_t>(scratch);
+}
+
 GgufWriter::DataSource MakeSource(const PlannedTensor& p) {
   return [p](std::vector<uint8_t>& scratch) -> absl::StatusOr<std::span<const uint8_t>> {
     const SafetensorsTensor& t = *p.tensor;
     const DType in = *t.dtype;
+    if (p.quant) return QuantizedRows(p, scratch);
     if (in == p.out_dtype && p.permute_heads == 0) {
       return std::span<const uint8_t>(t.data, t.num_bytes);  // Straight from the mapping.
     }
@@ -245,6 +278,10 @@ GgufWriter::DataSource MakeSource(const PlannedTensor& p) {
 
 absl::Status ConvertHfToGguf(const HfToGgufOptions& options) {
   if (options.dtype != "keep") RETURN_IF_ERROR(ParseDType(options.dtype).status());
+  std::optional<GgufQuantPlan> quant;
+  if (!options.quant.empty()) {
+    ASSIGN_OR_RETURN(quant, ParseGgufQuantPlan(options.quant));
+  }
   ASSIGN_OR_RETURN(const ModelConfig config, ModelConfig::Load(options.model_dir));
   // llama.cpp has no Loop architecture and GGUF no names for its gates or passes.
   if (config.is_loop()) {
@@ -255,13 +292,14 @@ absl::Status ConvertHfToGguf(const HfToGgufOptions& options) {
   ASSIGN_OR_RETURN(const std::unique_ptr<Checkpoint> checkpoint,
                    Checkpoint::Open(options.model_dir));
   ASSIGN_OR_RETURN(const std::vector<PlannedTensor> planned,
-                   PlanTensors(*checkpoint, config, options.dtype));
+                   PlanTensors(*checkpoint, config, options.dtype, quant));
 
   GgufWriter writer;
   writer.SetString("general.architecture", GgufArchitecture(config));
   writer.SetString("general.name",
                    options.name.empty() ? FolderName(options.model_dir) : options.name);
-  writer.SetU32("general.file_type", FileType(planned));
+  writer.SetU32("general.file_type", FileType(planned, quant));
+  if (quant) writer.SetU32("general.quantization_version", 2);  // ggml's, for these layouts.
   WriteHyperparameters(config, writer);
   RETURN_IF_ERROR(WriteTokenizer(options.model_dir, config, writer));
   if (config.rope_scaling.type == RopeScalingType::kLlama3) {
@@ -275,7 +313,11 @@ absl::Status ConvertHfToGguf(const HfToGgufOptions& options) {
                      });
   }
   for (const PlannedTensor& p : planned) {
-    writer.AddTensor(p.gguf_name, GgmlTypeOf(p.out_dtype), p.tensor->shape, MakeSource(p));
+    if (p.quant) {
+      writer.AddTensor(p.gguf_name, *p.quant, p.tensor->shape, MakeSource(p));
+    } else {
+      writer.AddTensor(p.gguf_name, GgmlTypeOf(p.out_dtype), p.tensor->shape, MakeSource(p));
+    }
   }
   return writer.Write(options.out_path);
 }

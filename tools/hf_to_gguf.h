@@ -22,7 +22,10 @@ struct HfToGgufOptions {
   std::string model_dir;
   std::string out_path;
   std::string dtype = "keep";  // Of 2-D tensors: "keep", "f32", "f16" or "bf16".
-  std::string name;            // general.name; empty: the folder's name.
+  // Empty, or a quantized type for the 2-D tensors (tools/gguf_quant_plan.h: q8_0, q4_k_m, ...);
+  // those it leaves unquantized take `dtype`.
+  std::string quant;
+  std::string name;  // general.name; empty: the folder's name.
 };
 
 absl::Status ConvertHfToGguf(const HfToGgufOptions& options);

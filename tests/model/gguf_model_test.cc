@@ -90,7 +90,7 @@ TEST_P(GgufParityTest, ConvertedModelGivesBitIdenticalLogits) {
   options.rope_theta = 500000.0;
   ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
   const std::string gguf_path = dir.Join("model.gguf");
-  ASSERT_OK(ConvertHfToGguf({dir.path(), gguf_path, "keep", ""}));
+  ASSERT_OK(ConvertHfToGguf({dir.path(), gguf_path, "keep", "", ""}));
 
   const int32_t vocab = static_cast<int32_t>(options.vocab_size);
   const std::vector<int32_t> prompt = {1, 17, 400, vocab - 1, vocab - 50, 3, 3, 99, 2048, 7};
@@ -136,7 +136,7 @@ TEST(GgufModelTest, HeadDimAndLinearRopeScalingSurviveConversion) {
   options.rope_scaling = "linear";
   options.vocab_size = DemoTokenizerPieces();
   ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
-  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", ""}));
+  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "", ""}));
   const std::vector<int32_t> prompt = {5, 6, 7, 8, 9};
   ASSERT_OK_AND_ASSIGN(const std::vector<float> expected, PromptLogits(dir.path(), prompt));
   ASSERT_OK_AND_ASSIGN(const std::vector<float> actual, PromptLogits(dir.Join("m.gguf"), prompt));
@@ -150,7 +150,7 @@ TEST(GgufModelTest, Llama3RopeScalingTravelsAsRopeFreqs) {
   options.rope_scaling = "llama3";
   options.vocab_size = DemoTokenizerPieces();
   ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
-  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", ""}));
+  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "", ""}));
   ASSERT_OK_AND_ASSIGN(auto gguf, GgufFile::Open(dir.Join("m.gguf")));
   const GgufTensor* freqs = gguf->FindTensor("rope_freqs.weight");
   ASSERT_NE(freqs, nullptr);
@@ -201,7 +201,7 @@ TEST(GgufModelTest, LlamaQkRowsArePermutedInTheFileAndQwen2sAreNot) {
     options.arch = arch;
     options.vocab_size = DemoTokenizerPieces();
     ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
-    ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", ""}));
+    ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "", ""}));
     ASSERT_OK_AND_ASSIGN(auto hf, SafetensorsFile::Open(dir.Join("model.safetensors")));
     ASSERT_OK_AND_ASSIGN(auto gguf, GgufFile::Open(dir.Join("m.gguf")));
     const SafetensorsTensor* q = hf->Find("model.layers.1.self_attn.k_proj.weight");
@@ -225,7 +225,7 @@ TEST(GgufModelTest, TokenizerIsPaddedToTheVocabulary) {
   TinyModelOptions options;
   options.vocab_size = DemoTokenizerPieces() + 3;
   ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
-  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "tiny"}));
+  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "", "tiny"}));
   ASSERT_OK_AND_ASSIGN(auto gguf, GgufFile::Open(dir.Join("m.gguf")));
   ASSERT_OK_AND_ASSIGN(const GgufValue* tokens,
                        gguf->GetArray("tokenizer.ggml.tokens", GgufValueType::kString));
@@ -248,14 +248,20 @@ TEST(GgufModelTest, ConverterRefusesWhatItCannotExport) {
   TinyModelOptions options;
   options.vocab_size = 100;
   ASSERT_OK(WriteTinyModel(dir.path(), options));
-  const absl::Status no_tokenizer = ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", ""});
+  const absl::Status no_tokenizer =
+      ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "", ""});
   EXPECT_NE(no_tokenizer.message().find("tokenizer.model"), std::string_view::npos) << no_tokenizer;
   ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
-  const absl::Status too_big = ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", ""});
+  const absl::Status too_big = ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "", ""});
   EXPECT_NE(too_big.message().find("more than the model's vocab_size 100"), std::string_view::npos)
       << too_big;
-  const absl::Status dtype = ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "q8", ""});
+  const absl::Status dtype = ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "q8", "", ""});
   EXPECT_EQ(dtype.code(), absl::StatusCode::kInvalidArgument);
+  const absl::Status quant = ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "keep", "q3_k", ""});
+  EXPECT_EQ(quant.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(quant.message().find("q8_0, q6_k, q5_k_m, q5_k, q4_k_m, q4_k, q4_0; got 'q3_k'"),
+            std::string_view::npos)
+      << quant;
 }
 
 TEST(GgufModelTest, DtypeConversionOnWrite) {
@@ -263,7 +269,7 @@ TEST(GgufModelTest, DtypeConversionOnWrite) {
   TinyModelOptions options;
   options.vocab_size = DemoTokenizerPieces();
   ASSERT_OK(WriteModelWithTokenizer(dir.path(), options));
-  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "bf16", ""}));
+  ASSERT_OK(ConvertHfToGguf({dir.path(), dir.Join("m.gguf"), "bf16", "", ""}));
   ASSERT_OK_AND_ASSIGN(auto gguf, GgufFile::Open(dir.Join("m.gguf")));
   EXPECT_EQ(gguf->FindTensor("token_embd.weight")->dtype, DType::kBF16);
   EXPECT_EQ(gguf->FindTensor("output_norm.weight")->dtype, DType::kF32);
