@@ -42,6 +42,26 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+bool MappedFile::Contains(const void* begin, size_t num_bytes) const {
+  const auto* p = static_cast<const uint8_t*>(begin);
+  return data_ != nullptr && p >= data_ && num_bytes <= size_ &&
+         static_cast<size_t>(p - data_) <= size_ - num_bytes;
+}
+
+bool MappedFile::DropPages(const void* begin, size_t num_bytes) const {
+  if (!Contains(begin, num_bytes)) return false;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(begin);
+  // Inward to whole pages: a page shared with a neighbouring tensor stays.
+  const uintptr_t first = (start + page - 1) / page * page;
+  const uintptr_t last = (start + num_bytes) / page * page;
+  if (first < last) {
+    // Cannot fail for a range inside our own mapping; the result is advice either way.
+    ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
+  return true;
+}
+
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));

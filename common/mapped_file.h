@@ -21,6 +21,13 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Whether [begin, begin + num_bytes) lies in this mapping.
+  bool Contains(const void* begin, size_t num_bytes) const;
+  // Gives the whole pages inside [begin, begin + num_bytes) back to the kernel (MADV_DONTNEED):
+  // for a weight whose bytes a backend has copied, so that the process does not keep two
+  // copies resident. The contents do not change: the pages are clean file pages, read again from
+  // the file if touched. Returns false (and drops nothing) for a range outside this mapping.
+  bool DropPages(const void* begin, size_t num_bytes) const;
 
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size)

@@ -108,6 +108,13 @@ class Backend {
   // may prepare it once (the fast CPU backend repacks it into panels). Gemm must still accept
   // any weight; an unprepared one may just be slower.
   virtual void PrepareGemmWeight(TensorView w) { (void)w; }
+  // True when the backend holds its own copy of the (prepared) weight `w` and its Gemm reads no
+  // more of w than a fingerprint, so the host pages behind w may be dropped (if read again they
+  // must still hold the same bytes: only clean file pages are dropped).
+  virtual bool HoldsCopyOf(TensorView w) const {
+    (void)w;
+    return false;
+  }
 
   // t[i] = RandomUniform(seed, i, scale) (kernels/random_fill.h) rounded to t's dtype: random
   // weights made where they live (a 40B-shaped model is too big to carry to a GPU machine).

@@ -93,6 +93,14 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   return checkpoint;
 }
 
+bool Checkpoint::DropMappedPages(const void* data, size_t num_bytes) const {
+  if (gguf_ != nullptr && gguf_->mapping().DropPages(data, num_bytes)) return true;
+  for (const std::unique_ptr<SafetensorsFile>& file : files_) {
+    if (file->mapping().DropPages(data, num_bytes)) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::FromGguf(std::unique_ptr<GgufFile> file,
                                                                  const ModelConfig& config) {
   std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());

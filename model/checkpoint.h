@@ -39,6 +39,10 @@ class Checkpoint {
   // How the file spells the tensor `name`, for errors: its GGUF name (blk.0.attn_q.weight) in a
   // GGUF checkpoint, `name` itself otherwise.
   std::string NameInFile(const std::string& name) const;
+  // Drops the resident pages of [data, data + num_bytes) when that range is in one of the
+  // mapped files (MappedFile::DropPages): for weights the backend holds its own copy of. A
+  // range elsewhere (an owned copy) is left alone; false then.
+  bool DropMappedPages(const void* data, size_t num_bytes) const;
   // model.safetensors, model.safetensors.index.json for a sharded checkpoint, or the .gguf.
   const std::string& source() const { return source_; }
 

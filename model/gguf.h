@@ -120,6 +120,7 @@ class GgufFile {
   const std::vector<GgufTensor>& tensors() const { return contents_.tensors; }
   const GgufTensor* FindTensor(std::string_view name) const;
   const GgufValue* Find(std::string_view key) const;
+  const MappedFile& mapping() const { return *file_; }
 
   // kNotFound when absent; kInvalidArgument when of another type or out of [min, max].
   absl::StatusOr<int64_t> GetInt(std::string_view key, int64_t min, int64_t max) const;

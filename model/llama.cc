@@ -82,16 +82,25 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::CreateRandom(const Model
   return model;
 }
 
+void LlamaModel::PrepareGemmWeight(TensorView w) {
+  backend_.PrepareGemmWeight(w);
+  // Repacked by the backend: the checkpoint's mapped pages of w need not stay resident (one copy
+  // of the weights in memory, not the mapping beside the panels).
+  if (checkpoint_ != nullptr && backend_.HoldsCopyOf(w)) {
+    checkpoint_->DropMappedPages(w.data(), w.num_bytes());
+  }
+}
+
 absl::Status LlamaModel::FinishLoading() {
   // Every Gemm weight, announced once so that the backend can repack it before the first step.
   for (const LayerWeights& layer : weights_->layers) {
     // (The Loop gates are not Gemm weights: GatedAttentionMix reads them as they are.)
     for (const TensorView* w : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
                                 &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
-      backend_.PrepareGemmWeight(*w);
+      PrepareGemmWeight(*w);
     }
   }
-  backend_.PrepareGemmWeight(weights_->lm_head);
+  PrepareGemmWeight(weights_->lm_head);
   const std::vector<double> inv_freq = RopeInverseFrequencies(config_);
   std::vector<float> inv_freq_f32(inv_freq.begin(), inv_freq.end());
   const size_t bytes = inv_freq_f32.size() * sizeof(float);

@@ -56,6 +56,8 @@ class LlamaModel {
   // What every model needs once its weights are bound: Gemm weights announced to the backend,
   // the RoPE table, the workspace.
   absl::Status FinishLoading();
+  // backend_.PrepareGemmWeight(w), then drops w's mapped pages if the backend copied it.
+  void PrepareGemmWeight(TensorView w);
 
   // Device copies of a step's index arrays and the activations, grown on demand.
   struct Workspace;

@@ -46,7 +46,10 @@ class Binder {
     // The view is read-only in practice; TensorView has no const flavour.
     TensorView host(const_cast<uint8_t*>(data), *tensor.dtype, shape.data(),
                     static_cast<int>(shape.size()));
-    return backend_.UploadWeight(host);
+    ASSIGN_OR_RETURN(const TensorView uploaded, backend_.UploadWeight(host));
+    // Copied (to a GPU, or to align it): the mapping's pages are not read again.
+    if (uploaded.data() != tensor.data) checkpoint_.DropMappedPages(tensor.data, tensor.num_bytes);
+    return uploaded;
   }
 
   absl::StatusOr<TensorView> GetOptional(bool wanted, const std::string& name,

@@ -43,6 +43,7 @@ class SafetensorsFile {
   const std::string& path() const { return file_->path(); }
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }
   const SafetensorsTensor* Find(std::string_view name) const;
+  const MappedFile& mapping() const { return *file_; }
 
  private:
   SafetensorsFile() = default;

@@ -48,6 +48,7 @@ class FastCpuBackend final : public Backend {
   }
   absl::StatusOr<TensorView> UploadWeight(TensorView host) override { return host; }
   void PrepareGemmWeight(TensorView w) override;
+  bool HoldsCopyOf(TensorView w) const override { return FindPacked(w) != nullptr; }
 
   void Embed(TensorView token_ids, TensorView table, TensorView out) override;
   void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) override;
