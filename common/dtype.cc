@@ -1,17 +1,43 @@
 #include "common/dtype.h"
 
+#include "common/check.h"
+
 namespace iquest {
 
-size_t DTypeSize(DType dtype) {
+DTypeBlock BlockOf(DType dtype) {
   switch (dtype) {
     case DType::kF32:
     case DType::kI32:
-      return 4;
+      return {1, 4};
     case DType::kF16:
     case DType::kBF16:
-      return 2;
+      return {1, 2};
+    // GGUF's block sizes (ggml-common.h): see kernels/quant/ggml_quant.h for the layouts.
+    case DType::kQ4_0:
+      return {32, 18};
+    case DType::kQ8_0:
+      return {32, 34};
+    case DType::kQ4_K:
+      return {256, 144};
+    case DType::kQ5_K:
+      return {256, 176};
+    case DType::kQ6_K:
+      return {256, 210};
   }
-  return 0;
+  CHECK(false) << "dtype " << static_cast<int>(dtype);
+  return {};
+}
+
+size_t DTypeSize(DType dtype) {
+  CHECK(!IsQuantized(dtype)) << DTypeName(dtype) << " has no per-element size";
+  return static_cast<size_t>(BlockOf(dtype).bytes);
+}
+
+size_t DTypeBytes(DType dtype, int64_t num_elements) {
+  const DTypeBlock block = BlockOf(dtype);
+  CHECK_EQ(num_elements % block.elements, 0)
+      << num_elements << " " << DTypeName(dtype) << " values are not whole blocks";
+  return static_cast<size_t>(num_elements / block.elements * block.bytes);
 }
 
 std::string_view DTypeName(DType dtype) {
@@ -24,6 +50,16 @@ std::string_view DTypeName(DType dtype) {
       return "bf16";
     case DType::kI32:
       return "i32";
+    case DType::kQ4_0:
+      return "q4_0";
+    case DType::kQ8_0:
+      return "q8_0";
+    case DType::kQ4_K:
+      return "q4_k";
+    case DType::kQ5_K:
+      return "q5_k";
+    case DType::kQ6_K:
+      return "q6_k";
   }
   return "unknown";
 }
@@ -35,7 +71,11 @@ std::optional<DType> FloatDTypeFromName(std::string_view name) {
   return std::nullopt;
 }
 
-bool IsFloat(DType dtype) { return dtype != DType::kI32; }
+bool IsFloat(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
+}
+
+bool IsQuantized(DType dtype) { return BlockOf(dtype).elements > 1; }
 
 float F16ToFloat(uint16_t bits) {
   const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;

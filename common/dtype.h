@@ -11,14 +11,29 @@
 namespace iquest {
 
 // kI32 holds token ids, positions, slot mappings and block tables; the float types hold
-// weights and activations.
-enum class DType { kF32, kF16, kBF16, kI32 };
+// weights and activations. The quantized types (GGUF's blocks, kernels/quant/ggml_quant.h) hold
+// weights only: a row of a quantized [rows, cols] tensor is cols / QK blocks of block_bytes, so
+// such a tensor has no per-element size and its rows are whole blocks.
+enum class DType { kF32, kF16, kBF16, kI32, kQ4_0, kQ8_0, kQ4_K, kQ5_K, kQ6_K };
 
+// Bytes of one element; CHECK-fails for a quantized type (use DTypeBytes).
 size_t DTypeSize(DType dtype);
-std::string_view DTypeName(DType dtype);  // "f32", "f16", "bf16", "i32"
+// "f32", "f16", "bf16", "i32", "q4_0", "q8_0", "q4_k", "q5_k", "q6_k"
+std::string_view DTypeName(DType dtype);
 // The float dtype named "f32", "f16" or "bf16" (DTypeName's spelling); nullopt otherwise.
 std::optional<DType> FloatDTypeFromName(std::string_view name);
-bool IsFloat(DType dtype);
+bool IsFloat(DType dtype);  // f32, f16, bf16
+bool IsQuantized(DType dtype);
+
+// A dtype's storage unit: `elements` values in `bytes` bytes (one element for the dense types;
+// QK weights for a quantized block). The one table of GGUF's block sizes.
+struct DTypeBlock {
+  int64_t elements = 1;
+  int64_t bytes = 0;
+};
+DTypeBlock BlockOf(DType dtype);
+// Bytes of `num_elements` values; num_elements must be whole blocks (CHECKed).
+size_t DTypeBytes(DType dtype, int64_t num_elements);
 
 inline uint32_t FloatBits(float value) {
   uint32_t bits;
@@ -57,7 +72,7 @@ inline float LoadAsFloat(const void* data, DType dtype, int64_t i) {
       return Bf16ToFloat(static_cast<const uint16_t*>(data)[i]);
     case DType::kF16:
       return F16ToFloat(static_cast<const uint16_t*>(data)[i]);
-    case DType::kI32:
+    default:
       break;
   }
   return 0.0f;  // Unreachable for float tensors; callers CHECK IsFloat() first.
@@ -75,7 +90,7 @@ inline void StoreFromFloat(void* data, DType dtype, int64_t i, float value) {
     case DType::kF16:
       static_cast<uint16_t*>(data)[i] = FloatToF16(value);
       return;
-    case DType::kI32:
+    default:
       return;
   }
 }

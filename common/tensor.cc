@@ -29,8 +29,8 @@ TensorView TensorView::Rows(int64_t begin, int64_t count) const {
   int64_t row_elems = 1;
   for (int i = 1; i < rank_; ++i) row_elems *= shape_[i];
   TensorView out = *this;
-  out.data_ =
-      static_cast<char*>(data_) + static_cast<size_t>(begin * row_elems) * DTypeSize(dtype_);
+  // A quantized row is whole blocks (DTypeBytes CHECKs it).
+  out.data_ = static_cast<char*>(data_) + DTypeBytes(dtype_, begin * row_elems);
   out.shape_[0] = count;
   return out;
 }

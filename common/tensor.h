@@ -28,7 +28,7 @@ class TensorView {
     return shape_[i];
   }
   int64_t numel() const;
-  size_t num_bytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype_); }
+  size_t num_bytes() const { return DTypeBytes(dtype_, numel()); }
   bool empty() const { return data_ == nullptr; }
 
   // Typed access; CHECKs that the element type matches.

@@ -3,8 +3,10 @@
 //
 // Conventions: all tensors are dense row-major TensorViews in the backend's memory. Activations
 // are f32, except the GEMM inputs that RmsNorm and SiluMul may write in gemm_input_dtype();
-// weights may be f32, f16 or bf16. "T" is the number of tokens in
-// the flat batch (prefill chunks and decodes together).
+// weights may be f32, f16 or bf16, and where ReadsQuantizedWeights() Gemm's `w` and Embed's
+// `table` may also be in a quantized dtype (GGUF's blocks, kernels/quant/ggml_quant.h: rows of
+// whole blocks, read as the format dequantizes them). "T" is the number of tokens in the flat batch
+// (prefill chunks and decodes together).
 #pragma once
 
 #include <algorithm>
@@ -115,6 +117,10 @@ class Backend {
     (void)w;
     return false;
   }
+
+  // Whether Gemm's `w` and Embed's `table` may be quantized (GGUF blocks) on this backend. One
+  // that does not (CUDA, until its GEMMs read blocks) is given such weights dequantized.
+  virtual bool ReadsQuantizedWeights() const { return false; }
 
   // t[i] = RandomUniform(seed, i, scale) (kernels/random_fill.h) rounded to t's dtype: random
   // weights made where they live (a 40B-shaped model is too big to carry to a GPU machine).

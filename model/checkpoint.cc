@@ -117,18 +117,14 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::FromGguf(std::unique_ptr
     tensor.data = gguf.data;
     tensor.num_bytes = gguf.num_bytes;
     if (gguf.quant) {
-      // Dequantized at load into an owned f32 copy (exact: every quantized weight is an f32).
+      // Served as the blocks themselves, from the mapping (the backends' Gemm and Embed read
+      // quantized weights); a non-finite scale would poison a whole block's outputs.
       if (absl::Status valid = ValidateBlocks(*gguf.quant, gguf.data, Numel(gguf.shape));
           !valid.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(file->path(), ": tensor '", gguf.name, "': ", valid.message()));
       }
-      std::vector<uint8_t>& f32 =
-          checkpoint->owned_.emplace_back(Numel(gguf.shape) * sizeof(float));
-      Dequantize(*gguf.quant, gguf.data, Numel(gguf.shape), reinterpret_cast<float*>(f32.data()));
-      tensor.dtype = DType::kF32;
-      tensor.data = f32.data();
-      tensor.num_bytes = f32.size();
+      tensor.dtype = DTypeOf(*gguf.quant);
     }
     const int64_t heads = QkPermutationHeads(config, name);
     // A tensor of the wrong shape is left alone: the binder names it and the expected shape.

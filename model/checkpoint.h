@@ -22,10 +22,10 @@ class Checkpoint {
  public:
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& model_dir);
   // The tensors of a GGUF file under their HF names (blk.0.attn_q.weight is found as
-  // model.layers.0.self_attn.q_proj.weight). Quantized tensors are dequantized into owned f32
-  // copies (a non-finite block scale is kInvalidArgument naming the tensor). For
-  // llama-architecture files the q/k rows are un-permuted into owned copies (see gguf_model.h);
-  // every other tensor stays in the mapping.
+  // model.layers.0.self_attn.q_proj.weight). Quantized tensors keep their blocks, under the
+  // quantized DType (a non-finite block scale is kInvalidArgument naming the tensor). For
+  // llama-architecture files the q/k rows (whole blocks, when quantized) are un-permuted into
+  // owned copies (see gguf_model.h); every other tensor stays in the mapping.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> FromGguf(std::unique_ptr<GgufFile> file,
                                                               const ModelConfig& config);
 
@@ -56,7 +56,7 @@ class Checkpoint {
   std::unique_ptr<GgufFile> gguf_;
   std::deque<SafetensorsTensor> gguf_tensors_;  // Views of gguf_'s tensors; a deque keeps
                                                 // Entry pointers stable as it grows.
-  std::deque<std::vector<uint8_t>> owned_;      // Dequantized and un-permuted q/k copies.
+  std::deque<std::vector<uint8_t>> owned_;      // Un-permuted q/k copies.
 };
 
 }  // namespace iquest

@@ -7,9 +7,16 @@
 #include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "kernels/quant/ggml_quant.h"
 
 namespace iquest {
 namespace {
+
+int64_t Numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
 
 // Resolves tensors by name, checking dtype and shape, and records which names were used.
 class Binder {
@@ -17,7 +24,12 @@ class Binder {
   Binder(const Checkpoint& checkpoint, Backend& backend, LlamaWeights& weights)
       : checkpoint_(checkpoint), backend_(backend), weights_(weights) {}
 
-  absl::StatusOr<TensorView> Get(const std::string& name, std::vector<int64_t> shape) {
+  // A tensor of any float dtype; a matrix (`quantized_ok`: the Gemm weights and the embedding
+  // table) may also be quantized, and stays so where the backend reads quantized weights. A
+  // quantized tensor elsewhere (a foreign file's Loop gate), or on a backend that does not, is
+  // dequantized into an f32 copy that is uploaded (and kept while the backend reads it).
+  absl::StatusOr<TensorView> Get(const std::string& name, std::vector<int64_t> shape,
+                                 bool quantized_ok = false) {
     const Checkpoint::Entry entry = checkpoint_.Find(name);
     const std::string shown = checkpoint_.NameInFile(name);  // GGUF files use other names.
     if (entry.tensor == nullptr) {
@@ -31,25 +43,50 @@ class Binder {
                                                      "' has dtype ", tensor.dtype_name,
                                                      ", expected one of F32, F16, BF16"));
     }
+    if (IsQuantized(*tensor.dtype) &&
+        (shape.size() != 2 || shape[1] % BlockOf(*tensor.dtype).elements != 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          *entry.file, ": tensor '", shown, "' is ", std::string(DTypeName(*tensor.dtype)),
+          ", which only 2-D tensors whose rows are whole blocks of ",
+          BlockOf(*tensor.dtype).elements, " may be"));
+    }
     if (tensor.shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(
           *entry.file, ": tensor '", shown, "' has shape [", absl::StrJoin(tensor.shape, ", "),
           "], expected [", absl::StrJoin(shape, ", "), "] from the model config"));
     }
     const uint8_t* data = tensor.data;
-    if (reinterpret_cast<uintptr_t>(data) % DTypeSize(*tensor.dtype) != 0) {
+    DType dtype = *tensor.dtype;
+    std::vector<uint8_t> f32;  // The dequantized copy, when one is needed.
+    if (IsQuantized(dtype) && (!quantized_ok || !backend_.ReadsQuantizedWeights())) {
+      f32.resize(Numel(shape) * sizeof(float));
+      Dequantize(*QuantTypeOf(dtype), data, Numel(shape), reinterpret_cast<float*>(f32.data()));
+      data = f32.data();
+      dtype = DType::kF32;
+    }
+    // Quantized blocks are read byte-wise (their f16 scales through memcpy): any address does.
+    const size_t alignment = IsQuantized(dtype) ? 1 : DTypeSize(dtype);
+    if (reinterpret_cast<uintptr_t>(data) % alignment != 0) {
       ASSIGN_OR_RETURN(auto copy, backend_.Allocate(tensor.num_bytes));
       std::memcpy(copy->data(), data, tensor.num_bytes);
       data = static_cast<const uint8_t*>(copy->data());
       weights_.aligned_copies.push_back(std::move(copy));
     }
     // The view is read-only in practice; TensorView has no const flavour.
-    TensorView host(const_cast<uint8_t*>(data), *tensor.dtype, shape.data(),
+    TensorView host(const_cast<uint8_t*>(data), dtype, shape.data(),
                     static_cast<int>(shape.size()));
     ASSIGN_OR_RETURN(const TensorView uploaded, backend_.UploadWeight(host));
+    // The backend copied the dequantized values (a GPU) or reads them where they are.
+    if (!f32.empty() && uploaded.data() == f32.data()) {
+      weights_.dequantized.push_back(std::move(f32));
+    }
     // Copied (to a GPU, or to align it): the mapping's pages are not read again.
     if (uploaded.data() != tensor.data) checkpoint_.DropMappedPages(tensor.data, tensor.num_bytes);
     return uploaded;
+  }
+
+  absl::StatusOr<TensorView> GetMatrix(const std::string& name, std::vector<int64_t> shape) {
+    return Get(name, std::move(shape), /*quantized_ok=*/true);
   }
 
   absl::StatusOr<TensorView> GetOptional(bool wanted, const std::string& name,
@@ -79,10 +116,14 @@ absl::StatusOr<LayerWeights> BindLayer(Binder& binder, const ModelConfig& c, int
   const int64_t kv_out = c.num_kv_heads * c.head_dim;
   LayerWeights w;
   ASSIGN_OR_RETURN(w.input_norm, binder.Get(p + "input_layernorm.weight", {c.hidden_size}));
-  ASSIGN_OR_RETURN(w.q_proj, binder.Get(p + "self_attn.q_proj.weight", {q_out, c.hidden_size}));
-  ASSIGN_OR_RETURN(w.k_proj, binder.Get(p + "self_attn.k_proj.weight", {kv_out, c.hidden_size}));
-  ASSIGN_OR_RETURN(w.v_proj, binder.Get(p + "self_attn.v_proj.weight", {kv_out, c.hidden_size}));
-  ASSIGN_OR_RETURN(w.o_proj, binder.Get(p + "self_attn.o_proj.weight", {c.hidden_size, q_out}));
+  ASSIGN_OR_RETURN(w.q_proj,
+                   binder.GetMatrix(p + "self_attn.q_proj.weight", {q_out, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.k_proj,
+                   binder.GetMatrix(p + "self_attn.k_proj.weight", {kv_out, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.v_proj,
+                   binder.GetMatrix(p + "self_attn.v_proj.weight", {kv_out, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.o_proj,
+                   binder.GetMatrix(p + "self_attn.o_proj.weight", {c.hidden_size, q_out}));
   ASSIGN_OR_RETURN(w.q_bias, binder.GetOptional(c.qkv_bias, p + "self_attn.q_proj.bias", {q_out}));
   ASSIGN_OR_RETURN(w.k_bias, binder.GetOptional(c.qkv_bias, p + "self_attn.k_proj.bias", {kv_out}));
   ASSIGN_OR_RETURN(w.v_bias, binder.GetOptional(c.qkv_bias, p + "self_attn.v_proj.bias", {kv_out}));
@@ -90,9 +131,11 @@ absl::StatusOr<LayerWeights> BindLayer(Binder& binder, const ModelConfig& c, int
                    binder.GetOptional(c.o_bias, p + "self_attn.o_proj.bias", {c.hidden_size}));
   ASSIGN_OR_RETURN(w.post_norm, binder.Get(p + "post_attention_layernorm.weight", {c.hidden_size}));
   const int64_t inter = c.intermediate_size;
-  ASSIGN_OR_RETURN(w.gate_proj, binder.Get(p + "mlp.gate_proj.weight", {inter, c.hidden_size}));
-  ASSIGN_OR_RETURN(w.up_proj, binder.Get(p + "mlp.up_proj.weight", {inter, c.hidden_size}));
-  ASSIGN_OR_RETURN(w.down_proj, binder.Get(p + "mlp.down_proj.weight", {c.hidden_size, inter}));
+  ASSIGN_OR_RETURN(w.gate_proj,
+                   binder.GetMatrix(p + "mlp.gate_proj.weight", {inter, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.up_proj, binder.GetMatrix(p + "mlp.up_proj.weight", {inter, c.hidden_size}));
+  ASSIGN_OR_RETURN(w.down_proj,
+                   binder.GetMatrix(p + "mlp.down_proj.weight", {c.hidden_size, inter}));
   ASSIGN_OR_RETURN(w.gate_bias, binder.GetOptional(c.mlp_bias, p + "mlp.gate_proj.bias", {inter}));
   ASSIGN_OR_RETURN(w.up_bias, binder.GetOptional(c.mlp_bias, p + "mlp.up_proj.bias", {inter}));
   ASSIGN_OR_RETURN(w.down_bias,
@@ -113,8 +156,9 @@ absl::StatusOr<std::unique_ptr<LlamaWeights>> LlamaWeights::Bind(const Checkpoin
                                                                  Backend& backend) {
   auto weights = std::make_unique<LlamaWeights>();
   Binder binder(checkpoint, backend, *weights);
-  ASSIGN_OR_RETURN(weights->embed_tokens, binder.Get("model.embed_tokens.weight",
-                                                     {config.vocab_size, config.hidden_size}));
+  ASSIGN_OR_RETURN(
+      weights->embed_tokens,
+      binder.GetMatrix("model.embed_tokens.weight", {config.vocab_size, config.hidden_size}));
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     ASSIGN_OR_RETURN(LayerWeights layer_weights, BindLayer(binder, config, layer));
     weights->layers.push_back(layer_weights);
@@ -124,7 +168,7 @@ absl::StatusOr<std::unique_ptr<LlamaWeights>> LlamaWeights::Bind(const Checkpoin
     weights->lm_head = weights->embed_tokens;  // A stored lm_head.weight, if any, is ignored.
   } else {
     ASSIGN_OR_RETURN(weights->lm_head,
-                     binder.Get("lm_head.weight", {config.vocab_size, config.hidden_size}));
+                     binder.GetMatrix("lm_head.weight", {config.vocab_size, config.hidden_size}));
   }
   const std::vector<std::string> unused = binder.Unused();
   if (!unused.empty()) {

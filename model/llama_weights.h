@@ -1,8 +1,10 @@
 // LlamaWeights: the named tensors of a Llama-family checkpoint, bound to a ModelConfig and made
 // usable by a backend. A missing, mis-shaped or mis-typed tensor is an error that names the
-// file and the tensor.
+// file and the tensor. The projection matrices, the embedding table and lm_head may be in a
+// quantized dtype (GGUF's blocks), which the backends' Gemm and Embed read as they are.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +43,9 @@ struct LlamaWeights {
   // Backend memory the weights own: copies of tensors whose file data was not aligned to their
   // element size, and every tensor of a Random model.
   std::vector<std::unique_ptr<DeviceBuffer>> aligned_copies;
+  // Host f32 copies of quantized tensors in places that take only float weights (uploaded from
+  // here; on the CPU they are the weights).
+  std::deque<std::vector<uint8_t>> dequantized;
 
   static absl::StatusOr<std::unique_ptr<LlamaWeights>> Bind(const Checkpoint& checkpoint,
                                                             const ModelConfig& config,

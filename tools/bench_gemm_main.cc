@@ -14,12 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "common/check.h"
 #include "common/dtype.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "kernels/backend.h"
 #include "kernels/backend_flags.h"
 #include "kernels/make_backend.h"
+#include "kernels/quant/ggml_quant.h"
 
 namespace iquest {
 namespace {
@@ -41,7 +43,8 @@ int main(int argc, char** argv) {
   flags.AddString("rows", &rows, "comma-separated M (activation rows)");
   flags.AddInt("n", &n_size, "output columns (weight rows)", 1, 1 << 20);
   flags.AddInt("k", &k_size, "reduction length", 2, 1 << 20);
-  flags.AddString("dtype", &dtype_name, "weight dtype: f32, f16 or bf16");
+  flags.AddString("dtype", &dtype_name,
+                  "weight dtype: f32, f16, bf16, or a GGUF block type (q8_0, ...)");
   flags.AddInt("weight-mib", &weight_mib, "MiB of weight copies cycled through", 1, 1 << 16);
   flags.AddInt("calls", &calls, "Gemm calls per measurement", 1, 1 << 20);
   flags.AddInt("repeats", &repeats, "measurements per M", 1, 100);
@@ -50,9 +53,15 @@ int main(int argc, char** argv) {
   iquest::SetMinLogLevel(iquest::LogLevel::kWarning);
   std::vector<int32_t> row_counts;
   if (!iquest::ParseIntList(rows, 1, 1 << 16, &row_counts).ok()) return 2;
-  const std::optional<iquest::DType> dtype = iquest::FloatDTypeFromName(dtype_name);
-  if (!dtype.has_value()) {
-    std::fprintf(stderr, "error: --dtype must be f32, f16 or bf16, got '%s'\n", dtype_name.c_str());
+  std::optional<iquest::DType> dtype = iquest::FloatDTypeFromName(dtype_name);
+  const std::optional<iquest::QuantType> quant = iquest::QuantTypeFromName(dtype_name);
+  if (quant.has_value()) dtype = iquest::DTypeOf(*quant);
+  if (!dtype.has_value() ||
+      (quant.has_value() && k_size % iquest::LayoutOf(*quant).block_elements != 0)) {
+    std::fprintf(stderr,
+                 "error: --dtype must be f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q4_0 (with --k "
+                 "whole blocks), got '%s'\n",
+                 dtype_name.c_str());
     return 2;
   }
   auto backend = iquest::MakeBackend(iquest::Device::kCpu, backend_options);
@@ -61,7 +70,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const size_t weight_bytes = static_cast<size_t>(n_size * k_size) * iquest::DTypeSize(*dtype);
+  const size_t weight_bytes = iquest::DTypeBytes(*dtype, n_size * k_size);
   const size_t num_copies =
       std::max<size_t>(1, static_cast<size_t>(weight_mib) * (1 << 20) / weight_bytes);
   std::mt19937 rng(1);
@@ -70,8 +79,14 @@ int main(int argc, char** argv) {
   std::vector<iquest::TensorView> weights;
   for (auto& bytes : storage) {
     bytes.resize(weight_bytes);
-    for (int64_t i = 0; i < n_size * k_size; ++i) {
-      iquest::StoreFromFloat(bytes.data(), *dtype, i, uniform(rng) * 0.05f);
+    if (quant.has_value()) {
+      std::vector<float> values(static_cast<size_t>(n_size * k_size));
+      for (float& x : values) x = uniform(rng) * 0.05f;
+      CHECK_OK(iquest::Quantize(*quant, values.data(), n_size * k_size, bytes.data()));
+    } else {
+      for (int64_t i = 0; i < n_size * k_size; ++i) {
+        iquest::StoreFromFloat(bytes.data(), *dtype, i, uniform(rng) * 0.05f);
+      }
     }
     weights.emplace_back(bytes.data(), *dtype, std::initializer_list<int64_t>{n_size, k_size});
     (*backend)->PrepareGemmWeight(weights.back());

@@ -15,6 +15,7 @@ class CpuBackend final : public Backend {
   void CopyToDevice(const void* host, void* device, size_t num_bytes) override;
   void CopyToHost(const void* device, void* host, size_t num_bytes) override;
   absl::StatusOr<TensorView> UploadWeight(TensorView host) override { return host; }
+  bool ReadsQuantizedWeights() const override { return true; }
 
   void Embed(TensorView token_ids, TensorView table, TensorView out) override;
   void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) override;

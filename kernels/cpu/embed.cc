@@ -1,5 +1,8 @@
+#include <optional>
+
 #include "common/check.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/quant/ggml_quant.h"
 
 namespace iquest::cpu {
 
@@ -10,8 +13,15 @@ void Embed(TensorView token_ids, TensorView table, TensorView out) {
   CHECK(out.ShapeIs({num_tokens, hidden})) << out.ShapeString();
   const int32_t* ids = token_ids.as<int32_t>();
   float* dst = out.as<float>();
+  const std::optional<QuantType> quant = QuantTypeOf(table.dtype());
+  CHECK(quant || IsFloat(table.dtype())) << DTypeName(table.dtype());
   for (int64_t t = 0; t < num_tokens; ++t) {
     CHECK(ids[t] >= 0 && ids[t] < vocab) << "token id " << ids[t] << " outside vocab " << vocab;
+    if (quant) {
+      Dequantize(*quant, static_cast<const uint8_t*>(table.Rows(ids[t], 1).data()), hidden,
+                 dst + t * hidden);
+      continue;
+    }
     for (int64_t h = 0; h < hidden; ++h) {
       dst[t * hidden + h] = LoadAsFloat(table.data(), table.dtype(), ids[t] * hidden + h);
     }

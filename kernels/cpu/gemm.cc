@@ -1,7 +1,9 @@
+#include <optional>
 #include <vector>
 
 #include "common/check.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/quant/ggml_quant.h"
 
 namespace iquest::cpu {
 
@@ -24,10 +26,17 @@ void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) {
   float* out_data = out.as<float>();
   // Each weight row is widened to f32 once and reused for every row of `a`. Row m's result
   // depends only on row m, so a token's output is the same whatever batch it is in.
+  // A quantized row is dequantized whole (kernels/quant), exactly as the format defines it.
   std::vector<float> w_row(static_cast<size_t>(k_size));
+  const std::optional<QuantType> quant = QuantTypeOf(w.dtype());
+  CHECK(quant || IsFloat(w.dtype())) << DTypeName(w.dtype());
   for (int64_t n = 0; n < n_size; ++n) {
-    for (int64_t k = 0; k < k_size; ++k)
-      w_row[k] = LoadAsFloat(w.data(), w.dtype(), n * k_size + k);
+    if (quant) {
+      Dequantize(*quant, static_cast<const uint8_t*>(w.Rows(n, 1).data()), k_size, w_row.data());
+    } else {
+      for (int64_t k = 0; k < k_size; ++k)
+        w_row[k] = LoadAsFloat(w.data(), w.dtype(), n * k_size + k);
+    }
     const float b = bias.empty() ? 0.0f : LoadAsFloat(bias.data(), bias.dtype(), n);
     for (int64_t m = 0; m < m_size; ++m) {
       const float* a_row = a_data + m * k_size;

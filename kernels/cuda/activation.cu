@@ -106,7 +106,7 @@ void SiluMul(const float* gate, const float* up, void* out, DType out_dtype, int
     case DType::kF16:
       SiluMulKernel<<<blocks, kThreads, 0, stream>>>(gate, up, static_cast<__half*>(out), count);
       break;
-    case DType::kI32:
+    default:
       CHECK(false) << "SiluMul out must be a float type";
   }
   CUDA_CHECK_LAUNCH();

@@ -75,7 +75,7 @@ void GemmSimt(const GemmArgs& args, cudaStream_t stream) {
     case DType::kF32:
       LaunchSimt<float>(args, args.a, /*a_is_f32=*/true, stream);
       return;
-    case DType::kI32:
+    default:
       break;
   }
   CHECK(false) << "GEMM of dtype " << DTypeName(args.dtype);
@@ -95,7 +95,7 @@ void GemmF32Activations(const GemmArgs& args, const float* a_f32, cudaStream_t s
     case DType::kF32:
       LaunchSimt<float>(args, a_f32, /*a_is_f32=*/true, stream);
       return;
-    case DType::kI32:
+    default:
       break;
   }
   CHECK(false) << "GEMM of dtype " << DTypeName(args.dtype);

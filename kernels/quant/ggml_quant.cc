@@ -15,15 +15,8 @@
 namespace iquest {
 namespace {
 
-constexpr int64_t kQK = 32;    // Q4_0, Q8_0.
 constexpr int64_t kQKK = 256;  // K-quants: super-blocks of 8 (Q6_K: 16) sub-blocks.
-constexpr int64_t kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
-
-float LoadF16(const uint8_t* p) {
-  uint16_t bits;
-  std::memcpy(&bits, p, sizeof(bits));
-  return F16ToFloat(bits);
-}
+constexpr int64_t kQ6KBytes = 210;
 
 void StoreF16(uint8_t* p, uint16_t bits) { std::memcpy(p, &bits, sizeof(bits)); }
 
@@ -35,16 +28,7 @@ uint16_t RoundUpF16(float value) {
   return bits;
 }
 
-// Q4_K / Q5_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
-void ScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
-  if (j < 4) {
-    *scale = q[j] & 63;
-    *min = q[j + 4] & 63;
-  } else {
-    *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
+#include "kernels/quant/dequantize_block.inc"
 
 void PackScaleMinK4(const uint8_t* scales, const uint8_t* mins, uint8_t* q) {
   std::memset(q, 0, 12);
@@ -56,66 +40,6 @@ void PackScaleMinK4(const uint8_t* scales, const uint8_t* mins, uint8_t* q) {
       q[j + 4] = (scales[j] & 0xF) | ((mins[j] & 0xF) << 4);
       q[j - 4] |= (scales[j] >> 4) << 6;
       q[j] |= (mins[j] >> 4) << 6;
-    }
-  }
-}
-
-// ---- Dequantization, one block -------------------------------------------------------------
-
-void DequantizeQ4_0(const uint8_t* b, float* y) {
-  const float d = LoadF16(b);
-  for (int l = 0; l < 16; ++l) {
-    y[l] = static_cast<float>((b[2 + l] & 0xF) - 8) * d;
-    y[l + 16] = static_cast<float>((b[2 + l] >> 4) - 8) * d;
-  }
-}
-
-void DequantizeQ8_0(const uint8_t* b, float* y) {
-  const float d = LoadF16(b);
-  for (int l = 0; l < 32; ++l) y[l] = static_cast<float>(static_cast<int8_t>(b[2 + l])) * d;
-}
-
-// Q4_K (qh == nullptr) and Q5_K: 4 chunks of 64 weights; chunk c's low nibbles are sub-block
-// 2c, its high nibbles sub-block 2c + 1; Q5_K's qh bit 2c (2c + 1) is their fifth bit.
-void DequantizeK45(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* y) {
-  const float d = LoadF16(b), dmin = LoadF16(b + 2);
-  const uint8_t* packed = b + 4;
-  for (int c = 0; c < 4; ++c) {
-    uint8_t sc, m;
-    ScaleMinK4(2 * c, packed, &sc, &m);
-    const float d1 = d * sc, m1 = dmin * m;
-    ScaleMinK4(2 * c + 1, packed, &sc, &m);
-    const float d2 = d * sc, m2 = dmin * m;
-    for (int l = 0; l < 32; ++l) {
-      int lo = qs[32 * c + l] & 0xF, hi = qs[32 * c + l] >> 4;
-      if (qh != nullptr) {
-        lo |= ((qh[l] >> (2 * c)) & 1) << 4;
-        hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
-      }
-      y[64 * c + l] = d1 * static_cast<float>(lo) - m1;
-      y[64 * c + 32 + l] = d2 * static_cast<float>(hi) - m2;
-    }
-  }
-}
-
-// Q6_K: 2 chunks of 128; in chunk n, weight l + 32 i (i = 0..3) takes the low (i < 2) or high
-// nibble of ql[64 n + l + 32 (i % 2)] and bits 2i..2i+1 of qh[32 n + l]; sub-block = weight / 16.
-void DequantizeQ6K(const uint8_t* b, float* y) {
-  const uint8_t* ql = b;
-  const uint8_t* qh = b + 128;
-  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-  const float d = LoadF16(b + 208);
-  for (int n = 0; n < 2; ++n, ql += 64, qh += 32, sc += 8, y += 128) {
-    for (int l = 0; l < 32; ++l) {
-      const int is = l / 16;
-      const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-      y[l] = d * static_cast<float>(sc[is]) * static_cast<float>(q1);
-      y[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
-      y[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
-      y[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
     }
   }
 }
@@ -225,37 +149,38 @@ absl::Status QuantizeQ6K(const float* x, uint8_t* b) {
 
 }  // namespace
 
-QuantLayout LayoutOf(QuantType type) {
+DType DTypeOf(QuantType type) {
   switch (type) {
     case QuantType::kQ4_0:
-      return {kQK, 2 + kQK / 2};
+      return DType::kQ4_0;
     case QuantType::kQ8_0:
-      return {kQK, 2 + kQK};
+      return DType::kQ8_0;
     case QuantType::kQ4_K:
-      return {kQKK, kQ4KBytes};
+      return DType::kQ4_K;
     case QuantType::kQ5_K:
-      return {kQKK, kQ5KBytes};
+      return DType::kQ5_K;
     case QuantType::kQ6_K:
-      return {kQKK, kQ6KBytes};
+      return DType::kQ6_K;
   }
   CHECK(false);
-  return {};
+  return DType::kF32;
+}
+
+std::optional<QuantType> QuantTypeOf(DType dtype) {
+  for (QuantType type :
+       {QuantType::kQ4_0, QuantType::kQ8_0, QuantType::kQ4_K, QuantType::kQ5_K, QuantType::kQ6_K}) {
+    if (DTypeOf(type) == dtype) return type;
+  }
+  return std::nullopt;
+}
+
+QuantLayout LayoutOf(QuantType type) {
+  const DTypeBlock block = BlockOf(DTypeOf(type));
+  return {block.elements, block.bytes};
 }
 
 const char* QuantTypeName(QuantType type) {
-  switch (type) {
-    case QuantType::kQ4_0:
-      return "q4_0";
-    case QuantType::kQ8_0:
-      return "q8_0";
-    case QuantType::kQ4_K:
-      return "q4_k";
-    case QuantType::kQ5_K:
-      return "q5_k";
-    case QuantType::kQ6_K:
-      return "q6_k";
-  }
-  return "?";
+  return DTypeName(DTypeOf(type)).data();  // A literal: NUL-terminated.
 }
 
 std::optional<QuantType> QuantTypeOfGgmlType(uint32_t ggml_type) {
@@ -309,24 +234,7 @@ void Dequantize(QuantType type, const uint8_t* blocks, int64_t num_elements, flo
   const QuantLayout layout = LayoutOf(type);
   CHECK_EQ(num_elements % layout.block_elements, 0);
   for (int64_t e = 0; e < num_elements; e += layout.block_elements, blocks += layout.block_bytes) {
-    float* y = out + e;
-    switch (type) {
-      case QuantType::kQ4_0:
-        DequantizeQ4_0(blocks, y);
-        break;
-      case QuantType::kQ8_0:
-        DequantizeQ8_0(blocks, y);
-        break;
-      case QuantType::kQ4_K:
-        DequantizeK45(blocks, nullptr, blocks + 16, y);
-        break;
-      case QuantType::kQ5_K:
-        DequantizeK45(blocks, blocks + 16, blocks + 48, y);
-        break;
-      case QuantType::kQ6_K:
-        DequantizeQ6K(blocks, y);
-        break;
-    }
+    DequantizeBlock(type, blocks, out + e);
   }
 }
 

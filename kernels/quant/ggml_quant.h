@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/dtype.h"
 
 namespace iquest {
 
@@ -34,7 +35,10 @@ struct QuantLayout {
   int64_t block_bytes = 0;
 };
 
-QuantLayout LayoutOf(QuantType type);
+QuantLayout LayoutOf(QuantType type);  // From common/dtype.h's BlockOf.
+// The DType of tensors of `type` (kQ4_0, ...), and back; nullopt for the dense dtypes.
+DType DTypeOf(QuantType type);
+std::optional<QuantType> QuantTypeOf(DType dtype);
 const char* QuantTypeName(QuantType type);  // "q4_0", "q8_0", "q4_k", "q5_k", "q6_k"
 // The quantized type with ggml id `ggml_type`; nullopt for float and unsupported types.
 std::optional<QuantType> QuantTypeOfGgmlType(uint32_t ggml_type);

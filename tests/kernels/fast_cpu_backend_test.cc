@@ -18,6 +18,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/fast/thread_pool.h"
+#include "kernels/quant/ggml_quant.h"
 #include "model/llama.h"
 #include "tests/testing/greedy.h"
 #include "tests/testing/paged_batch.h"
@@ -29,6 +30,7 @@ namespace iquest {
 
 // Test names say "bf16", not "4-byte object <02-00 00-00>".
 void PrintTo(DType dtype, std::ostream* os) { *os << DTypeName(dtype); }
+void PrintTo(QuantType type, std::ostream* os) { *os << QuantTypeName(type); }
 
 namespace {
 
@@ -149,6 +151,84 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(1, 3, 8, 9, 17, 33, 70),
                        // k: crossings of the K slices (256 for batched decode, 1024 prefill).
                        ::testing::Values(2, 64, 1030, 2100)));
+
+// Quantized weights (GGUF blocks, read in place): (isa, threads, type, m). The expected output
+// is computed here in float64 from Dequantize's weights (the format's values), independently of
+// both backends; the reference backend is held to it too.
+using QuantGemmParam = std::tuple<std::string, int, QuantType, int>;
+class FastQuantGemmTest : public ::testing::TestWithParam<QuantGemmParam> {};
+
+TEST_P(FastQuantGemmTest, MatchesFloat64OnTheDequantizedWeights) {
+  const auto [isa, threads, type, m] = GetParam();
+  const int64_t qk = LayoutOf(type).block_elements;
+  auto fast = MakeFast(isa, threads);
+  CpuBackend reference;
+  // k: one block, and several (K-quants: 3 super-blocks); n: the decode path's row tiles of 4
+  // +-1 and the prefill path's panels of 16 +-1.
+  for (const int64_t k : {qk, 3 * qk, qk == 32 ? int64_t{2080} : int64_t{2048}}) {
+    for (const int64_t n : {1, 4, 5, 15, 17, 33, 100}) {
+      SCOPED_TRACE(::testing::Message() << "k=" << k << " n=" << n);
+      std::vector<uint8_t> w(DTypeBytes(DTypeOf(type), n * k));
+      const std::vector<float> original = RandomFloats(static_cast<size_t>(n * k), 5);
+      ASSERT_OK(Quantize(type, original.data(), n * k, w.data()));
+      std::vector<float> dequantized(static_cast<size_t>(n * k));
+      Dequantize(type, w.data(), n * k, dequantized.data());
+      const std::vector<float> a = RandomFloats(static_cast<size_t>(m * k), 6);
+      const std::vector<float> bias = RandomFloats(static_cast<size_t>(n), 7);
+      std::vector<double> expected(static_cast<size_t>(m * n));
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          double sum = bias[j];
+          for (int64_t l = 0; l < k; ++l) sum += double{a[i * k + l]} * dequantized[j * k + l];
+          expected[i * n + j] = sum;
+        }
+      }
+      const TensorView a_view(const_cast<float*>(a.data()), DType::kF32, {m, k});
+      const TensorView w_view(w.data(), DTypeOf(type), {n, k});
+      const TensorView bias_view(const_cast<float*>(bias.data()), DType::kF32, {n});
+      for (Backend* backend :
+           {static_cast<Backend*>(fast.get()), static_cast<Backend*>(&reference)}) {
+        SCOPED_TRACE(backend->name());
+        backend->PrepareGemmWeight(w_view);
+        EXPECT_FALSE(backend->HoldsCopyOf(w_view));  // Read in place: the mapping stays.
+        std::vector<float> out(static_cast<size_t>(m * n), NAN);
+        backend->Gemm(a_view, w_view, bias_view, TensorView(out.data(), DType::kF32, {m, n}));
+        EXPECT_LE(MaxRelativeError(out, expected), kF32Tolerance);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, FastQuantGemmTest,
+    ::testing::Combine(::testing::ValuesIn(AvailableIsas()), ::testing::Values(1, 3),
+                       ::testing::Values(QuantType::kQ4_0, QuantType::kQ8_0, QuantType::kQ4_K,
+                                         QuantType::kQ5_K, QuantType::kQ6_K),
+                       // m: the decode path (<= 4 rows), then the panel path's register
+                       // blocks +-1 and its prefill loop order (> 64 rows).
+                       ::testing::Values(1, 3, 4, 5, 9, 70)));
+
+TEST(FastQuantEmbedTest, RowsAreTheDequantizedRows) {
+  constexpr int64_t kVocab = 7, kHidden = 512;
+  for (QuantType type : {QuantType::kQ8_0, QuantType::kQ4_K, QuantType::kQ6_K}) {
+    std::vector<uint8_t> table(DTypeBytes(DTypeOf(type), kVocab * kHidden));
+    const std::vector<float> original = RandomFloats(static_cast<size_t>(kVocab * kHidden), 8);
+    ASSERT_OK(Quantize(type, original.data(), kVocab * kHidden, table.data()));
+    std::vector<float> dequantized(original.size());
+    Dequantize(type, table.data(), kVocab * kHidden, dequantized.data());
+    std::vector<int32_t> ids = {6, 0, 3, 3};
+    std::vector<float> out(ids.size() * kHidden, NAN);
+    auto fast = MakeFast("avx2", 2);
+    fast->Embed(TensorView(ids.data(), DType::kI32, {4}),
+                TensorView(table.data(), DTypeOf(type), {kVocab, kHidden}),
+                TensorView(out.data(), DType::kF32, {4, kHidden}));
+    for (size_t t = 0; t < ids.size(); ++t) {
+      for (int64_t h = 0; h < kHidden; ++h) {
+        ASSERT_EQ(out[t * kHidden + h], dequantized[ids[t] * kHidden + h]) << QuantTypeName(type);
+      }
+    }
+  }
+}
 
 class FastElementwiseTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 

@@ -11,7 +11,9 @@ and each of q8_0, q4_0, q4_k_m, q5_k_m and q6_k:
      matrix in Q6_K), and the blocks are decoded by tests/kernels/ggml_quant_test.py's decoder;
   3. the decoded weights (q/k rows un-permuted) run through the float64 reference of
      tests/model/reference_llama.py, and iquest-logits on the .gguf must match it to --tol
-     (each row's max |ours - ref| / max |ref|): the loader, not the weights, is what is tested;
+     (each row's max |ours - ref| / max |ref|), with the same greedy token wherever the
+     reference's top two are clearly apart, on the reference backend and on each ISA of the
+     fast one (KERNEL_RUNS): the loader and the quantized GEMMs, not the weights, are tested;
   4. the quantization itself: each matrix's relative RMS error (decoded vs original) is within
      its type's bound, and the reference's logits on the decoded weights stay near those on the
      original ones (a quantizer that wrote garbage blocks of the right size fails here).
@@ -50,6 +52,11 @@ WEIGHT_BOUNDS = {"q8_0": 0.005, "q6_k": 0.019, "q5_k": 0.038, "q4_k": 0.08, "q4_
 # Measured 2026-12-04 (llama / qwen2): q8_0 0.012 / 0.004, q6_k 0.047 / 0.018, q5_k_m 0.077 /
 # 0.025, q4_k_m 0.159 / 0.050, q4_0 0.204 / 0.061; the bounds leave about 2x.
 QUALITY_BOUNDS = {"q8_0": 0.025, "q6_k": 0.1, "q5_k_m": 0.15, "q4_k_m": 0.3, "q4_0": 0.4}
+# iquest-logits runs on every file: the reference backend (dequantize, then the f32 op), and
+# the fast CPU backend's quantized GEMM in each ISA (auto is AVX-512 where the CPU has it) for a
+# one-chunk prefill (the dequantized-panel path) and chunks of 3 tokens (the decode path, rows
+# dequantized into scratch and dotted).
+KERNEL_RUNS = [("reference", 0), ("avx2", 0), ("avx2", 3), ("auto", 0), ("auto", 3)]
 PROMPT_SEED = 20261204
 PROMPT_LENGTH = 19
 
@@ -259,11 +266,25 @@ def main():
                     if not err <= WEIGHT_BOUNDS[type_name]:
                         notes.append(f"{name} ({type_name}) RMS error {err:.4f}")
                 ref = reference_llama.forward_loaded(cfg, weights, ids)
-                out_path = gguf_path + ".logits"
-                run([args.logits, "--model", gguf_path, "--prompt-ids", ",".join(map(str, ids)),
-                     "--out", out_path])
-                ours = np.fromfile(out_path, dtype="<f4").astype(np.float64).reshape(-1, vocab)
-                loader_err = rel_err_rows(ours, ref).max()
+                loader_err = 0.0
+                for kernels, chunk in KERNEL_RUNS:
+                    out_path = gguf_path + f".{kernels}.{chunk}.logits"
+                    run([args.logits, "--model", gguf_path, "--prompt-ids",
+                         ",".join(map(str, ids)), "--out", out_path, "--cpu-kernels", kernels,
+                         "--chunk", str(chunk)])
+                    ours = np.fromfile(out_path, dtype="<f4").astype(np.float64).reshape(-1, vocab)
+                    err = rel_err_rows(ours, ref).max()
+                    loader_err = max(loader_err, err)
+                    if err > args.tol:
+                        notes.append(f"--cpu-kernels {kernels} --chunk {chunk}: err {err:.2e}")
+                    # Greedy parity: the same argmax wherever the reference's top two are apart
+                    # by more than the tolerance allows either to move.
+                    top2 = np.sort(ref, axis=1)[:, -2:]
+                    clear = (top2[:, 1] - top2[:, 0]) > 4 * args.tol * np.abs(ref).max(axis=1)
+                    differ = clear & (ours.argmax(axis=1) != ref.argmax(axis=1))
+                    if differ.any():
+                        notes.append(f"--cpu-kernels {kernels}: argmax differs at rows "
+                                     f"{np.flatnonzero(differ).tolist()}")
                 quant_err = rel_err_rows(ref, ref_original).max()
             except (RuntimeError, ValueError, KeyError, OSError) as e:
                 failures.append(f"{model_name} {quant}: {e}")

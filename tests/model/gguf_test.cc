@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
 #include <random>
 #include <sstream>
 
+#include "kernels/cpu/cpu_backend.h"
 #include "model/checkpoint.h"
 #include "model/gguf_writer.h"
 #include "tests/testing/status_matchers.h"
@@ -384,7 +386,7 @@ TEST(GgufTest, NonFiniteQuantScalesAreLoadErrors) {
   }
 }
 
-TEST(GgufTest, QuantizedTensorsAreDequantizedAtLoad) {
+TEST(GgufTest, QuantizedTensorsAreServedAsTheirBlocks) {
   testing::TempDir dir;
   // Q8_0, one block: scale 0.5 (f16 0x3800), quants -64..63 step 4 -> weights -32..31.5 by 2.
   std::vector<uint8_t> block(34);
@@ -401,12 +403,22 @@ TEST(GgufTest, QuantizedTensorsAreDequantizedAtLoad) {
                        Checkpoint::FromGguf(std::move(file), ModelConfig{}));
   const Checkpoint::Entry entry = checkpoint->Find("model.layers.0.mlp.down_proj.weight");
   ASSERT_NE(entry.tensor, nullptr);
-  EXPECT_EQ(entry.tensor->dtype, DType::kF32);
+  // The blocks themselves, from the mapping: no dequantized copy.
+  EXPECT_EQ(entry.tensor->dtype, DType::kQ8_0);
   EXPECT_EQ(entry.tensor->shape, (std::vector<int64_t>{1, 32}));
-  ASSERT_EQ(entry.tensor->num_bytes, 32 * sizeof(float));
-  std::vector<float> weights(32);
-  std::memcpy(weights.data(), entry.tensor->data, entry.tensor->num_bytes);
-  for (int i = 0; i < 32; ++i) EXPECT_EQ(weights[i], 0.5f * static_cast<float>(4 * i - 64)) << i;
+  ASSERT_EQ(entry.tensor->num_bytes, block.size());
+  EXPECT_EQ(std::memcmp(entry.tensor->data, block.data(), block.size()), 0);
+  // The reference Gemm reads them as the format defines: a = e_i picks weight i.
+  TensorView w(const_cast<uint8_t*>(entry.tensor->data), DType::kQ8_0, {1, 32});
+  CpuBackend backend;
+  for (int i = 0; i < 32; ++i) {
+    std::vector<float> a(32, 0.0f);
+    a[i] = 1.0f;
+    float out = NAN;
+    backend.Gemm(TensorView(a.data(), DType::kF32, {1, 32}), w, TensorView(),
+                 TensorView(&out, DType::kF32, {1, 1}));
+    EXPECT_EQ(out, 0.5f * static_cast<float>(4 * i - 64)) << i;
+  }
 }
 
 TEST(GgufTest, RandomMutationsNeverCrash) {

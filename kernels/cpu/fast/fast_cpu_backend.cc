@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "kernels/cpu/fast/quant_gemm.h"
 #include "kernels/cpu/ops.h"
 
 namespace iquest::cpu {
@@ -65,6 +66,11 @@ void FastCpuBackend::Embed(TensorView token_ids, TensorView table, TensorView ou
 }
 
 void FastCpuBackend::Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) {
+  if (IsQuantized(w.dtype()) && a.dtype() == DType::kF32) {
+    QuantGemm(a, w, out);
+    AddBias(bias, out);
+    return;
+  }
   const PackedWeight* packed = FindPacked(w);
   if (packed == nullptr || a.dtype() != DType::kF32) {
     // Not prepared (or not packable), or a 16-bit `a`: the reference op, correct but slow.
@@ -97,16 +103,90 @@ void FastCpuBackend::Gemm(TensorView a, TensorView w, TensorView bias, TensorVie
   // Chunks of whole panel pairs (the kernels' unit), each a contiguous weight stream.
   pool_.ParallelForGuided(packed->num_panels, 2,
                           [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
-  if (!bias.empty()) {
-    const int64_t n_size = packed->n;
-    pool_.ParallelFor(m_size, [&](int64_t begin, int64_t end) {
-      for (int64_t m = begin; m < end; ++m) {
-        for (int64_t n = 0; n < n_size; ++n) {
-          args.out[m * n_size + n] += LoadAsFloat(bias.data(), bias.dtype(), n);
-        }
+  AddBias(bias, out);
+}
+
+void FastCpuBackend::AddBias(TensorView bias, TensorView out) {
+  if (bias.empty()) return;
+  const int64_t n_size = out.dim(1);
+  float* data = out.as<float>();
+  pool_.ParallelFor(out.dim(0), [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      for (int64_t n = 0; n < n_size; ++n) {
+        data[m * n_size + n] += LoadAsFloat(bias.data(), bias.dtype(), n);
+      }
+    }
+  });
+}
+
+void FastCpuBackend::QuantGemm(TensorView a, TensorView w, TensorView out) {
+  const int64_t m_size = a.dim(0);
+  QuantGemmArgs args;
+  args.type = *QuantTypeOf(w.dtype());
+  args.w = static_cast<const uint8_t*>(w.data());
+  args.n = w.dim(0);
+  args.k = w.dim(1);
+  args.row_bytes = DTypeBytes(w.dtype(), args.k);
+  args.a = a.as<float>();
+  args.m = m_size;
+  args.out = out.as<float>();
+  CHECK_EQ(a.dim(1), args.k);
+  CHECK(out.ShapeIs({m_size, args.n})) << out.ShapeString();
+  if (m_size == 0) return;
+  const bool avx2 = isa_ == CpuIsa::kAvx2;
+  if (m_size <= kQuantRowDotMaxRows) {
+    // Decode: tiles of kQuantRowTile weight rows, each dequantized once into per-thread scratch.
+    const int64_t num_tiles = (args.n + kQuantRowTile - 1) / kQuantRowTile;
+    pool_.ParallelForGuided(num_tiles, 8, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(kQuantRowTile * args.k));
+      const int64_t n_begin = begin * kQuantRowTile;
+      const int64_t n_end = std::min(args.n, end * kQuantRowTile);
+      if (avx2) {
+        avx2::QuantGemmRows(args, n_begin, n_end, scratch.data());
+      } else {
+        avx512::QuantGemmRows(args, n_begin, n_end, scratch.data());
       }
     });
+    return;
   }
+  // Prefill: a pair of panels at a time (the AVX-512 kernel's unit) dequantized into per-thread
+  // scratch, then the f32 panel kernels over every row of `a`.
+  const int64_t num_panels = (args.n + kPanelWidth - 1) / kPanelWidth;
+  pool_.ParallelForGuided(num_panels, 2, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(2 * kPanelWidth * args.k));
+    for (int64_t p = begin; p < end; p += 2) {
+      const int64_t last = std::min(end, p + 2);
+      PackedWeight window;
+      window.dtype = DType::kF32;
+      window.n = args.n;
+      window.k = args.k;
+      window.num_panels = num_panels;
+      window.panel_bytes = static_cast<size_t>(kPanelWidth * args.k) * sizeof(float);
+      window.first_panel = p;
+      window.data = std::unique_ptr<uint8_t, void (*)(void*)>(
+          reinterpret_cast<uint8_t*>(scratch.data()), [](void*) {});
+      for (int64_t q = p; q < last; ++q) {
+        float* panel = scratch.data() + (q - p) * kPanelWidth * args.k;
+        if (avx2) {
+          avx2::DequantizePanel(args, q, panel);
+        } else {
+          avx512::DequantizePanel(args, q, panel);
+        }
+      }
+      GemmArgs gemm;
+      gemm.a = args.a;
+      gemm.m = m_size;
+      gemm.w = &window;
+      gemm.out = args.out;
+      if (avx2) {
+        GemmPanelsAvx2(gemm, p, last);
+      } else {
+        GemmPanelsAvx512(gemm, p, last);
+      }
+    }
+  });
 }
 
 void FastCpuBackend::RmsNorm(TensorView x, TensorView residual, TensorView weight, float eps,

@@ -1,7 +1,8 @@
 // FastCpuBackend: the production CPU backend. Same ops and results as CpuBackend (the reference,
 // kernels/cpu/*.cc) within the tolerances in docs/performance.md, but vectorized (AVX2 or
 // AVX-512, chosen at run time), multi-threaded over one pool, and with GEMM weights repacked
-// once into panels (packed_gemm.h).
+// once into panels (packed_gemm.h). Quantized weights (GGUF blocks) are not copied: Gemm reads
+// their blocks in place (quant_gemm.h).
 //
 // Precision: f32 arithmetic throughout, except that on CPUs with AVX512_BF16 a bf16-weight GEMM
 // of at least kBf16DotMinRows rows (prefill, big batches) rounds its activations to bf16 and
@@ -49,6 +50,7 @@ class FastCpuBackend final : public Backend {
   absl::StatusOr<TensorView> UploadWeight(TensorView host) override { return host; }
   void PrepareGemmWeight(TensorView w) override;
   bool HoldsCopyOf(TensorView w) const override { return FindPacked(w) != nullptr; }
+  bool ReadsQuantizedWeights() const override { return true; }
 
   void Embed(TensorView token_ids, TensorView table, TensorView out) override;
   void Gemm(TensorView a, TensorView w, TensorView bias, TensorView out) override;
@@ -76,6 +78,10 @@ class FastCpuBackend final : public Backend {
     std::unique_ptr<PackedWeight> packed;
   };
   const PackedWeight* FindPacked(TensorView w) const;
+  // out = a w^T for a quantized w, read in place (quant_gemm.h).
+  void QuantGemm(TensorView a, TensorView w, TensorView out);
+  // out[m, :] += bias (nothing when bias is empty).
+  void AddBias(TensorView bias, TensorView out);
 
   const CpuIsa isa_;
   const std::string name_;

@@ -29,10 +29,13 @@ struct PackedWeight {
   int64_t num_panels = 0;
   int k_group = 1;
   size_t panel_bytes = 0;
+  // The panels held start at this one: 0 for a packed weight; the first of a window of panels
+  // dequantized on the fly (quant_gemm.h), whose `data` the caller owns (a no-op deleter).
+  int64_t first_panel = 0;
   std::unique_ptr<uint8_t, void (*)(void*)> data{nullptr, nullptr};
 
   const uint8_t* panel(int64_t p) const {
-    return data.get() + static_cast<size_t>(p) * panel_bytes;
+    return data.get() + static_cast<size_t>(p - first_panel) * panel_bytes;
   }
 };
 
