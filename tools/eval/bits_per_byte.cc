@@ -15,21 +15,19 @@ namespace {
 
 constexpr int64_t kBlockSize = 16;
 
-// -log2 softmax(row)[target], in double so that summing ~1e5 of them stays exact enough.
-double NegLog2Prob(const float* row, int64_t vocab, int32_t target) {
-  const float max = *std::max_element(row, row + vocab);
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(row[i]) - max);
-  const double log_p = static_cast<double>(row[target]) - max - std::log(sum);
-  return -log_p / std::numbers::ln2;
-}
-
 struct PendingWindow {
   const std::vector<int32_t>* tokens;
   TokenWindow window;
 };
 
 }  // namespace
+
+double NegLogProb(const float* row, int64_t vocab, int32_t target) {
+  const float max = *std::max_element(row, row + vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(row[i]) - max);
+  return -(static_cast<double>(row[target]) - max - std::log(sum));
+}
 
 std::vector<TokenWindow> ScoringWindows(int64_t num_tokens, int64_t context) {
   CHECK_GE(context, 2);
@@ -96,7 +94,7 @@ absl::StatusOr<BitsPerByte> HeldOutBitsPerByte(LlamaModel& model, const Tokenize
     for (size_t i = first; i < last; ++i) {
       const auto& [tokens, window] = pending[i];
       for (int64_t j = 0; j + 1 < window.size; ++j) {
-        result.bits += NegLog2Prob(row, vocab, (*tokens)[window.begin + j + 1]);
+        result.bits += NegLogProb(row, vocab, (*tokens)[window.begin + j + 1]) / std::numbers::ln2;
         row += vocab;
       }
       row += vocab;  // The last position predicts past the window.

@@ -22,6 +22,10 @@ struct TokenWindow {
   int64_t size = 0;  // Tokens in the window; size - 1 of them are scored.
 };
 
+// -log softmax(row)[target] (natural log), in double so that summing ~1e5 of them stays exact
+// enough.
+double NegLogProb(const float* row, int64_t vocab, int32_t target);
+
 // The windows of a framed file of `num_tokens` tokens.
 std::vector<TokenWindow> ScoringWindows(int64_t num_tokens, int64_t context);
 
