@@ -135,17 +135,15 @@ void FastCpuBackend::QuantGemm(TensorView a, TensorView w, TensorView out) {
   if (m_size == 0) return;
   const bool avx2 = isa_ == CpuIsa::kAvx2;
   if (m_size <= kQuantRowDotMaxRows) {
-    // Decode: tiles of kQuantRowTile weight rows, each dequantized once into per-thread scratch.
+    // Decode: each weight row once, its blocks dequantized in L1 and dotted with every row.
     const int64_t num_tiles = (args.n + kQuantRowTile - 1) / kQuantRowTile;
-    pool_.ParallelForGuided(num_tiles, 8, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<float> scratch;
-      scratch.resize(static_cast<size_t>(kQuantRowTile * args.k));
+    pool_.ParallelForGuided(num_tiles, 4, [&](int64_t begin, int64_t end) {
       const int64_t n_begin = begin * kQuantRowTile;
       const int64_t n_end = std::min(args.n, end * kQuantRowTile);
       if (avx2) {
-        avx2::QuantGemmRows(args, n_begin, n_end, scratch.data());
+        avx2::QuantGemmRows(args, n_begin, n_end);
       } else {
-        avx512::QuantGemmRows(args, n_begin, n_end, scratch.data());
+        avx512::QuantGemmRows(args, n_begin, n_end);
       }
     });
     return;

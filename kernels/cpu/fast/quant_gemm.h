@@ -7,9 +7,9 @@
 // result differs from CpuBackend's (dequantize, then the f32 Gemm) only by summation order.
 //
 // Two shapes, chosen by M:
-//  - M <= kQuantRowDotMaxRows (decode): a tile of 4 weight rows is dequantized into scratch
-//    ([4][K] f32, 32 KB at K = 2048) and dotted with each row of `a`; each weight byte is read
-//    once per call, which is what bounds decode.
+//  - M <= kQuantRowDotMaxRows (decode): each weight block is dequantized into an L1 buffer and
+//    multiplied into every row's accumulators; each weight byte is read once per call, which
+//    is what bounds decode.
 //  - larger M (prefill, big batches): a panel of 16 weight rows is dequantized into the packed
 //    f32 panel layout (packed_gemm.h) and the f32 micro-kernels run over it for every row of
 //    `a`; the dequantization is amortized over M.
@@ -23,7 +23,7 @@
 namespace iquest::cpu {
 
 inline constexpr int64_t kQuantRowDotMaxRows = 4;
-inline constexpr int64_t kQuantRowTile = 4;
+inline constexpr int64_t kQuantRowTile = 8;  // Weight rows per task of the row path.
 
 struct QuantGemmArgs {
   QuantType type = QuantType::kQ8_0;
@@ -36,14 +36,13 @@ struct QuantGemmArgs {
   float* out = nullptr;  // f32 [m, n]
 };
 
-#define IQUEST_DECLARE_QUANT_GEMM(ns)                                                            \
-  namespace ns {                                                                                 \
-  /* Weight rows [n_begin, n_end) of out, for m <= kQuantRowDotMaxRows; `scratch` holds */       \
-  /* kQuantRowTile * k floats. */                                                                \
-  void QuantGemmRows(const QuantGemmArgs& args, int64_t n_begin, int64_t n_end, float* scratch); \
-  /* Panel p (weight rows [16p, 16p + 16), zero rows past n) dequantized into the f32 panel */   \
-  /* layout of packed_gemm.h: `panel` holds k * kPanelWidth floats. */                           \
-  void DequantizePanel(const QuantGemmArgs& args, int64_t p, float* panel);                      \
+#define IQUEST_DECLARE_QUANT_GEMM(ns)                                                          \
+  namespace ns {                                                                               \
+  /* Weight rows [n_begin, n_end) of out, for m <= kQuantRowDotMaxRows. */                     \
+  void QuantGemmRows(const QuantGemmArgs& args, int64_t n_begin, int64_t n_end);               \
+  /* Panel p (weight rows [16p, 16p + 16), zero rows past n) dequantized into the f32 panel */ \
+  /* layout of packed_gemm.h: `panel` holds k * kPanelWidth floats. */                         \
+  void DequantizePanel(const QuantGemmArgs& args, int64_t p, float* panel);                    \
   }
 
 IQUEST_DECLARE_QUANT_GEMM(avx2)
