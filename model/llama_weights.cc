@@ -66,9 +66,10 @@ class Binder {
     }
     // Quantized blocks are read byte-wise (their f16 scales through memcpy): any address does.
     const size_t alignment = IsQuantized(dtype) ? 1 : DTypeSize(dtype);
+    const size_t num_bytes = f32.empty() ? tensor.num_bytes : f32.size();
     if (reinterpret_cast<uintptr_t>(data) % alignment != 0) {
-      ASSIGN_OR_RETURN(auto copy, backend_.Allocate(tensor.num_bytes));
-      std::memcpy(copy->data(), data, tensor.num_bytes);
+      ASSIGN_OR_RETURN(auto copy, backend_.Allocate(num_bytes));
+      std::memcpy(copy->data(), data, num_bytes);
       data = static_cast<const uint8_t*>(copy->data());
       weights_.aligned_copies.push_back(std::move(copy));
     }

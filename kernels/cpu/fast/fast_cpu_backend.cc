@@ -154,17 +154,18 @@ void FastCpuBackend::QuantGemm(TensorView a, TensorView w, TensorView out) {
   pool_.ParallelForGuided(num_panels, 2, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(2 * kPanelWidth * args.k));
+    // The scratch seen as the packed panels [first_panel, first_panel + 2) of an f32 weight.
+    PackedWeight window;
+    window.dtype = DType::kF32;
+    window.n = args.n;
+    window.k = args.k;
+    window.num_panels = num_panels;
+    window.panel_bytes = static_cast<size_t>(kPanelWidth * args.k) * sizeof(float);
+    window.data = std::unique_ptr<uint8_t, void (*)(void*)>(
+        reinterpret_cast<uint8_t*>(scratch.data()), [](void*) {});
     for (int64_t p = begin; p < end; p += 2) {
       const int64_t last = std::min(end, p + 2);
-      PackedWeight window;
-      window.dtype = DType::kF32;
-      window.n = args.n;
-      window.k = args.k;
-      window.num_panels = num_panels;
-      window.panel_bytes = static_cast<size_t>(kPanelWidth * args.k) * sizeof(float);
       window.first_panel = p;
-      window.data = std::unique_ptr<uint8_t, void (*)(void*)>(
-          reinterpret_cast<uint8_t*>(scratch.data()), [](void*) {});
       for (int64_t q = p; q < last; ++q) {
         float* panel = scratch.data() + (q - p) * kPanelWidth * args.k;
         if (avx2) {
